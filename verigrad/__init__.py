@@ -1,0 +1,1 @@
+"""verigrad: proves gradients right or shows exactly where they are wrong."""
