@@ -1,1 +1,32 @@
-"""verigrad: proves gradients right or shows exactly where they are wrong."""
+"""verigrad: proves gradients right, or shows exactly where they are wrong.
+
+A PyTorch-compatible tape (``vg.tensor``, ``backward``, ``grad_fn``), a SymPy mirror of every
+graph, and finite differences, compared by a checker that names the faulty op.
+
+>>> import verigrad as vg
+>>> x = vg.tensor(2.0, requires_grad=True)
+>>> y = x * x + 1
+>>> y.backward(); x.grad
+tensor(4.)
+"""
+from . import autograd
+from ._dtype import (bool, complex64, complex128, dtype, float16, float32, float64,  # noqa: A004
+                     get_default_dtype, int8, int16, int32, int64, set_default_dtype, uint8)
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (Generator, arange, empty, eye, from_numpy, full, full_like, linspace,
+                       manual_seed, ones, ones_like, rand, randn, zeros, zeros_like)
+from .errors import (BackwardContractError, DtypeGradError, GraphFreedError, InplaceOnLeafError,
+                     NoGradFnError, NonScalarBackwardError, SavedTensorModifiedError, ShapeError,
+                     VerigradError)
+from .ops import (abs, add, bmm, cat, clamp, clone, cos, div, dot, eq, exp, expand,  # noqa: A004
+                  expm1, flatten, ge, getitem, gt, le, log, log1p, log_softmax, logsumexp, lt,
+                  matmul, max, maximum, mean, min, minimum, mm, mul, mv, ne, neg, permute, pow,
+                  prod, reciprocal, relu, reshape, rsub, sigmoid, sin, softmax, softplus, sqrt,
+                  squeeze, stack, sub, sum, tan, tanh, transpose, unsqueeze, view, where)
+from . import _methods  # noqa: F401  (binds Tensor methods and operators)
+from .tensor import Tensor, as_tensor, tensor
+
+__version__ = "0.1.0"
+float = float32  # noqa: A001 - PyTorch aliases
+double = float64
+long = int64

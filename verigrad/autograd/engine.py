@@ -1,0 +1,268 @@
+"""The backward engine: iterative topological traversal, so graph depth is unlimited.
+
+First-order backward works on raw numpy arrays (the fast path); ``create_graph=True`` runs
+the same VJPs on tensors with grad mode on, which records the backward itself.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import NoGradFnError, NonScalarBackwardError, ShapeError
+from .grad_mode import _state
+from .node import Node
+
+__all__ = ["backward", "grad", "vjp_namespace", "wrap_output"]
+
+
+def vjp_namespace(create_graph: bool) -> Any:
+    from ..ops import namespaces
+
+    return namespaces.TENSOR if create_graph else namespaces.NUMPY
+
+
+def wrap_output(data: np.ndarray, node: Node, nr: int) -> Any:
+    """A saved output re-attached to the node that made it (for create_graph backward)."""
+    from ..tensor import _wrap
+
+    t = _wrap(data)
+    t._grad_fn, t._output_nr, t._requires_grad = node, nr, True
+    return t
+
+
+def _tensor_cls():
+    from ..tensor import Tensor
+
+    return Tensor
+
+
+def _make_root_grads(tensors: Sequence[Any], grad_tensors: Sequence[Any] | None,
+                     create_graph: bool) -> list[Any]:
+    Tensor = _tensor_cls()
+    from ..tensor import _wrap
+
+    out = []
+    for i, t in enumerate(tensors):
+        g = None if grad_tensors is None else grad_tensors[i]
+        if g is None:
+            if t._data.size != 1:
+                raise NonScalarBackwardError(
+                    f"grad can be implicitly created only for scalar outputs; this output has "
+                    f"shape {tuple(t.shape)}. Pass gradient= (a tensor of that shape, e.g. "
+                    f"vg.ones_like(y)) or reduce it first (y.sum().backward()).")
+            g = np.ones_like(t._data)
+        elif isinstance(g, Tensor):
+            if g.shape != t.shape:
+                raise ShapeError(f"gradient has shape {tuple(g.shape)} but the output has shape "
+                                 f"{tuple(t.shape)}; they must match")
+            g = g if create_graph else g._data
+        else:
+            g = np.asarray(g, dtype=t._data.dtype)
+            if g.shape != t.shape:
+                raise ShapeError(f"gradient has shape {g.shape} but the output has shape "
+                                 f"{tuple(t.shape)}; they must match")
+        if create_graph and not isinstance(g, Tensor):
+            g = _wrap(g)
+        out.append(g)
+    return out
+
+
+def _check_roots(tensors: Sequence[Any]) -> None:
+    for i, t in enumerate(tensors):
+        if not t._requires_grad:
+            raise NoGradFnError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn. "
+                f"Make the inputs with requires_grad=True and compute the output outside "
+                f"vg.no_grad().")
+
+
+def backward(tensors: Sequence[Any], grad_tensors: Sequence[Any] | None = None,
+             retain_graph: bool | None = None, create_graph: bool = False,
+             inputs: Sequence[Any] | None = None) -> None:
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves they depend on.
+
+    >>> import verigrad as vg
+    >>> x = vg.tensor(3.0, requires_grad=True)
+    >>> vg.autograd.backward([x * x])
+    >>> x.grad
+    tensor(6.)
+    """
+    Tensor = _tensor_cls()
+    if isinstance(tensors, Tensor):
+        tensors = (tensors,)
+    if isinstance(grad_tensors, Tensor):
+        grad_tensors = (grad_tensors,)
+    tensors = tuple(tensors)
+    _check_roots(tensors)
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = _make_root_grads(tensors, grad_tensors, create_graph)
+    only = None if inputs is None else {id(t) for t in inputs}
+    _run(tensors, roots, retain_graph, create_graph, capture=None, only=only)
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple[Any, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned instead of accumulated.
+
+    With ``create_graph=True`` the results have a graph of their own (higher derivatives).
+
+    >>> import verigrad as vg
+    >>> x = vg.tensor(3.0, requires_grad=True)
+    >>> (g,) = vg.autograd.grad(x ** 3, x, create_graph=True)
+    >>> g, vg.autograd.grad(g, x)[0]
+    (tensor(27., grad_fn=<MulBackward0>), tensor(18.))
+    """
+    Tensor = _tensor_cls()
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if isinstance(grad_outputs, Tensor):
+        grad_outputs = (grad_outputs,)
+    _check_roots(outputs)
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t._requires_grad:
+            raise NoGradFnError(f"input {i} of autograd.grad does not require grad; only tensors "
+                                f"with requires_grad=True can be differentiated against")
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = _make_root_grads(outputs, grad_outputs, create_graph)
+    # where each requested gradient is collected: at the leaf, or at the node producing it
+    capture: dict[Any, int] = {}
+    for i, t in enumerate(inputs):
+        key = id(t) if t._grad_fn is None else (t._grad_fn, t._output_nr)
+        capture[key] = i
+    results: list[Any] = [None] * len(inputs)
+    _run(outputs, roots, retain_graph, create_graph, capture=(capture, results), only=None)
+    for i, r in enumerate(results):
+        if r is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"One of the differentiated Tensors (input {i}) appears to not have been "
+                    f"used in the graph. Set allow_unused=True if this is the desired behavior.")
+            continue
+        if not isinstance(r, Tensor):
+            from ..tensor import _wrap
+
+            results[i] = _wrap(r)
+    return tuple(results)
+
+
+def _add(a: Any, b: Any) -> Any:
+    return b if a is None else a + b
+
+
+def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_graph: bool,
+         capture: tuple[dict, list] | None, only: set | None) -> None:
+    Tensor = _tensor_cls()
+    from ..tensor import _wrap
+
+    # 1. dependencies: how many edges from reachable nodes point at each node
+    deps: dict[Node, int] = {}
+    buffers: dict[Node, list] = {}
+    stack: list[Node] = []
+    leaf_roots = []
+    for t, g in zip(tensors, roots):
+        node = t._grad_fn
+        if node is None:  # backward() called on a leaf itself
+            leaf_roots.append((t, g))
+            continue
+        buf = buffers.setdefault(node, [None] * node.n_outputs)
+        buf[t._output_nr] = _add(buf[t._output_nr], g)
+        if node not in deps:
+            deps[node] = 0
+            stack.append(node)
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for target, _ in node._edges:
+            if isinstance(target, Node):
+                deps[target] = deps.get(target, 0) + 1
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+
+    cap, results = capture if capture is not None else (None, None)
+    prev_mode = _state.enabled
+    _state.enabled = create_graph
+    try:
+        with np.errstate(all="ignore"):  # VJPs evaluate both branches of where()
+            for leaf, g in leaf_roots:
+                _deliver_leaf(leaf, g, cap, results, create_graph, only, Tensor, _wrap)
+            # 2. run nodes once all their consumers have run; latest-created first
+            ready = [(-n._seq, id(n), n) for n, d in deps.items() if d == 0]
+            heapq.heapify(ready)
+            while ready:
+                node = heapq.heappop(ready)[2]
+                grads = buffers.pop(node, None)
+                if grads is not None:
+                    if node._retain:
+                        _retain(node, grads, create_graph, Tensor, _wrap)
+                    if cap:
+                        for nr, g in enumerate(grads):
+                            i = cap.get((node, nr))
+                            if i is not None and g is not None:
+                                results[i] = _add(results[i], g)
+                    in_grads = node._backward(grads, create_graph)
+                    if not retain_graph:
+                        node._free()
+                else:
+                    in_grads = ()
+                for (target, nr), gi in zip(node._edges, in_grads or _none_iter(node)):
+                    if target is None:
+                        continue
+                    if isinstance(target, Node):
+                        if gi is not None:
+                            buf = buffers.get(target)
+                            if buf is None:
+                                buf = buffers[target] = [None] * target.n_outputs
+                            buf[nr] = _add(buf[nr], gi)
+                        deps[target] -= 1
+                        if deps[target] == 0:
+                            heapq.heappush(ready, (-target._seq, id(target), target))
+                    elif gi is not None:
+                        _deliver_leaf(target, gi, cap, results, create_graph, only, Tensor, _wrap)
+    finally:
+        _state.enabled = prev_mode
+
+
+def _none_iter(node: Node):
+    return (None for _ in node._edges)
+
+
+def _retain(node: Node, grads: list, create_graph: bool, Tensor: type, _wrap: Any) -> None:
+    for nr, ref in node._retain:
+        t = ref()
+        g = grads[nr]
+        if t is None or g is None:
+            continue
+        if not isinstance(g, Tensor):
+            g = _wrap(np.array(g, copy=True))
+        t._grad = g if t._grad is None else _wrap(t._grad._data + g._data) \
+            if not create_graph else t._grad + g
+
+
+def _deliver_leaf(leaf: Any, g: Any, cap: dict | None, results: list | None, create_graph: bool,
+                  only: set | None, Tensor: type, _wrap: Any) -> None:
+    if cap is not None:
+        i = cap.get(id(leaf))
+        if i is not None:
+            results[i] = _add(results[i], g)
+        return
+    if only is not None and id(leaf) not in only:
+        return
+    if create_graph:
+        if not isinstance(g, Tensor):
+            g = _wrap(g)
+        leaf._grad = g if leaf._grad is None else leaf._grad + g
+        return
+    if isinstance(g, Tensor):
+        g = g._data
+    if leaf._grad is None:
+        # a VJP may hand the same array to several inputs (add): own a copy
+        leaf._grad = _wrap(np.array(g, dtype=leaf._data.dtype, copy=True))
+    elif leaf._grad._requires_grad:
+        leaf._grad = _wrap(leaf._grad._data + g)
+    else:
+        leaf._grad._data += g

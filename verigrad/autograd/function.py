@@ -1,0 +1,297 @@
+"""Custom ops: subclass :class:`Function` with ``forward``/``backward`` staticmethods.
+
+The ctx passed to ``forward`` is the grad_fn node itself (as in PyTorch); its class is
+``<Name>Backward``. Unlike PyTorch, a backward that returns a gradient of the wrong shape is
+an error naming the Function and the input, never silently summed or broadcast.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import BackwardContractError, GraphFreedError, SavedTensorModifiedError
+from .grad_mode import _state
+from .node import FREED_MESSAGE, Node
+
+__all__ = ["Function", "FunctionCtx", "once_differentiable"]
+
+
+class FunctionCtx(Node):
+    """Context and grad_fn of one ``Function.apply`` call.
+
+    Attributes set in ``forward`` (``ctx.k = 2``) are kept for ``backward``.
+    """
+
+    _forward_cls: type = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self._edges: tuple = ()
+        self._retain = None
+        self._seq = 0
+        self._to_save: tuple = ()
+        self._saved: tuple = ()
+        self._non_differentiable: set[int] = set()
+        self._materialize = True
+        self._freed = False
+        self._inputs: tuple = ()
+        self.n_outputs = 1
+        self._out_meta: tuple = ()
+        self.needs_input_grad: tuple[bool, ...] = ()
+
+    def __repr__(self) -> str:
+        return object.__repr__(self)
+
+    # --- the PyTorch ctx API ---------------------------------------------------------
+    def save_for_backward(self, *tensors: Any) -> None:
+        """Keep tensors (inputs, outputs or intermediates) for ``backward``; ``None`` allowed."""
+        from ..tensor import Tensor
+
+        for i, t in enumerate(tensors):
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"save_for_backward can only save tensors (or None), but "
+                                f"argument {i} is {type(t).__name__}; store other values as "
+                                f"ctx attributes (ctx.k = k)")
+        self._to_save = tensors
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._freed:
+            raise GraphFreedError(FREED_MESSAGE)
+        out = []
+        for item in self._saved:
+            if item is None:
+                out.append(None)
+                continue
+            kind, obj, version = item
+            if kind == "output":
+                from .engine import wrap_output
+                from ..tensor import _wrap
+
+                nr, data, vbox = obj
+                now = vbox[0]
+                if now != version:
+                    raise SavedTensorModifiedError(self._modified(f"output {nr}", now, version))
+                t = wrap_output(data, self, nr) if _state.enabled else _wrap(data)
+            else:
+                t = obj
+                now = 0 if t._vbox is None else t._vbox[0]
+                if now != version:
+                    raise SavedTensorModifiedError(self._modified(f"a saved tensor of shape "
+                                                                  f"{tuple(t.shape)}", now, version))
+            out.append(t)
+        return tuple(out)
+
+    def _modified(self, what: str, now: int, expected: int) -> str:
+        return (f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: {what} saved by {self.name()} is at version {now}; "
+                f"expected version {expected} instead. Do not modify it in place before backward.")
+
+    def mark_non_differentiable(self, *outputs: Any) -> None:
+        """Outputs (e.g. integer indices) that never get a gradient."""
+        self._non_differentiable.update(id(o) for o in outputs)
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """With False, backward receives None (not zeros) for outputs that got no gradient."""
+        self._materialize = bool(value)
+
+    def name(self) -> str:
+        return self._name
+
+    # --- engine interface ------------------------------------------------------------
+    def _backward(self, grads: list, create_graph: bool) -> list:
+        from ..tensor import Tensor, _wrap
+
+        if self._freed:
+            raise GraphFreedError(FREED_MESSAGE)
+        cls = self._forward_cls
+        grad_tensors = []
+        for g, (shape, dtype) in zip(grads, self._out_meta):
+            if g is None:
+                if self._materialize:
+                    g = _wrap(np.zeros(shape, dtype))
+            elif not isinstance(g, Tensor):
+                g = _wrap(g)
+            grad_tensors.append(g)
+        prev = _state.enabled
+        _state.enabled = create_graph
+        try:
+            result = cls.backward(self, *grad_tensors)
+        finally:
+            _state.enabled = prev
+        return self._validate(result, create_graph)
+
+    def _validate(self, result: Any, create_graph: bool) -> list:
+        from ..tensor import Tensor
+
+        cls = self._forward_cls
+        if not isinstance(result, tuple):
+            result = (result,)
+        n = len(self._inputs)
+        if len(result) < n or any(r is not None for r in result[n:]):
+            raise BackwardContractError(
+                f"{cls.__name__}.backward returned {len(result)} gradient(s), but forward took "
+                f"{n} input(s) ({', '.join(_input_names(cls, n))}): return exactly one gradient "
+                f"per forward input, None for inputs that need none")
+        out = []
+        for i, (gi, inp) in enumerate(zip(result, self._inputs)):
+            label = f"input {i} ({_input_names(cls, n)[i]})"
+            if gi is None:
+                out.append(None)
+                continue
+            if not isinstance(inp, Tensor):
+                raise BackwardContractError(
+                    f"{cls.__name__}.backward returned a gradient for {label}, which is not a "
+                    f"tensor ({type(inp).__name__}); return None for it")
+            if not isinstance(gi, Tensor):
+                raise BackwardContractError(
+                    f"{cls.__name__}.backward must return tensors (or None), but returned "
+                    f"{type(gi).__name__} for {label}")
+            if gi.shape != inp.shape:
+                raise BackwardContractError(
+                    f"{cls.__name__}.backward returned a gradient of shape {tuple(gi.shape)} for "
+                    f"{label} of shape {tuple(inp.shape)}. verigrad never sums or broadcasts a "
+                    f"custom gradient to fit: return one of exactly the input's shape.")
+            if gi._data.dtype != inp._data.dtype:
+                if gi._data.dtype.kind == "c" and inp._data.dtype.kind != "c":
+                    raise BackwardContractError(
+                        f"{cls.__name__}.backward returned a complex gradient for real {label}")
+                from ..ops import to
+
+                from ..tensor import _wrap
+
+                gi = to(gi, inp._data.dtype) if create_graph else \
+                    _wrap(gi._data.astype(inp._data.dtype))
+            if not self.needs_input_grad[i]:
+                out.append(None)
+                continue
+            out.append(gi if create_graph else gi._data)
+        return out
+
+    def _free(self) -> None:
+        if self._saved:
+            self._freed = True
+
+
+def _input_names(cls: type, n: int) -> list[str]:
+    try:
+        params = list(inspect.signature(cls.forward).parameters)[1:]
+    except (TypeError, ValueError):
+        params = []
+    if params and params[-1].startswith("*"):
+        params = params[:-1]
+    return [params[i] if i < len(params) else f"arg{i}" for i in range(n)]
+
+
+class _FunctionMeta(type):
+    def __init__(cls, name: str, bases: tuple, ns: dict) -> None:
+        super().__init__(name, bases, ns)
+        backward_name = f"{name}Backward"
+        cls._backward_cls = type(backward_name, (FunctionCtx,), {
+            "_forward_cls": cls, "_name": backward_name,
+            "__module__": "verigrad.autograd.function"})
+
+
+class Function(metaclass=_FunctionMeta):
+    """Base class of custom differentiable ops.
+
+    >>> import numpy as np, verigrad as vg
+    >>> class Cube(vg.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return vg.tensor(x.numpy() ** 3)
+    ...     @staticmethod
+    ...     def backward(ctx, grad):
+    ...         (x,) = ctx.saved_tensors
+    ...         return grad * 3 * x * x
+    >>> x = vg.tensor(2.0, requires_grad=True)
+    >>> y = Cube.apply(x); y.backward(); (y.grad_fn.name(), x.grad)
+    ('CubeBackward', tensor(12.))
+
+    An optional ``symbolic(*inputs)`` staticmethod gives the SymPy mirror of ``forward``.
+    """
+
+    _backward_cls: type
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, *args: Any) -> Any:
+        raise NotImplementedError("subclasses of vg.Function must define forward(ctx, ...)")
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, *grads: Any) -> Any:
+        raise NotImplementedError("subclasses of vg.Function must define backward(ctx, grad)")
+
+    def __init__(self) -> None:
+        raise RuntimeError(f"call {type(self).__name__}.apply(...) instead of instantiating it")
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        from ..tensor import Tensor, _vbox, _wrap
+
+        ctx = cls._backward_cls()
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
+        prev = _state.enabled
+        _state.enabled = False
+        try:
+            outputs = cls.forward(ctx, *args)
+        finally:
+            _state.enabled = prev
+        single = not isinstance(outputs, tuple)
+        outs = (outputs,) if single else tuple(outputs)
+        for k, o in enumerate(outs):
+            if o is not None and not isinstance(o, Tensor):
+                raise BackwardContractError(
+                    f"{cls.__name__}.forward must return tensors, but output {k} is "
+                    f"{type(o).__name__}; wrap arrays with vg.tensor(...)")
+        if not (prev and any(ctx.needs_input_grad)):
+            return outputs
+        ids_in = {id(a) for a in args if isinstance(a, Tensor)}
+        fresh = []
+        for o in outs:
+            if o is not None and id(o) in ids_in:  # an input returned as is: alias its data
+                alias = _wrap(o._data)
+                alias._vbox = _vbox(o)
+                o = alias
+            fresh.append(o)
+        outs = tuple(fresh)
+        edges = []
+        for a in args:
+            if isinstance(a, Tensor) and a._requires_grad:
+                edges.append((a._grad_fn, a._output_nr) if a._grad_fn is not None else (a, 0))
+            else:
+                edges.append((None, 0))
+        ctx._edges = tuple(edges)
+        ctx._inputs = args
+        ctx._seq = next(_seq_counter())
+        ctx.n_outputs = len(outs)
+        ctx._out_meta = tuple((o.shape, o._data.dtype) if o is not None else ((), np.float64)
+                              for o in outs)
+        out_index = {id(o): k for k, o in enumerate(outs) if o is not None}
+        saved = []
+        for t in ctx._to_save:
+            if t is None:
+                saved.append(None)
+            elif id(t) in out_index:  # kept as data: a reference would be a cycle
+                saved.append(("output", (out_index[id(t)], t._data, _vbox(t)), _vbox(t)[0]))
+            else:
+                saved.append(("tensor", t, 0 if t._vbox is None else t._vbox[0]))
+        ctx._saved = tuple(saved)
+        ctx._to_save = ()
+        for k, o in enumerate(outs):
+            if o is None or id(o) in ctx._non_differentiable or o._data.dtype.kind not in "fc":
+                continue
+            o._grad_fn, o._output_nr, o._requires_grad = ctx, k, True
+        return outs[0] if single else outs
+
+
+def _seq_counter():
+    from .. import tensor
+
+    return tensor._seq
+
+
+def once_differentiable(fn: Callable) -> Callable:
+    """Mark a backward as not differentiable twice (accepted for PyTorch compatibility)."""
+    return fn

@@ -1,0 +1,164 @@
+"""grad_fn objects: one node per recorded operation, with PyTorch's names and reprs."""
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..errors import GraphFreedError, SavedTensorModifiedError
+
+if TYPE_CHECKING:
+    from ..registry import OpDef
+
+__all__ = ["Node", "OpNode", "AccumulateGrad", "make_node_class"]
+
+FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward.")
+
+
+class Node:
+    """Base of every grad_fn. The engine reads ``_edges`` and calls ``_backward``."""
+
+    __slots__ = ("_edges", "_retain", "_seq", "__weakref__")
+    _name = "Node"
+    n_outputs = 1
+
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {id(self):#x}>"
+
+    @property
+    def next_functions(self) -> tuple[tuple[Any, int], ...]:
+        """((grad_fn or AccumulateGrad or None, output_nr), ...) per input, as in PyTorch."""
+        out = []
+        for target, nr in self._edges:
+            if target is not None and not isinstance(target, Node):
+                target = AccumulateGrad.of(target)
+            out.append((target, nr))
+        return tuple(out)
+
+    def _backward(self, grads: list, create_graph: bool) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def _free(self) -> None:
+        pass
+
+
+class AccumulateGrad:
+    """The node that writes a leaf's ``.grad``; one per leaf, as in PyTorch."""
+
+    __slots__ = ("variable", "__weakref__")
+
+    def __init__(self, variable: Any) -> None:
+        self.variable = variable
+
+    @classmethod
+    def of(cls, leaf: Any) -> "AccumulateGrad":
+        # cached weakly on the leaf: a strong reference would be a cycle leaf -> acc -> leaf
+        acc = leaf._accumulator() if leaf._accumulator is not None else None
+        if acc is None:
+            acc = cls(leaf)
+            leaf._accumulator = weakref.ref(acc)
+        return acc
+
+    def name(self) -> str:
+        return "torch::autograd::AccumulateGrad"
+
+    next_functions: tuple = ()
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+class OpNode(Node):
+    """A node of a registered op; its class (``AddBackward0`` ...) is made per OpDef."""
+
+    __slots__ = ("_inputs", "_versions", "_out", "_out_vbox", "_shapes", "_dtypes", "_params",
+                 "_freed")
+    op: "OpDef"
+
+    def _check_saved(self) -> None:
+        if self._freed:
+            raise GraphFreedError(FREED_MESSAGE)
+        for i, v in zip(self.op.saved, self._versions):
+            t = self._inputs[i]
+            if getattr(t, "_vbox", None) is not None and t._vbox[0] != v:
+                raise SavedTensorModifiedError(_modified_message(t, self, t._vbox[0], v))
+        if self._out_vbox is not None and self._out_vbox[0] != 0:
+            raise SavedTensorModifiedError(
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: the output of {self._name} is at version "
+                f"{self._out_vbox[0]}; expected version 0 instead. Do not modify it in place "
+                f"(use an out-of-place op) before calling backward.")
+
+    def _backward(self, grads: list, create_graph: bool) -> Sequence[Any]:
+        from .engine import vjp_namespace, wrap_output
+
+        op = self.op
+        if op.saved or op.uses_out:
+            self._check_saved()
+        F = vjp_namespace(create_graph)
+        params = self._params
+        kwargs = {p: params[p] for p in op.vjp_params}
+        if op.saved:
+            if op.variadic:
+                kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, create_graph) for t in self._inputs]
+            else:
+                for i in op.saved:
+                    kwargs[op.inputs[i]] = _unpack(self._inputs[i], create_graph)
+        if op.uses_out:
+            kwargs["out"] = wrap_output(self._out, self, 0) if create_graph else self._out
+        if op.uses_needs:
+            kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
+        if op.uses_shapes:
+            kwargs["shapes"] = self._shapes
+        result = op.vjp(F, grads[0], **kwargs)
+        if len(op.inputs) == 1 and not op.variadic:
+            result = (result,)
+        out = []
+        for gi, shape, dtype, (target, _) in zip(result, self._shapes, self._dtypes, self._edges):
+            if gi is None or target is None:
+                out.append(None)
+                continue
+            if gi.shape != shape:
+                gi = F.sum_to(gi, shape)
+            if getattr(gi, "_data", gi).dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
+                gi = F.astype(gi, dtype)
+            out.append(gi)
+        return out
+
+    def _free(self) -> None:
+        # inputs stay for the symbolic mirror; the flag gives PyTorch's error on a re-run
+        if self.op.saved or self.op.uses_out:
+            self._out = None
+            self._freed = True
+
+    @property
+    def metadata(self) -> dict:
+        return {}
+
+
+def _unpack(t: Any, create_graph: bool) -> Any:
+    data = getattr(t, "_data", None)
+    if data is None:
+        return t  # a Python scalar input
+    return t if create_graph else data
+
+
+def _modified_message(t: Any, node: Node, now: int, expected: int) -> str:
+    return (f"one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [{t.dtype!r} {list(t.shape)}], which is saved by "
+            f"{node.name()}, is at version {now}; expected version {expected} instead. Do not "
+            f"modify it in place (use an out-of-place op, or clone it first) before calling "
+            f"backward.")
+
+
+def make_node_class(op: "OpDef") -> type:
+    """The grad_fn class of an op: ``type(y.grad_fn).__name__ == "AddBackward0"``."""
+    return type(op.grad_fn_name, (OpNode,), {"__slots__": (), "op": op, "_name": op.grad_fn_name,
+                                               "__module__": "verigrad.autograd.node"})

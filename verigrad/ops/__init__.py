@@ -1,0 +1,530 @@
+"""Public op functions (``vg.exp``, ``vg.sum``, ...) over the declarations in this package.
+
+Each function only picks the overload and normalises arguments; the math lives in the
+declarations (elementwise.py, reduce.py, linalg.py, shape.py).
+"""
+from __future__ import annotations
+
+import builtins
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import _dtype
+from ..errors import ShapeError
+from ..tensor import MaxResult, Tensor, _vbox, _wrap, apply, as_tensor
+from . import elementwise as E
+from . import linalg as L
+from . import reduce as R
+from . import shape as S
+
+__all__ = [
+    "neg", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
+    "sigmoid", "relu", "reciprocal", "softplus", "pow", "clamp", "add", "sub", "mul", "div",
+    "rsub", "maximum", "minimum", "where", "gt", "ge", "lt", "le", "eq", "ne", "sum", "mean",
+    "prod", "max", "min", "logsumexp", "softmax", "log_softmax", "matmul", "mm", "mv", "dot",
+    "bmm", "reshape", "view", "transpose", "permute", "unsqueeze", "squeeze", "expand", "cat",
+    "stack", "getitem", "clone", "flatten",
+]
+
+Number = (numbers.Number, np.generic)
+# this module defines max/min/sum/abs/pow as ops; keep the builtins at hand
+_bmax, _bsum = builtins.max, builtins.sum
+
+
+def _t(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else as_tensor(x)
+
+
+def _operand(y: Any) -> Any:
+    """A Python number stays a number (a weakly typed scalar, as in PyTorch); arrays and
+    lists become tensors."""
+    if isinstance(y, Tensor):
+        return y
+    if isinstance(y, np.generic):
+        return y.item()
+    if isinstance(y, numbers.Number):
+        return y
+    return as_tensor(y)
+
+
+def _unary(op, public: str):
+    def fn(input: Tensor) -> Tensor:
+        return apply(op, (_t(input),))
+
+    fn.__name__ = fn.__qualname__ = public
+    fn.__doc__ = (f"Elementwise ``{public}`` (records ``{op.grad_fn_name}``).\n\n"
+                  f"    >>> import verigrad as vg\n"
+                  f"    >>> vg.{public}(vg.tensor([0.5, 1.5], requires_grad=True)).grad_fn.name()\n"
+                  f"    '{op.grad_fn_name}'\n")
+    return fn
+
+
+neg = _unary(E.NEG, "neg")
+exp = _unary(E.EXP, "exp")
+log = _unary(E.LOG, "log")
+log1p = _unary(E.LOG1P, "log1p")
+expm1 = _unary(E.EXPM1, "expm1")
+sqrt = _unary(E.SQRT, "sqrt")
+abs = _unary(E.ABS, "abs")  # noqa: A001 - PyTorch's name
+sin = _unary(E.SIN, "sin")
+cos = _unary(E.COS, "cos")
+tan = _unary(E.TAN, "tan")
+tanh = _unary(E.TANH, "tanh")
+sigmoid = _unary(E.SIGMOID, "sigmoid")
+relu = _unary(E.RELU, "relu")
+reciprocal = _unary(E.RECIPROCAL, "reciprocal")
+
+
+def softplus(input: Tensor, beta: float = 1, threshold: float = 20) -> Tensor:
+    """``log(1 + exp(beta*x)) / beta``, linear where ``beta*x > threshold`` (as PyTorch).
+
+    >>> import verigrad as vg
+    >>> vg.softplus(vg.tensor(0.0, dtype=vg.float64))
+    tensor(0.6931, dtype=verigrad.float64)
+    """
+    return apply(E.SOFTPLUS, (_t(input),), {"beta": beta, "threshold": threshold})
+
+
+def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001 - PyTorch's name
+    """``input ** exponent``; either side may be a Python number.
+
+    >>> import verigrad as vg
+    >>> (vg.tensor(3.0, requires_grad=True) ** 2).grad_fn.name()
+    'PowBackward0'
+    """
+    if not isinstance(input, Tensor) and isinstance(input, Number):
+        return apply(E.POW_SCALAR_BASE, (_t(exponent),), {"base": _operand(input)})
+    exponent = _operand(exponent)
+    if isinstance(exponent, Tensor):
+        return apply(E.POW_TENSOR, (_t(input), exponent))
+    return apply(E.POW_SCALAR_EXP, (_t(input),), {"exponent": exponent})
+
+
+def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """Limit values to ``[min, max]``; bounds may be numbers or tensors.
+
+    >>> import verigrad as vg
+    >>> vg.clamp(vg.tensor([-2.0, 0.5, 3.0]), min=-1, max=1)
+    tensor([-1.0000,  0.5000,  1.0000])
+    """
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        lo = None if min is None else _t(min)
+        hi = None if max is None else _t(max)
+        return apply(E.CLAMP_TENSOR, (_t(input), lo, hi))
+    return apply(E.CLAMP, (_t(input),), {"min": min, "max": max})
+
+
+def add(input: Any, other: Any) -> Tensor:
+    """``input + other`` with broadcasting."""
+    return apply(E.ADD, (_t(input), _operand(other)))
+
+
+def sub(input: Any, other: Any) -> Tensor:
+    """``input - other`` with broadcasting."""
+    return apply(E.SUB, (_t(input), _operand(other)))
+
+
+def mul(input: Any, other: Any) -> Tensor:
+    """``input * other`` with broadcasting."""
+    return apply(E.MUL, (_t(input), _operand(other)))
+
+
+def div(input: Any, other: Any) -> Tensor:
+    """``input / other`` (true division) with broadcasting."""
+    return apply(E.DIV, (_t(input), _operand(other)))
+
+
+def rsub(input: Any, other: Any) -> Tensor:
+    """``other - input`` (what ``2 - x`` records, as in PyTorch)."""
+    other = _operand(other)
+    if isinstance(other, Tensor):
+        return apply(E.RSUB_TENSOR, (_t(input), other))
+    return apply(E.RSUB_SCALAR, (_t(input),), {"other": other})
+
+
+def maximum(input: Any, other: Any) -> Tensor:
+    """Elementwise maximum; at ties each side gets half the gradient (as PyTorch)."""
+    return apply(E.MAXIMUM, (_t(input), _t(other)))
+
+
+def minimum(input: Any, other: Any) -> Tensor:
+    """Elementwise minimum; at ties each side gets half the gradient (as PyTorch)."""
+    return apply(E.MINIMUM, (_t(input), _t(other)))
+
+
+def where(condition: Any, input: Any, other: Any) -> Tensor:
+    """``input`` where ``condition`` holds, else ``other``.
+
+    >>> import verigrad as vg
+    >>> x = vg.tensor([-1.0, 2.0])
+    >>> vg.where(x > 0, x, 0.0)
+    tensor([0., 2.])
+    """
+    cond = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where expected a bool condition, got {cond.dtype}; compare first "
+                        f"(x > 0)")
+    return apply(E.WHERE, (_operand(input), _operand(other)), {"condition": cond})
+
+
+def _compare(op):
+    def fn(input: Any, other: Any) -> Tensor:
+        return apply(op, (_t(input), _operand(other)))
+
+    fn.__name__ = op.name
+    fn.__doc__ = f"Elementwise comparison ``{op.name}`` (a bool tensor, not differentiable)."
+    return fn
+
+
+gt, ge, lt, le, eq, ne = (_compare(op) for op in (E.GT, E.GE, E.LT, E.LE, E.EQ, E.NE))
+
+
+# --- reductions -------------------------------------------------------------------------
+
+def _dim_op(full, per_dim):
+    def fn(input: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        x = _t(input)
+        if dim is None:
+            return apply(full, (x,))
+        return apply(per_dim, (x,), {"dim": _check_dims(dim, x.ndim), "keepdim": keepdim})
+
+    return fn
+
+
+def _check_dims(dim: Any, ndim: int) -> Any:
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    for d in dims:
+        if not -_bmax(ndim, 1) <= d < _bmax(ndim, 1):
+            raise IndexError(f"Dimension out of range (expected to be in range of "
+                             f"[{-_bmax(ndim, 1)}, {_bmax(ndim, 1) - 1}], but got {d})")
+    return dim if isinstance(dim, (int, np.integer)) else dims
+
+
+sum = _dim_op(R.SUM, R.SUM_DIM)  # noqa: A001
+sum.__name__, sum.__doc__ = "sum", """Sum of all elements, or along ``dim`` (int or tuple).
+
+    >>> import verigrad as vg
+    >>> vg.sum(vg.tensor([[1.0, 2.0], [3.0, 4.0]]), dim=0)
+    tensor([4., 6.])
+    """
+mean = _dim_op(R.MEAN, R.MEAN_DIM)
+mean.__name__, mean.__doc__ = "mean", "Mean of all elements, or along ``dim``."
+
+
+def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Product of all elements, or along one ``dim`` (exact gradients with zeros)."""
+    x = _t(input)
+    if dim is None:
+        return apply(R.PROD, (x,))
+    return apply(R.PROD_DIM, (x,), {"dim": _check_dims(dim, x.ndim), "keepdim": keepdim})
+
+
+def _extremum(full, per_dim, arg):
+    def fn(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+        x = _t(input)
+        if dim is None:
+            if x.numel() == 0:
+                raise RuntimeError("max(): Expected reduction dim to be specified for "
+                                   "input.numel() == 0. Specify the reduction dim.")
+            return apply(full, (x,))
+        _check_dims(dim, x.ndim)
+        values = apply(per_dim, (x,), {"dim": int(dim), "keepdim": keepdim})
+        idx = arg(x._data, axis=int(dim) if x.ndim else None, keepdims=keepdim)
+        return MaxResult(values, _wrap(np.asarray(idx, dtype=np.int64)))
+
+    return fn
+
+
+max = _extremum(R.MAX, R.MAX_DIM, np.argmax)  # noqa: A001
+max.__name__, max.__doc__ = "max", """Largest element, or ``(values, indices)`` along ``dim``.
+
+    >>> import verigrad as vg
+    >>> vg.max(vg.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1).indices
+    tensor([1, 0])
+    """
+min = _extremum(R.MIN, R.MIN_DIM, np.argmin)  # noqa: A001
+min.__name__, min.__doc__ = "min", "Smallest element, or ``(values, indices)`` along ``dim``."
+
+
+def logsumexp(input: Tensor, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
+    """``log(sum(exp(x)))`` along ``dim``, computed stably.
+
+    >>> import verigrad as vg
+    >>> vg.logsumexp(vg.tensor([0.0, 0.0], dtype=vg.float64), dim=0)
+    tensor(0.6931, dtype=verigrad.float64)
+    """
+    x = _t(input)
+    return apply(R.LOGSUMEXP, (x,), {"dim": _check_dims(dim, x.ndim), "keepdim": keepdim})
+
+
+def softmax(input: Tensor, dim: int) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``dim``."""
+    x = _t(input)
+    return apply(R.SOFTMAX, (x,), {"dim": _check_dims(dim, x.ndim)})
+
+
+def log_softmax(input: Tensor, dim: int) -> Tensor:
+    """``x - logsumexp(x)`` along ``dim``."""
+    x = _t(input)
+    return apply(R.LOG_SOFTMAX, (x,), {"dim": _check_dims(dim, x.ndim)})
+
+
+# --- matrix products --------------------------------------------------------------------
+
+def _cannot(a: Tensor, b: Tensor) -> ShapeError:
+    fmt = lambda s: "x".join(map(str, s)) or "scalar"  # noqa: E731
+    return ShapeError(f"matmul: shapes cannot be multiplied ({fmt(a.shape)} and {fmt(b.shape)}); "
+                      f"the last dimension of the first must equal the "
+                      f"{'only' if b.ndim == 1 else 'second-to-last'} dimension of the second")
+
+
+def matmul(input: Any, other: Any) -> Tensor:
+    """Matrix product with numpy's rules (1-D operands are vectors, leading dims broadcast).
+
+    >>> import verigrad as vg
+    >>> a = vg.ones(2, 3, requires_grad=True)
+    >>> (a @ vg.ones(3, 4)).grad_fn.name()
+    'MmBackward0'
+    """
+    a, b = _t(input), _t(other)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError("both arguments to matmul need to be at least 1D, got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[-1] != b.shape[0 if b.ndim == 1 else -2]:
+        raise _cannot(a, b)
+    if a.ndim == 1 and b.ndim == 1:
+        return apply(L.DOT, (a, b))
+    if a.ndim == 2 and b.ndim == 1:
+        return apply(L.MV, (a, b))
+    if a.ndim == 1 and b.ndim == 2:
+        return squeeze(apply(L.MM, (unsqueeze(a, 0), b)), 0)
+    if a.ndim == 2 and b.ndim == 2:
+        return apply(L.MM, (a, b))
+    if b.ndim <= 2:  # fold the batch into rows: one 2-D product, as PyTorch does
+        rows = reshape(a, (-1, a.shape[-1]))
+        out = apply(L.MM if b.ndim == 2 else L.MV, (rows, b))
+        return apply(S.UNSAFE_VIEW, (out,), {"shape": a.shape[:-1] + b.shape[1:]})
+    if a.ndim == 1:
+        return squeeze(matmul(unsqueeze(a, 0), b), -2)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3 = reshape(expand(a, batch + a.shape[-2:]), (-1,) + a.shape[-2:])
+    b3 = reshape(expand(b, batch + b.shape[-2:]), (-1,) + b.shape[-2:])
+    out = apply(L.BMM, (a3, b3))
+    return apply(S.UNSAFE_VIEW, (out,), {"shape": batch + (a.shape[-2], b.shape[-1])})
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    """2-D matrix product."""
+    a, b = _t(input), _t(mat2)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"mm expects 2-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return matmul(a, b)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:
+    """Matrix-vector product."""
+    return matmul(input, vec)
+
+
+def dot(input: Tensor, other: Tensor) -> Tensor:
+    """Inner product of two 1-D tensors."""
+    return matmul(input, other)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    """Batched product of 3-D tensors."""
+    return apply(L.BMM, (_t(input), _t(mat2)))
+
+
+# --- shapes -----------------------------------------------------------------------------
+
+def _as_view(result: Tensor, x: Tensor) -> Tensor:
+    """Views share their base's version counter, so modifying either is noticed."""
+    result._vbox = _vbox(x)
+    result._base = x._base if x._base is not None else x
+    return result
+
+
+def _shape_arg(shape: tuple) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def view(input: Tensor, *shape: Any) -> Tensor:
+    """A view with another shape; fails if the memory layout does not allow it (use reshape)."""
+    x = _t(input)
+    shape = _shape_arg(shape)
+    try:
+        return _as_view(apply(S.VIEW, (x,), {"shape": shape}), x)
+    except ShapeError as e:
+        raise ShapeError(f"view size is not compatible with input tensor's size and stride; use "
+                         f".reshape(...) instead ({e})") from None
+
+
+def reshape(input: Tensor, *shape: Any) -> Tensor:
+    """Same data in another shape: a view when possible, else a copy (as PyTorch).
+
+    >>> import verigrad as vg
+    >>> vg.reshape(vg.arange(6.0), (2, 3)).shape
+    (2, 3)
+    """
+    x = _t(input)
+    shape = _shape_arg(shape)
+    try:
+        np.reshape(x._data, shape, copy=False)
+    except ValueError:
+        try:
+            np.reshape(x._data, shape)
+        except ValueError as e:
+            raise ShapeError(f"shape {list(shape)} is invalid for input of size {x.numel()} "
+                             f"({e})") from None
+        return apply(S.UNSAFE_VIEW, (clone(x),), {"shape": shape})
+    return view(x, shape)
+
+
+def flatten(input: Tensor) -> Tensor:
+    """All elements in one dimension."""
+    return reshape(input, (-1,))
+
+
+def clone(input: Tensor) -> Tensor:
+    """A copy that stays in the graph."""
+    return apply(S.CLONE, (_t(input),))
+
+
+def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swap two dimensions (a view)."""
+    x = _t(input)
+    _check_dims((dim0, dim1), x.ndim)
+    return _as_view(apply(S.TRANSPOSE, (x,), {"dim0": dim0, "dim1": dim1}), x)
+
+
+def permute(input: Tensor, *dims: Any) -> Tensor:
+    """Reorder dimensions (a view)."""
+    x = _t(input)
+    dims = _shape_arg(dims)
+    if sorted(d % _bmax(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+        raise ShapeError(f"permute: dims {dims} are not a permutation of {x.ndim} dimensions")
+    return _as_view(apply(S.PERMUTE, (x,), {"dims": dims}), x)
+
+
+def unsqueeze(input: Tensor, dim: int) -> Tensor:
+    """Insert a dimension of size 1 at ``dim`` (a view)."""
+    x = _t(input)
+    _check_dims(dim, x.ndim + 1)
+    return _as_view(apply(S.UNSQUEEZE, (x,), {"dim": dim}), x)
+
+
+def squeeze(input: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+    """Remove dimensions of size 1 (all, one, or several; others are left alone)."""
+    x = _t(input)
+    if dim is None:
+        return _as_view(apply(S.SQUEEZE, (x,)), x)
+    if isinstance(dim, (int, np.integer)):
+        _check_dims(dim, x.ndim)
+        return _as_view(apply(S.SQUEEZE_DIM, (x,), {"dim": int(dim) % _bmax(x.ndim, 1)}), x)
+    dims = tuple(int(d) % _bmax(x.ndim, 1) for d in _check_dims(dim, x.ndim))
+    return _as_view(apply(S.SQUEEZE_DIMS, (x,), {"dims": dims}), x)
+
+
+def expand(input: Tensor, *sizes: Any) -> Tensor:
+    """Broadcast to a larger shape without copying (``-1`` keeps a size)."""
+    x = _t(input)
+    sizes = _shape_arg(sizes)
+    lead = len(sizes) - x.ndim
+    if lead < 0:
+        raise ShapeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or "
+                         f"equal to the number of dimensions in the tensor ({x.ndim})")
+    full = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    return _as_view(apply(S.EXPAND, (x,), {"size": full}), x)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along an existing dimension.
+
+    >>> import verigrad as vg
+    >>> vg.cat([vg.tensor([1.0]), vg.tensor([2.0, 3.0])])
+    tensor([1., 2., 3.])
+    """
+    ts = tuple(_t(t) for t in tensors)
+    if not ts:
+        raise ValueError("cat expects a non-empty sequence of tensors")
+    return apply(S.CAT, ts, {"dim": dim})
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Stack along a new dimension."""
+    ts = tuple(_t(t) for t in tensors)
+    if not ts:
+        raise ValueError("stack expects a non-empty sequence of tensors")
+    shapes = {t.shape for t in ts}
+    if len(shapes) > 1:
+        raise ShapeError(f"stack expects each tensor to be equal size, got shapes "
+                         f"{[tuple(t.shape) for t in ts]}")
+    return apply(S.STACK, ts, {"dim": dim})
+
+
+def getitem(input: Tensor, key: Any) -> Tensor:
+    """``x[key]`` as PyTorch records it: select/slice/unsqueeze for basic indexing,
+    ``IndexBackward0`` for integer-array or mask indexing.
+
+    >>> import verigrad as vg
+    >>> x = vg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> x[1:].grad_fn.name(), x[0].grad_fn.name(), x[[0, 2]].grad_fn.name()
+    ('SliceBackward0', 'SelectBackward0', 'IndexBackward0')
+    """
+    x = _t(input)
+    key = S._normalize_key(key)
+    if not S.is_basic(key):
+        try:
+            x._data[key]
+        except IndexError as e:
+            raise IndexError(f"index {key!r} is invalid for a tensor of shape "
+                             f"{tuple(x.shape)}: {e}") from None
+        return apply(S.INDEX, (x,), {"key": key})
+    n_real = len([k for k in key if k is not None and k is not Ellipsis])
+    if n_real > x.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {x.ndim}")
+    if _bsum(1 for k in key if k is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    expanded: list = []
+    for k in key:
+        if k is Ellipsis:
+            expanded.extend([slice(None)] * (x.ndim - n_real))
+        else:
+            expanded.append(k)
+    out, dim = x, 0
+    for k in expanded:
+        if k is None:
+            out = unsqueeze(out, dim)
+            dim += 1
+        elif isinstance(k, slice):
+            if k != slice(None):
+                start, stop, step = k.start, k.stop, k.step
+                out = _as_view(apply(S.SLICE, (out,), {"dim": dim, "start": start, "stop": stop,
+                                                        "step": step}), out)
+            dim += 1
+        else:
+            size = out.shape[dim]
+            if not -size <= k < size:
+                raise IndexError(f"index {k} is out of bounds for dimension {dim} with size "
+                                 f"{size}")
+            out = _as_view(apply(S.SELECT, (out,), {"dim": dim, "index": int(k)}), out)
+    if out is x:  # x[...] or x[:] is still a new view in PyTorch
+        out = _as_view(apply(S.VIEW, (x,), {"shape": x.shape}), x) if x._requires_grad else \
+            _as_view(_wrap(x._data[...]), x)
+    return out
+
+
+def to(input: Tensor, dtype: Any) -> Tensor:
+    """A copy in another dtype (records ``ToCopyBackward0``); the same tensor if it matches."""
+    x = _t(input)
+    target = _dtype.as_dtype(dtype)
+    if x.dtype is target:
+        return x
+    return apply(S.TO_COPY, (x,), {"dtype": target.np, "src": x._data.dtype})

@@ -1,0 +1,163 @@
+"""Elementwise ops: unary, binary (with numpy broadcasting) and comparisons."""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from .._lazy import sp
+from ..registry import Domain, defop
+
+POS = ((0.2, 4.0),)
+NONZERO = ((-3.0, -0.3), (0.3, 3.0))
+ANY = ((-2.0, 2.0),)
+
+
+def _unary(name, forward, vjp, mirror, domain=ANY, params=(), cases=None, doc=""):
+    return defop(name, inputs=("x",), params=params, forward=forward, vjp=vjp, mirror=mirror,
+                 elementwise=True, domain=Domain(intervals=(domain,), cases=cases), doc=doc)
+
+
+def _binary(name, forward, vjp, mirror, domain=(ANY, ANY), inputs=("x", "y"), doc=""):
+    return defop(name, inputs=inputs, forward=forward, vjp=vjp, mirror=mirror, elementwise=True,
+                 domain=Domain(intervals=domain), doc=doc)
+
+
+def _sigmoid(x):
+    # both tails accurate, no overflow: sigmoid(-40) is 4e-18, not 0
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(x, beta=1, threshold=20):
+    # PyTorch's definition: linear above the threshold
+    bx = x * beta
+    return np.where(bx > threshold, x, np.logaddexp(0, bx) / beta)
+
+
+def _clamp(x, min=None, max=None):
+    if min is not None:
+        x = np.maximum(x, min)
+    if max is not None:
+        x = np.minimum(x, max)
+    return x
+
+
+def _clamp_mirror(x, min=None, max=None):
+    if min is not None:
+        x = sp.Max(x, min)
+    if max is not None:
+        x = sp.Min(x, max)
+    return x
+
+
+def _in_range(x, lo, hi):
+    """Mask where clamp passes x through (bounds inclusive, as PyTorch)."""
+    mask = True
+    if lo is not None:
+        mask = (x >= lo) * mask
+    if hi is not None:
+        mask = (x <= hi) * mask
+    return mask
+
+
+NEG = _unary("neg", np.negative, lambda F, g: -g, lambda x: -x)
+EXP = _unary("exp", np.exp, lambda F, g, out: g * out, lambda x: sp.exp(x))
+LOG = _unary("log", np.log, lambda F, g, x: g / x, lambda x: sp.log(x), POS)
+LOG1P = _unary("log1p", np.log1p, lambda F, g, x: g / (x + 1), lambda x: sp.log(1 + x),
+               ((-0.8, 3.0),))
+EXPM1 = _unary("expm1", np.expm1, lambda F, g, out: g * (out + 1), lambda x: sp.exp(x) - 1)
+SQRT = _unary("sqrt", np.sqrt, lambda F, g, out: g / (2 * out), lambda x: sp.sqrt(x), POS)
+ABS = _unary("abs", np.abs, lambda F, g, x: g * F.sign(x), lambda x: sp.Abs(x), NONZERO)
+SIN = _unary("sin", np.sin, lambda F, g, x: g * F.cos(x), lambda x: sp.sin(x))
+COS = _unary("cos", np.cos, lambda F, g, x: -g * F.sin(x), lambda x: sp.cos(x))
+TAN = _unary("tan", np.tan, lambda F, g, out: g * (1 + out * out), lambda x: sp.tan(x),
+             ((-1.2, 1.2),))
+TANH = _unary("tanh", np.tanh, lambda F, g, out: g * (1 - out * out), lambda x: sp.tanh(x))
+SIGMOID = _unary("sigmoid", _sigmoid, lambda F, g, out: g * out * (1 - out),
+                 lambda x: 1 / (1 + sp.exp(-x)), ((-4.0, 4.0),))
+RELU = _unary("relu", lambda x: np.maximum(x, 0), lambda F, g, out: g * (out > 0),
+              lambda x: sp.Max(x, 0), NONZERO)
+RECIPROCAL = _unary("reciprocal", np.reciprocal, lambda F, g, out: -g * out * out,
+                    lambda x: 1 / x, NONZERO)
+SOFTPLUS = _unary(
+    "softplus", _softplus,
+    lambda F, g, x, beta, threshold: F.where(x * beta > threshold, g, g * F.sigmoid(x * beta)),
+    lambda x, beta=1, threshold=20: sp.Piecewise(
+        (x, beta * x > threshold), (sp.log(1 + sp.exp(beta * x)) / beta, True)),
+    ((-3.0, 3.0),), params=("beta", "threshold"),
+    cases=lambda rng: [(((3,),), {"beta": 1, "threshold": 20}),
+                       (((2, 3),), {"beta": 2.0, "threshold": 5})])
+POW_SCALAR_EXP = _unary(
+    "pow.Tensor_Scalar", lambda x, exponent: np.power(x, exponent),
+    lambda F, g, x, exponent: g * 0 if exponent == 0 else g * exponent * x ** (exponent - 1),
+    lambda x, exponent: x ** exponent, POS, params=("exponent",),
+    cases=lambda rng: [(((3,),), {"exponent": 2}), (((2, 3),), {"exponent": -1.5}),
+                       (((),), {"exponent": 0.5}), (((2,),), {"exponent": 3})])
+CLAMP_TENSOR = defop(
+    "clamp.Tensor", inputs=("x", "min", "max"),
+    forward=lambda x, min, max: _clamp(x, min, max),
+    vjp=lambda F, g, x, min, max: (
+        g * _in_range(x, min, max),
+        None if min is None else g * (x < min),
+        None if max is None else g * (x > max)),
+    mirror=_clamp_mirror, elementwise=True,
+    domain=Domain(intervals=(ANY, ((-2.0, -0.5),), ((0.5, 2.0),)),
+                  cases=lambda rng: [(((3,), (3,), (3,)), {}), (((2, 3), (3,), ()), {})]))
+CLAMP = _unary("clamp", _clamp, lambda F, g, x, min, max: g * _in_range(x, min, max),
+               _clamp_mirror, ((-2.0, -1.1), (-0.9, 0.9), (1.1, 2.0)), params=("min", "max"),
+               cases=lambda rng: [(((5,),), {"min": -1.0, "max": 1.0}),
+                                  (((2, 3),), {"min": -1.0, "max": None}),
+                                  (((),), {"min": None, "max": 1.0})])
+
+ADD = _binary("add", np.add, lambda F, g: (g, g), operator.add)
+SUB = _binary("sub", np.subtract, lambda F, g: (g, -g), operator.sub)
+MUL = _binary("mul", np.multiply, lambda F, g, x, y: (g * y, g * x), operator.mul)
+DIV = _binary("div", np.true_divide, lambda F, g, x, y: (g / y, -g * x / (y * y)),
+              operator.truediv, (ANY, NONZERO))
+RSUB_TENSOR = _binary("rsub.Tensor", lambda x, y: y - x, lambda F, g: (-g, g),
+                      lambda x, y: y - x)
+RSUB_SCALAR = _unary("rsub.Scalar", lambda x, other: other - x, lambda F, g: -g,
+                     lambda x, other: other - x, params=("other",),
+                     cases=lambda rng: [(((3,),), {"other": 2.0}), (((),), {"other": -1})])
+POW_TENSOR = _binary(
+    "pow.Tensor_Tensor", np.power,
+    lambda F, g, x, y, out: (
+        g * y * x ** (y - 1),
+        g * F.where((x == 0) * (y >= 0), 0, out * F.log(x))),
+    operator.pow, (POS, ANY))
+POW_SCALAR_BASE = _unary(
+    "pow.Scalar", lambda x, base: np.power(base, x), lambda F, g, out, base: g * out * math.log(base),
+    lambda x, base: base ** x, params=("base",),
+    cases=lambda rng: [(((3,),), {"base": 2.0}), (((2, 2),), {"base": 0.5})])
+MAXIMUM = _binary("maximum", np.maximum,
+                  lambda F, g, x, y: (g * (x > y) + 0.5 * g * (x == y),
+                                      g * (y > x) + 0.5 * g * (x == y)),
+                  lambda x, y: sp.Max(x, y))
+MINIMUM = _binary("minimum", np.minimum,
+                  lambda F, g, x, y: (g * (x < y) + 0.5 * g * (x == y),
+                                      g * (y < x) + 0.5 * g * (x == y)),
+                  lambda x, y: sp.Min(x, y))
+WHERE = defop(
+    "where", inputs=("x", "y"), params=("condition",),
+    forward=lambda x, y, condition: np.where(condition, x, y),
+    vjp=lambda F, g, condition: (F.where(condition, g, 0), F.where(condition, 0, g)),
+    # the forward works on object arrays of SymPy expressions: the condition is data
+    mirror=lambda x, y, condition: np.where(condition, x, y),
+    domain=Domain(intervals=(ANY, ANY),
+                  cases=lambda rng: [(((4,), (4,)), {"condition": rng.random(4) > 0.5}),
+                                     (((2, 3), ()), {"condition": rng.random((2, 3)) > 0.5})]))
+
+
+def _comparison(name, forward, mirror):
+    return defop(name, inputs=("x", "y"), forward=forward, vjp=None, mirror=mirror,
+                 elementwise=True, domain=Domain(intervals=(ANY, ANY), generic=False))
+
+
+GT = _comparison("gt", np.greater, lambda x, y: sp.StrictGreaterThan(x, y))
+GE = _comparison("ge", np.greater_equal, lambda x, y: sp.GreaterThan(x, y))
+LT = _comparison("lt", np.less, lambda x, y: sp.StrictLessThan(x, y))
+LE = _comparison("le", np.less_equal, lambda x, y: sp.LessThan(x, y))
+EQ = _comparison("eq", np.equal, lambda x, y: sp.Eq(x, y))
+NE = _comparison("ne", np.not_equal, lambda x, y: sp.Ne(x, y))

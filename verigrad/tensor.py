@@ -1,0 +1,533 @@
+"""Tensor: a numpy array plus what reverse-mode autograd needs, with PyTorch's names and reprs.
+
+The hot path is :func:`apply`: run an op's numpy forward and, when grad mode is on and an
+input requires grad, record one node pointing at the op's declaration. Nodes keep edges to
+their inputs' nodes (never to their own output), so graphs hold no reference cycles.
+"""
+from __future__ import annotations
+
+import itertools
+import numbers
+from typing import Any, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from . import _dtype
+from ._dtype import dtype as DType
+from ._format import format_tensor
+from .autograd.grad_mode import _state
+from .errors import DtypeGradError, InplaceOnLeafError, ShapeError
+from .registry import OpDef
+
+__all__ = ["Tensor", "apply", "tensor", "as_tensor"]
+
+_NO_EDGE = (None, 0)
+_NO_PARAMS: dict = {}
+_seq = itertools.count()
+_HIDDEN_DTYPES = frozenset({np.dtype(np.int64), np.dtype(np.bool_)})
+
+
+def _wrap(data: np.ndarray) -> "Tensor":
+    t = Tensor.__new__(Tensor)
+    t._data = data
+    t._requires_grad = False
+    t._grad = None
+    t._grad_fn = None
+    t._output_nr = 0
+    t._vbox = None
+    t._base = None
+    t._retains_grad = False
+    t._accumulator = None
+    t.name = None
+    return t
+
+
+def _version(t: "Tensor") -> int:
+    return 0 if t._vbox is None else t._vbox[0]
+
+
+def _vbox(t: "Tensor") -> list:
+    if t._vbox is None:
+        t._vbox = [0]
+    return t._vbox
+
+
+def _scalar_kind(v: object) -> int:
+    if isinstance(v, (bool, np.bool_)):
+        return 0
+    if isinstance(v, numbers.Integral):
+        return 1
+    if isinstance(v, numbers.Real):
+        return 2
+    if isinstance(v, numbers.Complex):
+        return 3
+    raise TypeError(f"expected a Tensor or a Python number, got {type(v).__name__}: {v!r}")
+
+
+def _forward(op: OpDef, datas: list, params: dict) -> np.ndarray:
+    try:
+        return op.forward(*datas, **params)
+    except ValueError as e:  # numpy's broadcasting/shape complaints, said in our words
+        shapes = ", ".join(str(tuple(d.shape)) for d in datas if isinstance(d, np.ndarray))
+        raise ShapeError(f"{op.base}: cannot apply to inputs of shapes {shapes}: {e}") from None
+
+
+def _promote(args: tuple, datas: list) -> list:
+    """Cast inputs to PyTorch's result dtype (numpy's rules differ for mixed and integer
+    inputs); the engine casts each gradient back to its input's dtype."""
+    tens = tuple((a._data.dtype, a._data.ndim == 0) for a in args if isinstance(a, Tensor))
+    kinds = tuple(_scalar_kind(a) for a in args if a is not None and not isinstance(a, Tensor))
+    target = _dtype.result_type(tuple((_dtype.from_numpy_dtype(d), z) for d, z in tens), kinds,
+                                _dtype.get_default_dtype()).np
+    return [d.astype(target) if isinstance(a, Tensor) and d.dtype != target else d
+            for a, d in zip(args, datas)]
+
+
+def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
+    """Run ``op`` on tensors (or Python numbers standing for wrapped scalars) and record it.
+
+    >>> import verigrad as vg
+    >>> from verigrad.registry import REGISTRY
+    >>> x = vg.tensor(2.0, requires_grad=True)
+    >>> apply(REGISTRY["exp"], (x,)).grad_fn.name()
+    'ExpBackward0'
+    """
+    datas = []
+    requires = False
+    common = None
+    same = True
+    for a in args:
+        if isinstance(a, Tensor):
+            d = a._data
+            if a._requires_grad:
+                requires = True
+            if common is None:
+                common = d.dtype
+            elif d.dtype != common:
+                same = False
+            datas.append(d)
+        else:
+            datas.append(a)
+    if not same or common is None or common.kind not in "fc":
+        datas = _promote(args, datas)
+        out = _forward(op, datas, params)
+        # ops such as exp/div on integers give float64 in numpy, default float in PyTorch
+        if out.dtype == np.float64 and not any(
+                isinstance(d, np.ndarray) and d.dtype == np.float64 for d in datas):
+            out = out.astype(_dtype.get_default_dtype().np)
+    else:
+        out = _forward(op, datas, params)
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    result = _wrap(out)
+    if requires and _state.enabled and op.vjp is not None and out.dtype.kind in "fc":
+        node = op.node_cls.__new__(op.node_cls)
+        edges = []
+        for a in args:
+            if isinstance(a, Tensor):
+                if a._grad_fn is not None:
+                    edges.append((a._grad_fn, a._output_nr))
+                elif a._requires_grad:
+                    edges.append((a, 0))
+                else:
+                    edges.append(_NO_EDGE)
+            else:
+                edges.append(_NO_EDGE)
+        node._edges = tuple(edges)
+        # inputs stay reachable for the symbolic mirror; saved ones are version-checked
+        node._inputs = args
+        node._versions = tuple(_version(args[i]) if isinstance(args[i], Tensor) else 0
+                               for i in op.saved) if op.saved else ()
+        if op.uses_out:
+            node._out = out
+            node._out_vbox = _vbox(result)
+        else:
+            node._out = None
+            node._out_vbox = None
+        # the engine needs input shapes to reduce broadcast gradients
+        node._shapes = tuple(d.shape if isinstance(d, np.ndarray) else () for d in datas)
+        node._params = params
+        node._dtypes = tuple(a._data.dtype if isinstance(a, Tensor) else None for a in args)
+        node._freed = False
+        node._retain = None
+        node._seq = next(_seq)
+        result._grad_fn = node
+        result._requires_grad = True
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# construction
+
+
+def _to_array(data: Any, dtype: DType | None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        arr = data._data.copy()
+    elif isinstance(data, np.ndarray):
+        arr = data.copy()
+    elif isinstance(data, np.generic):
+        arr = np.array(data)
+    else:
+        arr = _from_python(data)
+    if dtype is not None:
+        target = _dtype.as_dtype(dtype).np
+        if arr.dtype != target:
+            arr = arr.astype(target)
+    return arr
+
+
+def _from_python(data: Any) -> np.ndarray:
+    """Python numbers and nested lists follow PyTorch's inference: floats -> default dtype,
+    ints -> int64, bools -> bool, complex -> default complex."""
+    try:
+        arr = np.array(data)
+    except ValueError as e:  # ragged lists
+        raise ValueError(f"could not make a tensor from {data!r}: {e}. Nested lists must be "
+                         f"rectangular (every row the same length).") from None
+    if arr.dtype == object or arr.dtype.kind not in "biufc":
+        raise TypeError(f"could not make a tensor from {type(data).__name__} {data!r}: "
+                        f"expected numbers, nested lists of numbers, numpy arrays or tensors")
+    if arr.dtype.kind == "f":
+        arr = arr.astype(_dtype.get_default_dtype().np)
+    elif arr.dtype.kind == "c":
+        arr = arr.astype(_dtype.default_complex().np)
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def tensor(data: Any, dtype: DType | None = None, requires_grad: bool = False,
+           name: str | None = None) -> "Tensor":
+    """Make a leaf tensor (a copy of ``data``), PyTorch-style.
+
+    ``name`` labels the leaf in symbolic mirrors and reports.
+
+    >>> import verigrad as vg
+    >>> vg.tensor(2.0, requires_grad=True)
+    tensor(2., requires_grad=True)
+    >>> vg.tensor([1, 2]).dtype
+    verigrad.int64
+    """
+    t = _wrap(_to_array(data, dtype))
+    if requires_grad:
+        t.requires_grad_(True)
+    if name is not None:
+        t.name = str(name)
+    return t
+
+
+def as_tensor(data: Any, dtype: DType | None = None) -> "Tensor":
+    """Return ``data`` if it is already a tensor of that dtype, else a new tensor."""
+    if isinstance(data, Tensor) and (dtype is None or data.dtype is _dtype.as_dtype(dtype)):
+        return data
+    return tensor(data, dtype=dtype)
+
+
+class MaxResult(NamedTuple):
+    """``(values, indices)`` from ``max(dim)`` / ``min(dim)``, as ``torch.return_types.max``."""
+
+    values: "Tensor"
+    indices: "Tensor"
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class Tensor:
+    """An n-dimensional array that can record operations for reverse-mode autograd.
+
+    Create with :func:`verigrad.tensor` (or ``zeros``, ``randn``, ...), not directly.
+
+    >>> import verigrad as vg
+    >>> x = vg.tensor([1.0, 2.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    tensor([2., 4.])
+    """
+
+    __slots__ = ("_data", "_requires_grad", "_grad", "_grad_fn", "_output_nr", "_vbox", "_base",
+                 "_retains_grad", "_accumulator", "name", "__weakref__")
+    # numpy must hand binary operators back to us (ndarray * Tensor -> Tensor.__rmul__)
+    __array_ufunc__ = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Tensor":
+        if args or kwargs:
+            raise TypeError("create tensors with verigrad.tensor(data, ...), not Tensor(...)")
+        return super().__new__(cls)
+
+    # --- properties -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> DType:
+        return _dtype.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        return self._data.shape if dim is None else self._data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def item(self) -> Any:
+        if self._data.size != 1:
+            raise ValueError(f"a Tensor with {self._data.size} elements cannot be converted to "
+                             f"a Python scalar; use .tolist() or index an element first")
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self._data.tolist()
+
+    def numpy(self) -> np.ndarray:
+        """The underlying numpy array (shared memory, as in PyTorch; unlike PyTorch this also
+        works on tensors that require grad: verigrad's custom Functions use it)."""
+        return self._data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._requires_grad and _state.enabled:
+            raise RuntimeError("Can't convert a tensor that requires grad to a numpy array "
+                               "implicitly: that would drop it from the graph. Use "
+                               "tensor.detach().numpy(), or verigrad ops instead of numpy ones.")
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is "
+                               f"ambiguous; use .any() or .all()")
+        return bool(self._data.reshape(()))
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __iter__(self) -> Iterator["Tensor"]:
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        suffixes = []
+        # PyTorch hides int64, bool, the default float dtype and its complex counterpart
+        hidden = (_dtype.get_default_dtype().np, _dtype.default_complex().np)
+        if self._data.dtype not in _HIDDEN_DTYPES and self._data.dtype not in hidden:
+            suffixes.append(f"dtype={self.dtype!r}")
+        if self._grad_fn is not None:
+            suffixes.append(f"grad_fn=<{self._grad_fn.name()}>")
+        elif self._requires_grad:
+            suffixes.append("requires_grad=True")
+        return format_tensor(self._data, suffixes)
+
+    __str__ = __repr__
+
+    # --- autograd state ---------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Set ``requires_grad`` on a leaf in place (returns self)."""
+        if self._grad_fn is not None:
+            if not requires_grad:
+                raise RuntimeError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach().")
+            return self
+        if requires_grad and self._data.dtype.kind not in "fc":
+            raise DtypeGradError(
+                f"Only Tensors of floating point and complex dtype can require gradients, got "
+                f"{self.dtype!r}. Make a float tensor, e.g. vg.tensor(data, dtype=vg.float64).")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def grad(self) -> "Tensor | None":
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: "Tensor | None") -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad must be a Tensor or None, got "
+                                f"{type(value).__name__}")
+            if value.shape != self.shape:
+                raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has "
+                                 f"shape {self.shape}")
+        self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._grad_fn is None or self._retains_grad:
+            return
+        import weakref
+
+        node = self._grad_fn
+        node._retain = (node._retain or ()) + ((self._output_nr, weakref.ref(self)),)
+        self._retains_grad = True
+
+    def detach(self) -> "Tensor":
+        """A new leaf sharing this tensor's data (and version counter), without a graph."""
+        t = _wrap(self._data)
+        t._vbox = _vbox(self)
+        t.name = self.name
+        return t
+
+    def detach_(self) -> "Tensor":
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Sequence["Tensor"] | None = None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``vg.autograd.backward``)."""
+        from .autograd.engine import backward
+
+        backward((self,), None if gradient is None else (gradient,), retain_graph, create_graph,
+                 inputs=inputs)
+
+    @property
+    def data(self) -> "Tensor":
+        """A detached tensor sharing storage (PyTorch's ``.data``)."""
+        return self.detach()
+
+    @property
+    def _version(self) -> int:
+        return _version(self)
+
+    # --- in-place ---------------------------------------------------------------------
+    def _inplace(self, fn: Any, *args: Any) -> "Tensor":
+        """Run ``fn(self_before, *args)`` out of place and write the result into self's memory.
+
+        Recording keeps PyTorch's semantics: a leaf that requires grad refuses outside
+        ``no_grad``; views refuse (their base's history cannot be rewritten here); the
+        version counter bumps so a node that saved this tensor refuses to run backward.
+        """
+        tracking = _state.enabled and (self._requires_grad or any(
+            isinstance(a, Tensor) and a._requires_grad for a in args))
+        if tracking and self._grad_fn is None and self._requires_grad:
+            raise InplaceOnLeafError(
+                "a leaf Variable that requires grad is being used in an in-place operation. "
+                "Wrap the update in `with vg.no_grad():` (as optimizers do), or write it out of "
+                "place: x = x + 1.")
+        if tracking and self._base is not None:
+            raise InplaceOnLeafError(
+                "in-place modification of a view of a tensor (from view/reshape/indexing/"
+                "transpose/expand) is not supported while recording a graph; write it out of "
+                "place (y = y + 1) or do it under vg.no_grad().")
+        if tracking:
+            before = _wrap(self._data.copy())
+            before._grad_fn, before._output_nr = self._grad_fn, self._output_nr
+            before._requires_grad = self._requires_grad
+            result = fn(before, *args)
+        else:
+            with _NoGrad():
+                result = fn(self.detach(), *args)
+        new = result._data
+        if not np.can_cast(new.dtype, self._data.dtype, casting="same_kind"):
+            raise TypeError(f"result type {_dtype.from_numpy_dtype(new.dtype)!r} can't be cast "
+                            f"to the desired output type {self.dtype!r} of an in-place op")
+        if not self._data.flags.writeable:
+            raise RuntimeError("unsupported operation: this tensor is a read-only expanded "
+                               "view (from expand or broadcasting); call .clone() first")
+        self._data[...] = new
+        _vbox(self)[0] += 1
+        if tracking:
+            self._grad_fn, self._output_nr = result._grad_fn, result._output_nr
+            self._requires_grad = True
+        return self
+
+    def zero_(self) -> "Tensor":
+        return self._inplace(lambda t: t * 0)
+
+    def fill_(self, value: Any) -> "Tensor":
+        return self._inplace(lambda t, v: t * 0 + v, value)
+
+    def copy_(self, src: Any) -> "Tensor":
+        return self._inplace(lambda t, s: t * 0 + s, src)
+
+    def add_(self, other: Any, alpha: Any = 1) -> "Tensor":
+        return self._inplace(lambda t, o: t + o * alpha if alpha != 1 else t + o, other)
+
+    def sub_(self, other: Any, alpha: Any = 1) -> "Tensor":
+        return self._inplace(lambda t, o: t - o * alpha if alpha != 1 else t - o, other)
+
+    def mul_(self, other: Any) -> "Tensor":
+        return self._inplace(lambda t, o: t * o, other)
+
+    def div_(self, other: Any) -> "Tensor":
+        return self._inplace(lambda t, o: t / o, other)
+
+    def __iadd__(self, other: Any) -> "Tensor":
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> "Tensor":
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> "Tensor":
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> "Tensor":
+        return self.div_(other)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if _state.enabled and (self._requires_grad or (isinstance(value, Tensor)
+                                                       and value._requires_grad)):
+            raise InplaceOnLeafError(
+                "item assignment into a tensor that is part of a graph is not supported; build "
+                "the tensor with vg.where/vg.cat, or assign under vg.no_grad().")
+        from .ops.shape import _normalize_key
+
+        self._data[_normalize_key(key)] = value._data if isinstance(value, Tensor) else value
+        _vbox(self)[0] += 1
+
+
+class _NoGrad:
+    """Minimal no-grad block for internal use (the public one lives in grad_mode)."""
+
+    def __enter__(self) -> None:
+        self.prev = _state.enabled
+        _state.enabled = False
+
+    def __exit__(self, *exc: object) -> None:
+        _state.enabled = self.prev
