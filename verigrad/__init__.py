@@ -25,6 +25,9 @@ from .ops import (abs, add, bmm, cat, clamp, clone, cos, div, dot, eq, exp, expa
                   squeeze, stack, sub, sum, tan, tanh, transpose, unsqueeze, view, where)
 from . import _methods  # noqa: F401  (binds Tensor methods and operators)
 from .tensor import Tensor, as_tensor, tensor
+from .parse import Expression, ExpressionError
+from .expression import build_graph, parse_expression
+from .symbolic import symbolic, symbolic_grad
 
 __version__ = "0.1.0"
 float = float32  # noqa: A001 - PyTorch aliases

@@ -490,20 +490,30 @@ _BINARY_FUNCS: Mapping[str, Callable[[Any, Any], Any]] = MappingProxyType(
 _UNARY_FUNCS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"-": operator.neg, "+": operator.pos})
 
 
-def _fold(node: Node, env: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> Any:
+def _fold(node: Node, env: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]],
+          text: str = "") -> Any:
     if isinstance(node, Num):
         return node.value
     if isinstance(node, Const):
         return CONSTANTS[node.name]
     if isinstance(node, Var):
         return env[node.name]
-    if isinstance(node, (BinOp, Compare)):
-        return _BINARY_FUNCS[node.op](_fold(node.left, env, functions), _fold(node.right, env, functions))
-    if isinstance(node, UnaryOp):
-        return _UNARY_FUNCS[node.op](_fold(node.operand, env, functions))
-    if isinstance(node, Call):
-        args = [_fold(arg, env, functions) for arg in node.args]
-        return functions[node.func](*args, **dict(node.kwargs))
+    try:
+        if isinstance(node, (BinOp, Compare)):
+            left = _fold(node.left, env, functions, text)
+            right = _fold(node.right, env, functions, text)
+            return _BINARY_FUNCS[node.op](left, right)
+        if isinstance(node, UnaryOp):
+            return _UNARY_FUNCS[node.op](_fold(node.operand, env, functions, text))
+        if isinstance(node, Call):
+            args = [_fold(arg, env, functions, text) for arg in node.args]
+            return functions[node.func](*args, **dict(node.kwargs))
+    except ExpressionError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, IndexError, RuntimeError) as exc:
+        # the values refused the operation (wrong shapes, missing dim=...): point at it
+        what = f"{node.func}()" if isinstance(node, Call) else f"'{node.op}'"
+        raise ExpressionError(f"{what} failed: {exc}", text, node.start, node.end) from None
     raise TypeError(f"not an IR node: {type(node).__name__}")
 
 
@@ -550,7 +560,7 @@ class Expression:
                     f"no implementation given for function '{node.func}'; add it to functions",
                     self.text, node.start, node.end,
                 )
-        return _fold(self.tree, env, functions)
+        return _fold(self.tree, env, functions, self.text)
 
     def __str__(self) -> str:
         return self.text

@@ -1,0 +1,146 @@
+"""A read-only view of a recorded tape graph: nodes in topological order, their input
+sources and the leaves, shared by the symbolic mirror and the checker."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..autograd.function import FunctionCtx
+from ..autograd.node import Node, OpNode
+from ..tensor import Tensor
+
+__all__ = ["GraphView", "Source", "node_label"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one input of a node comes from."""
+
+    kind: str                # "node" (output ``nr`` of ``node``), "leaf" or "const"
+    node: Any = None
+    nr: int = 0
+    leaf: Tensor | None = None
+    value: Any = None        # for consts: the numpy array / Python number / None
+
+
+def node_label(node: Node) -> str:
+    return node.name()
+
+
+@dataclass
+class GraphView:
+    """Nodes from the inputs to ``outputs`` in topological order (producers first)."""
+
+    outputs: tuple[Tensor, ...]
+    nodes: list[Node] = field(default_factory=list)
+    sources: dict[Node, list[Source]] = field(default_factory=dict)
+    leaves: list[Tensor] = field(default_factory=list)
+    consumers: dict[Node, list[Node]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, outputs: Tensor | Sequence[Tensor]) -> "GraphView":
+        outs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+        view = cls(outs)
+        seen_leaf: set[int] = set()
+        order: list[Node] = []
+        visited: set[int] = set()
+        roots = [t._grad_fn for t in outs if t._grad_fn is not None]
+        for t in outs:
+            if t._grad_fn is None and t._requires_grad and id(t) not in seen_leaf:
+                seen_leaf.add(id(t))
+                view.leaves.append(t)
+        # iterative post-order DFS: producers before consumers, inputs in argument order
+        stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            srcs = view._sources_of(node)
+            view.sources[node] = srcs
+            for s in reversed(srcs):
+                if s.kind == "node" and id(s.node) not in visited:
+                    stack.append((s.node, False))
+            for s in srcs:
+                if s.kind == "leaf" and id(s.leaf) not in seen_leaf:
+                    seen_leaf.add(id(s.leaf))
+                    view.leaves.append(s.leaf)
+        view.nodes = order
+        for node in order:
+            for s in view.sources[node]:
+                if s.kind == "node":
+                    view.consumers.setdefault(s.node, []).append(node)
+        # leaves in first-use order along the forward computation
+        first_use: dict[int, int] = {}
+        for k, node in enumerate(order):
+            for s in view.sources[node]:
+                if s.kind == "leaf":
+                    first_use.setdefault(id(s.leaf), k)
+        view.leaves.sort(key=lambda t: first_use.get(id(t), -1))
+        return view
+
+    @staticmethod
+    def _sources_of(node: Node) -> list[Source]:
+        inputs = getattr(node, "_inputs", ())
+        out = []
+        for (target, nr), inp in zip(node._edges, inputs):
+            if isinstance(target, Node):
+                out.append(Source("node", node=target, nr=nr))
+            elif target is not None:
+                out.append(Source("leaf", leaf=target))
+            elif isinstance(inp, Tensor):
+                out.append(Source("const", value=inp._data))
+            else:
+                out.append(Source("const", value=inp))
+        return out
+
+    def path_to_output(self, node: Node) -> list[Node]:
+        """The chain of nodes from the output down to ``node`` (output first)."""
+        roots = {id(t._grad_fn) for t in self.outputs if t._grad_fn is not None}
+        prev: dict[int, Node | None] = {id(node): None}
+        frontier = [node]
+        found = node if id(node) in roots else None
+        while frontier and found is None:
+            nxt = []
+            for n in frontier:
+                for c in self.consumers.get(n, []):
+                    if id(c) not in prev:
+                        prev[id(c)] = n
+                        if id(c) in roots:
+                            found = c
+                            break
+                        nxt.append(c)
+                if found is not None:
+                    break
+            frontier = nxt
+        path = []
+        cur = found
+        while cur is not None:
+            path.append(cur)
+            cur = prev[id(cur)]
+        return path
+
+    def input_values(self, node: Node) -> list[Any]:
+        """The recorded forward values of a node's inputs (arrays or Python numbers)."""
+        vals = []
+        for inp in getattr(node, "_inputs", ()):
+            vals.append(inp._data if isinstance(inp, Tensor) else inp)
+        return vals
+
+
+def is_function_node(node: Node) -> bool:
+    return isinstance(node, FunctionCtx)
+
+
+def is_op_node(node: Node) -> bool:
+    return isinstance(node, OpNode)
+
+
+def shapes_of(values: Sequence[Any]) -> tuple:
+    return tuple(np.shape(v) if v is not None else None for v in values)

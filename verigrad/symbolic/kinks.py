@@ -1,0 +1,204 @@
+"""Non-differentiable points near the evaluation point, found in the mirror.
+
+Every node's local mirror is scanned for SymPy functions that switch (``Abs``, ``Max``,
+``Min``, ``Heaviside``, ``sign``, ``Piecewise`` conditions) and for domain edges (``log`` and
+fractional or negative powers at 0, poles of ``tan``). Each gives a switching function ``s``
+of the node's inputs; its value at the high-precision forward point and its gradient give the
+distance ``|s| / |grad s|`` to the kink. Nothing here knows about particular ops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import mpmath
+import numpy as np
+
+from .._lazy import sp
+from ..tensor import Tensor
+from .exact import ExactGraph, to_mp
+from .local import LocalRule
+
+__all__ = ["Kink", "find_kinks", "one_sided_derivatives"]
+
+
+@dataclass
+class Kink:
+    """A switching point of one node-output element near the evaluation point."""
+
+    node: Any                 # the grad_fn
+    path: str                 # "SumBackward0 <- ReluBackward0"
+    element: tuple            # index into the node's output (for elementwise ops)
+    function: str             # the SymPy function: Abs, Max, Heaviside, Piecewise, log, pow, tan
+    kind: str                 # "kink" (derivative jumps) or "singularity" (domain edge / pole)
+    switch: float             # value of the switching function
+    distance: float           # |s| / |grad s| in the node's input space
+    at_point: bool            # the point sits on it
+
+    def describe(self) -> str:
+        where = f"{self.node.name()}" + (f"[{', '.join(map(str, self.element))}]"
+                                         if self.element else "")
+        what = "at" if self.at_point else f"{self.distance:.3g} from"
+        return f"{where}: {what} a {self.kind} of {self.function}"
+
+
+@dataclass
+class _Switch:
+    function: str
+    kind: str
+    exprs: list[Any]          # one switching function, or a Max/Min's arguments
+
+
+def _switches(rule: LocalRule) -> list[tuple[int, _Switch]]:
+    """(flat output index, switch) pairs for a rule, found by walking its expressions."""
+    found = []
+    flat = [e for o in rule.outs for e in o.flat]
+    for j, expr in enumerate(flat):
+        if not isinstance(expr, sp.Basic):
+            continue
+        for sub in sp.preorder_traversal(expr):
+            sw = _switch_of(sub)
+            if sw is not None:
+                found.append((j, sw))
+    return found
+
+
+def _switch_of(e: Any) -> _Switch | None:
+    name = type(e).__name__
+    if isinstance(e, (sp.Abs, sp.sign, sp.Heaviside)):
+        return _Switch(name, "kink", [e.args[0]])
+    if isinstance(e, (sp.Max, sp.Min)):
+        return _Switch(name, "kink", list(e.args))
+    if isinstance(e, sp.Piecewise):
+        rels = [r for _, c in e.args for r in sp.preorder_traversal(c)
+                if isinstance(r, sp.core.relational.Relational)]
+        if rels:
+            return _Switch("Piecewise", "kink", [r.lhs - r.rhs for r in rels])
+    if isinstance(e, sp.log):
+        return _Switch("log", "singularity", [e.args[0]])
+    if isinstance(e, sp.Pow):
+        base, exp = e.args
+        if base.free_symbols and exp.is_number and (not exp.is_integer or exp.is_negative):
+            return _Switch("pow", "singularity", [base])
+    if isinstance(e, sp.tan):
+        return _Switch("tan", "singularity", [sp.cos(e.args[0])])
+    return None
+
+
+class _Evaluator:
+    """Switch values and gradients for one rule, lambdified once."""
+
+    def __init__(self, rule: LocalRule, sw: _Switch) -> None:
+        syms = [s for i in rule.diff_inputs for s in rule.in_syms[i].flat]
+        exprs = []
+        for s in sw.exprs:
+            exprs.append(s)
+            exprs.extend(sp.diff(s, v) for v in syms)
+        self.width = 1 + len(syms)
+        self.fn: Callable = sp.lambdify(rule.flat_syms, exprs, modules="mpmath", dummify=False)
+
+
+_EVALUATORS: dict[tuple[int, int], _Evaluator] = {}
+
+
+def find_kinks(graph: ExactGraph, radius: float = 1e-6) -> list[Kink]:
+    """Switches within ``radius`` (relative to the size of the node's inputs) of the point.
+
+    >>> import verigrad as vg
+    >>> from verigrad.symbolic import ExactGraph
+    >>> from verigrad.symbolic.kinks import find_kinks
+    >>> x = vg.tensor([0.0, 2.0], requires_grad=True, dtype=vg.float64)
+    >>> [k.describe() for k in find_kinks(ExactGraph(vg.relu(x).sum()))]
+    ['ReluBackward0[0]: at a kink of Max']
+    """
+    values, _ = graph.forward()
+    kinks = []
+    tiny = mpmath.mpf(10) ** (-(graph.dps - 6))
+    with mpmath.workdps(graph.dps):
+        for node in graph.view.nodes:
+            rule = graph.rule(node)
+            if not rule.diff_inputs:
+                continue
+            args = graph._inputs_mp(node, values, graph._leaf_mp)
+            sym_args = [np.asarray(a, dtype=object) for a, s in zip(args, rule.in_syms)
+                        if s is not None]
+            if rule.elementwise:
+                arrays = np.broadcast_arrays(*sym_args)
+                points = [(idx, [a[idx] for a in arrays]) for idx in np.ndindex(arrays[0].shape)]
+            else:
+                points = [((), [v for a in sym_args for v in a.reshape(-1)])]
+            switches = _switches(rule)
+            if not switches:
+                continue
+            path = None
+            for k, (j, sw) in enumerate(switches):
+                key = (id(rule), k)
+                ev = _EVALUATORS.get(key)
+                if ev is None:
+                    ev = _EVALUATORS[key] = _Evaluator(rule, sw)
+                for idx, flat in points:
+                    res = ev.fn(*flat)
+                    scale = 1 + max((abs(v) for v in flat), default=0)
+                    dist, s_val = _distance(res, ev.width, sw.function)
+                    if dist is None or dist > radius * scale:
+                        continue
+                    if path is None:
+                        path = " <- ".join(n.name() for n in graph.view.path_to_output(node))
+                    kinks.append(Kink(node=node, path=path, element=idx if rule.elementwise
+                                      else _unflat(rule, j), function=sw.function, kind=sw.kind,
+                                      switch=float(s_val), distance=float(dist),
+                                      at_point=bool(dist <= tiny * scale)))
+    return kinks
+
+
+def _unflat(rule: LocalRule, j: int) -> tuple:
+    shape = rule.outs[0].shape
+    return tuple(int(i) for i in np.unravel_index(j, shape)) if shape else ()
+
+
+def _distance(res: list, width: int, function: str) -> tuple[Any, Any]:
+    """Distance to the nearest switch among the values in ``res``."""
+    groups = [res[i:i + width] for i in range(0, len(res), width)]
+    if function in ("Max", "Min"):
+        # the kink is where the two leading arguments tie
+        vals = [g[0] for g in groups]
+        order = sorted(range(len(vals)), key=lambda i: vals[i], reverse=function == "Max")
+        if len(order) < 2:
+            return None, None
+        a, b = groups[order[0]], groups[order[1]]
+        s = a[0] - b[0]
+        grad = [x - y for x, y in zip(a[1:], b[1:])]
+        norm = mpmath.sqrt(sum(g * g for g in grad))
+        return (abs(s) / norm if norm else None), s
+    best = (None, None)
+    for g in groups:
+        s = g[0]
+        norm = mpmath.sqrt(sum(d * d for d in g[1:]))
+        if not norm:
+            continue
+        d = abs(s) / norm
+        if best[0] is None or d < best[0]:
+            best = (d, s)
+    return best
+
+
+def one_sided_derivatives(graph: ExactGraph, leaf: Tensor, index: tuple,
+                          h: float | None = None) -> tuple[float, float]:
+    """Left and right derivatives of a scalar output along one leaf coordinate, from the
+    high-precision forward (Richardson over steps h and h/2, so the error is O(h^2))."""
+    h = mpmath.mpf(h) if h is not None else mpmath.mpf(10) ** (-(graph.dps // 3))
+    base = to_mp(leaf._data)
+    with mpmath.workdps(graph.dps):
+        f0 = graph.value()[()]
+
+        def at(delta: Any) -> Any:
+            v = base.copy()
+            v[index] = v[index] + delta
+            return graph.value({leaf: v})[()]
+
+        def one_side(sign: int) -> Any:
+            d1 = (at(sign * h) - f0) / (sign * h)
+            d2 = (at(sign * h / 2) - f0) / (sign * h / 2)
+            return 2 * d2 - d1
+
+        return float(one_side(-1)), float(one_side(1))
