@@ -70,6 +70,7 @@ class ExactGraph:
         self.view = view or GraphView.of(output)
         self.dps = dps
         self._rules: dict[Any, LocalRule] = {}
+        self._cache: dict = {}
         for node in self.view.nodes:
             self._check_real(node)
 
@@ -104,11 +105,19 @@ class ExactGraph:
                 args.append(to_mp(s.value))
         return args
 
-    def forward(self, leaf_values: Mapping[Tensor, Any] | None = None, with_partials: bool = False
-                ) -> tuple[dict, dict]:
-        """Evaluate every node in high precision. ``leaf_values`` overrides leaf data (any
-        array-like; floats are taken exactly). Returns (values, partials) keyed by
-        ``(node, output_nr)`` and by node."""
+    def forward(self, leaf_values: Mapping[Tensor, Any] | None = None, with_partials: bool = False,
+                recorded: bool = False) -> tuple[dict, dict]:
+        """Evaluate every node in high precision. Returns (values, partials) keyed by
+        ``(node, output_nr)`` and by node.
+
+        ``leaf_values`` overrides leaf data (floats are taken exactly). With ``recorded=True``
+        each node's partials are evaluated at the float values the tape recorded for its
+        inputs, not at exact forward values: chaining those gives the gradient the tape
+        should have produced from its own forward pass (see :meth:`gradient`).
+        """
+        key = (self.dps, with_partials, recorded)
+        if leaf_values is None and key in self._cache:
+            return self._cache[key]
         lv = {id(t): to_mp(t._data) for t in self.view.leaves}
         if leaf_values:
             for t, v in leaf_values.items():
@@ -118,14 +127,25 @@ class ExactGraph:
         with mpmath.workdps(self.dps):
             for node in self.view.nodes:
                 rule = self.rule(node)
-                args = self._inputs_mp(node, values, lv)
+                if recorded:
+                    args = [self._recorded_arg(node, raw) for raw in self.view.input_values(node)]
+                else:
+                    args = self._inputs_mp(node, values, lv)
                 outs, parts = self._eval(rule, args, with_partials)
                 for nr, o in enumerate(outs):
                     values[(node, nr)] = o
                 if with_partials:
-                    partials[node] = parts
+                    partials[node] = (parts, args)
+        if leaf_values is None:
+            self._cache[key] = (values, partials)
         self._leaf_mp = lv
         return values, partials
+
+    @staticmethod
+    def _recorded_arg(node: Any, raw: Any) -> Any:
+        if raw is None or isinstance(node, FunctionCtx) and not isinstance(raw, np.ndarray):
+            return raw
+        return to_mp(raw)
 
     def _eval(self, rule: LocalRule, args: list, with_partials: bool) -> tuple[list, Any]:
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
@@ -133,7 +153,6 @@ class ExactGraph:
             arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in sym_args])
             shape = arrays[0].shape if arrays else ()
             fn = rule.full_fn() if with_partials else rule.forward_fn()
-            n_out = 1
             out = np.empty(shape, dtype=object)
             parts = [np.empty(shape, dtype=object) for _ in rule.diff_inputs] \
                 if with_partials else None
@@ -143,7 +162,7 @@ class ExactGraph:
                 out.reshape(-1)[j] = _mpf(res[0])
                 if with_partials:
                     for k in range(len(rule.diff_inputs)):
-                        parts[k].reshape(-1)[j] = _mpf(res[n_out + k])
+                        parts[k].reshape(-1)[j] = _mpf(res[1 + k])
             return [out], parts
         flat = [v for a in sym_args for v in np.asarray(a, dtype=object).reshape(-1)]
         fn = rule.full_fn() if with_partials else rule.forward_fn()
@@ -166,39 +185,60 @@ class ExactGraph:
         values, _ = self.forward(leaf_values)
         return values[(self.output._grad_fn, self.output._output_nr)]
 
+    def node_values(self) -> dict:
+        """High-precision forward value of every node output, keyed by (node, nr)."""
+        return self.forward()[0]
+
     # --- reverse ---------------------------------------------------------------------
-    def gradient(self, cotangent: Any = None) -> dict[Tensor, np.ndarray]:
+    def gradient(self, cotangent: Any = None, recorded: bool = False,
+                 bounds: bool = False) -> Any:
         """d(output . cotangent)/d(leaf) for every leaf, as object arrays of mpf.
 
-        The cotangent defaults to 1 (a scalar output)."""
+        The cotangent defaults to 1 (a scalar output). With ``recorded=True`` the partials
+        are taken at the tape's recorded values (the gradient a correct tape computes up to
+        backward rounding). With ``bounds=True`` also returns, per leaf, a float bound on
+        that backward rounding: local bounds from ``rounding_magnitude`` pushed through |J|.
+        """
         out = self.output
         with mpmath.workdps(self.dps):
             ct = to_mp(np.ones(out.shape) if cotangent is None else cotangent)
             if out._grad_fn is None:
-                return {out: ct}
-            values, partials = self.forward(with_partials=True)
+                zero = {out: np.zeros(out.shape)}
+                return ({out: ct}, zero) if bounds else {out: ct}
+            values, partials = self.forward(with_partials=True, recorded=recorded)
             grads: dict = {(out._grad_fn, out._output_nr): ct}
+            bnd: dict = {(out._grad_fn, out._output_nr): np.zeros(out.shape)}
             leaf_grads: dict[int, np.ndarray] = {}
+            leaf_bnd: dict[int, np.ndarray] = {}
             for node in reversed(self.view.nodes):
                 rule = self.rule(node)
                 gouts = [grads.pop((node, nr), None) for nr in range(len(rule.outs))]
+                bouts = [bnd.pop((node, nr), None) for nr in range(len(rule.outs))]
                 if all(g is None for g in gouts):
                     continue
-                in_grads = self._chain(node, rule, gouts, partials[node], values)
-                for s, gi in zip(self.view.sources[node], in_grads):
+                parts, args = partials[node]
+                in_grads = self._chain(node, rule, gouts, parts)
+                in_bnds = self._chain_bounds(node, rule, gouts, bouts, parts, args) \
+                    if bounds else [None] * len(in_grads)
+                for s, gi, bi in zip(self.view.sources[node], in_grads, in_bnds):
                     if gi is None:
                         continue
                     if s.kind == "node":
                         key = (s.node, s.nr)
                         grads[key] = gi if key not in grads else _add(grads[key], gi)
+                        if bounds:
+                            bnd[key] = bi if key not in bnd else bnd[key] + bi
                     elif s.kind == "leaf":
                         k = id(s.leaf)
                         leaf_grads[k] = gi if k not in leaf_grads else _add(leaf_grads[k], gi)
-        result = {}
+                        if bounds:
+                            leaf_bnd[k] = bi if k not in leaf_bnd else leaf_bnd[k] + bi
+        result, result_bnd = {}, {}
         for t in self.view.leaves:
             g = leaf_grads.get(id(t))
             result[t] = g if g is not None else to_mp(np.zeros(t.shape))
-        return result
+            result_bnd[t] = leaf_bnd.get(id(t), np.zeros(t.shape))
+        return (result, result_bnd) if bounds else result
 
     def gradient_verified(self, cotangent: Any = None, digits: int = 17, max_dps: int = 240
                           ) -> tuple[dict[Tensor, np.ndarray], dict[Tensor, np.ndarray]]:
@@ -226,15 +266,13 @@ class ExactGraph:
                 return grads, errors
             dps *= 2
 
-    def _chain(self, node: Any, rule: LocalRule, gouts: list, parts: Any, values: dict) -> list:
-        srcs = self.view.sources[node]
+    def _chain(self, node: Any, rule: LocalRule, gouts: list, parts: Any) -> list:
         in_vals = self.view.input_values(node)
-        in_grads: list = [None] * len(srcs)
+        in_grads: list = [None] * len(in_vals)
         if rule.elementwise:
             g = gouts[0]
             for k, i in enumerate(rule.diff_inputs):
-                shape = np.shape(in_vals[i])
-                in_grads[i] = _sum_to(g * parts[k], shape)
+                in_grads[i] = _sum_to(g * parts[k], np.shape(in_vals[i]))
             return in_grads
         zero = mpmath.mpf(0)
         for i in rule.diff_inputs:
@@ -246,6 +284,68 @@ class ExactGraph:
             if gk is not None:
                 flat_in[i][m] += gk[j] * p
         return in_grads
+
+    def _chain_bounds(self, node: Any, rule: LocalRule, gouts: list, bouts: list, parts: Any,
+                      args: list) -> list:
+        """Rounding bound of a correct float VJP at this node, plus the incoming bounds pushed
+        through |J|: c*eps*(|g| M + n |g J|) + |J|^T B."""
+        eps = EPS64 * SAFETY
+        in_vals = self.view.input_values(node)
+        out: list = [None] * len(in_vals)
+        sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
+        mag = rule.magnitude_fn()
+        if rule.elementwise:
+            g = np.abs(np.array(np.asarray(gouts[0], dtype=object).tolist(), dtype=float))
+            b = bouts[0] if bouts[0] is not None else 0.0
+            arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in sym_args])
+            flat = [a.reshape(-1) for a in arrays]
+            shape = arrays[0].shape if arrays else ()
+            m = np.array([[float(abs(v)) for v in mag(*[a[j] for a in flat])]
+                          for j in range(int(np.prod(shape)))]).reshape(shape + (-1,)) \
+                if rule.diff_inputs else None
+            for k, i in enumerate(rule.diff_inputs):
+                p = np.abs(np.array(np.asarray(parts[k], dtype=object).tolist(), dtype=float))
+                local = eps * (g * m[..., k] + 2 * g * p)
+                out[i] = _sum_to_float(p * b + local, np.shape(in_vals[i]))
+            return out
+        flat = [v for a in sym_args for v in np.asarray(a, dtype=object).reshape(-1)]
+        mags = [float(abs(v)) for v in mag(*flat)]
+        for i in rule.diff_inputs:
+            out[i] = np.zeros(np.shape(in_vals[i]))
+        flat_out = {i: out[i].reshape(-1) for i in rule.diff_inputs}
+        counts = {i: np.zeros(out[i].size) for i in rule.diff_inputs}
+        sums = {i: np.zeros(out[i].size) for i in rule.diff_inputs}
+        flat_g = [None if g is None else np.abs(np.array(g.reshape(-1).tolist(), dtype=float))
+                  for g in gouts]
+        flat_b = [None if b is None else np.asarray(b, dtype=float).reshape(-1) for b in bouts]
+        for (k, j, i, m_), p, mg in zip(rule.jac_index, parts, mags):
+            gk = flat_g[k]
+            if gk is None:
+                continue
+            ap = float(abs(p))
+            bk = flat_b[k][j] if flat_b[k] is not None else 0.0
+            flat_out[i][m_] += ap * bk + eps * gk[j] * mg
+            sums[i][m_] += gk[j] * ap
+            counts[i][m_] += 1
+        for i in rule.diff_inputs:
+            flat_out[i] += eps * (counts[i] + 1) * sums[i]
+        return out
+
+
+#: float64 unit roundoff, and the factor allowed over first-order rounding bounds (VJP
+#: formulas may legitimately take a different route than the mirror's derivative)
+EPS64 = float(np.finfo(np.float64).eps) / 2
+SAFETY = 8.0
+
+
+def _sum_to_float(g: np.ndarray, shape: tuple) -> np.ndarray:
+    g = np.asarray(g, dtype=float)
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
+                                      if s == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
 
 
 def exact_gradient(output: Tensor, inputs: Sequence[Tensor], dps: int = DEFAULT_DPS
