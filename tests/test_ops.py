@@ -113,7 +113,7 @@ GOLDEN_NAMES = {
     "min": "MinBackward1", "logsumexp": "LogsumexpBackward0", "softmax": "SoftmaxBackward0",
     "log_softmax": "LogSoftmaxBackward0", "mm": "MmBackward0", "mv": "MvBackward0",
     "dot": "DotBackward0", "bmm": "BmmBackward0", "view": "ViewBackward0",
-    "_unsafe_view": "UnsafeViewBackward0", "clone": "CloneBackward0",
+    "_unsafe_view": "UnsafeViewBackward0", "alias": "AliasBackward0", "clone": "CloneBackward0",
     "transpose": "TransposeBackward0", "permute": "PermuteBackward0",
     "unsqueeze": "UnsqueezeBackward0", "squeeze": "SqueezeBackward0",
     "squeeze.dim": "SqueezeBackward1", "squeeze.dims": "SqueezeBackward2",

@@ -27,6 +27,13 @@ def _bool_op(fn):
     return method
 
 
+def _mT(self: Tensor) -> Tensor:
+    if self.ndim < 2:
+        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. "
+                           f"Got {self.ndim}-D tensor.")
+    return O.transpose(self, -2, -1)
+
+
 def _install() -> None:
     for name in _SAME_NAME:
         setattr(Tensor, name, getattr(O, name))
@@ -49,9 +56,9 @@ def _install() -> None:
     T.all = lambda self: _wrap(np.asarray(self._data.all()))
     T.isnan = lambda self: _wrap(np.isnan(self._data))
     T.isfinite = lambda self: _wrap(np.isfinite(self._data))
-    T.T = property(lambda self: O.permute(self, tuple(reversed(range(self.ndim))))
-                   if self.ndim >= 2 else self)
-    T.mT = property(lambda self: O.transpose(self, -2, -1))
+    # PyTorch records PermuteBackward0 for .T of any rank (0-d and 1-d included)
+    T.T = property(lambda self: O.permute(self, tuple(reversed(range(self.ndim)))))
+    T.mT = property(_mT)
     T.__getitem__ = O.getitem
     T.__add__ = T.__radd__ = O.add
     T.__sub__ = O.sub

@@ -168,7 +168,9 @@ def _to_array(data: Any, dtype: DType | None) -> np.ndarray:
     elif isinstance(data, np.generic):
         arr = np.array(data)
     else:
-        arr = _from_python(data)
+        # with an explicit dtype, cast once from numpy's exact inference (a detour through
+        # the default float32 would round 0.7 before making it float64)
+        arr = _from_python(data, infer=dtype is None)
     if dtype is not None:
         target = _dtype.as_dtype(dtype).np
         if arr.dtype != target:
@@ -176,9 +178,10 @@ def _to_array(data: Any, dtype: DType | None) -> np.ndarray:
     return arr
 
 
-def _from_python(data: Any) -> np.ndarray:
+def _from_python(data: Any, infer: bool = True) -> np.ndarray:
     """Python numbers and nested lists follow PyTorch's inference: floats -> default dtype,
-    ints -> int64, bools -> bool, complex -> default complex."""
+    ints -> int64, bools -> bool, complex -> default complex (``infer=False``: numpy's
+    lossless dtype, for a caller that casts to an explicit dtype)."""
     try:
         arr = np.array(data)
     except ValueError as e:  # ragged lists
@@ -187,6 +190,8 @@ def _from_python(data: Any) -> np.ndarray:
     if arr.dtype == object or arr.dtype.kind not in "biufc":
         raise TypeError(f"could not make a tensor from {type(data).__name__} {data!r}: "
                         f"expected numbers, nested lists of numbers, numpy arrays or tensors")
+    if not infer:
+        return arr
     if arr.dtype.kind == "f":
         arr = arr.astype(_dtype.get_default_dtype().np)
     elif arr.dtype.kind == "c":
@@ -224,10 +229,23 @@ def as_tensor(data: Any, dtype: DType | None = None) -> "Tensor":
 
 
 class MaxResult(NamedTuple):
-    """``(values, indices)`` from ``max(dim)`` / ``min(dim)``, as ``torch.return_types.max``."""
+    """``(values, indices)`` from ``max(dim)``, as ``torch.return_types.max``."""
 
     values: "Tensor"
     indices: "Tensor"
+
+    def __repr__(self) -> str:
+        return f"verigrad.return_types.max(\nvalues={self.values!r},\nindices={self.indices!r})"
+
+
+class MinResult(NamedTuple):
+    """``(values, indices)`` from ``min(dim)``, as ``torch.return_types.min``."""
+
+    values: "Tensor"
+    indices: "Tensor"
+
+    def __repr__(self) -> str:
+        return f"verigrad.return_types.min(\nvalues={self.values!r},\nindices={self.indices!r})"
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,7 +302,7 @@ class Tensor:
 
     def item(self) -> Any:
         if self._data.size != 1:
-            raise ValueError(f"a Tensor with {self._data.size} elements cannot be converted to "
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to "
                              f"a Python scalar; use .tolist() or index an element first")
         return self._data.reshape(()).item()
 
@@ -310,9 +328,13 @@ class Tensor:
         return bool(self._data.reshape(()))
 
     def __float__(self) -> float:
+        if self._data.size != 1:  # PyTorch: ValueError here, RuntimeError from .item()
+            raise ValueError("only one element tensors can be converted to Python scalars")
         return float(self.item())
 
     def __int__(self) -> int:
+        if self._data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
         return int(self.item())
 
     def __index__(self) -> int:
@@ -464,6 +486,9 @@ class Tensor:
             with _NoGrad():
                 result = fn(self.detach(), *args)
         new = result._data
+        if new.shape != self._data.shape:
+            raise ShapeError(f"output with shape {list(self.shape)} doesn't match the broadcast "
+                             f"shape {list(new.shape)} of an in-place op; write it out of place")
         if not np.can_cast(new.dtype, self._data.dtype, casting="same_kind"):
             raise TypeError(f"result type {_dtype.from_numpy_dtype(new.dtype)!r} can't be cast "
                             f"to the desired output type {self.dtype!r} of an in-place op")
@@ -518,7 +543,11 @@ class Tensor:
                 "the tensor with vg.where/vg.cat, or assign under vg.no_grad().")
         from .ops.shape import _normalize_key
 
-        self._data[_normalize_key(key)] = value._data if isinstance(value, Tensor) else value
+        try:
+            self._data[_normalize_key(key)] = value._data if isinstance(value, Tensor) else value
+        except ValueError as e:
+            raise ShapeError(f"cannot assign a value of shape {tuple(np.shape(value))} to "
+                             f"x[{key!r}] of a tensor of shape {tuple(self.shape)}: {e}") from None
         _vbox(self)[0] += 1
 
 

@@ -239,8 +239,17 @@ def _retain(node: Node, grads: list, create_graph: bool, Tensor: type, _wrap: An
             continue
         if not isinstance(g, Tensor):
             g = _wrap(np.array(g, copy=True))
+        elif t._grad is None:
+            g = _own(g) if create_graph else _wrap(np.array(g._data, copy=True))
         t._grad = g if t._grad is None else _wrap(t._grad._data + g._data) \
             if not create_graph else t._grad + g
+
+
+def _own(g: Any) -> Any:
+    """A copy of a gradient tensor that stays in its graph (create_graph=True)."""
+    from ..ops import clone
+
+    return clone(g)
 
 
 def _deliver_leaf(leaf: Any, g: Any, cap: dict | None, results: list | None, create_graph: bool,
@@ -255,7 +264,9 @@ def _deliver_leaf(leaf: Any, g: Any, cap: dict | None, results: list | None, cre
     if create_graph:
         if not isinstance(g, Tensor):
             g = _wrap(g)
-        leaf._grad = g if leaf._grad is None else leaf._grad + g
+        # a clone, as PyTorch: a VJP may hand one tensor to several inputs (add) or a
+        # read-only broadcast view (sum); .grad must be the leaf's own, writable tensor
+        leaf._grad = _own(g) if leaf._grad is None else leaf._grad + g
         return
     if isinstance(g, Tensor):
         g = g._data

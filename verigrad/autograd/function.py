@@ -99,6 +99,15 @@ class FunctionCtx(Node):
     def name(self) -> str:
         return self._name
 
+    @property
+    def next_functions(self) -> tuple[tuple[Any, int], ...]:
+        """One entry per *tensor* argument of ``forward``, as in PyTorch (non-tensor arguments
+        have no edge; ``_edges`` keeps one per argument for the engine and the mirror)."""
+        from ..tensor import Tensor
+
+        return tuple(e for e, a in zip(Node.next_functions.fget(self), self._inputs)
+                     if isinstance(a, Tensor))
+
     # --- engine interface ------------------------------------------------------------
     def _backward(self, grads: list, create_graph: bool) -> list:
         from ..tensor import Tensor, _wrap
@@ -176,11 +185,10 @@ class FunctionCtx(Node):
 
 def _input_names(cls: type, n: int) -> list[str]:
     try:
-        params = list(inspect.signature(cls.forward).parameters)[1:]
+        params = [p.name for p in list(inspect.signature(cls.forward).parameters.values())[1:]
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         params = []
-    if params and params[-1].startswith("*"):
-        params = params[:-1]
     return [params[i] if i < len(params) else f"arg{i}" for i in range(n)]
 
 
@@ -287,9 +295,10 @@ class Function(metaclass=_FunctionMeta):
 
 
 def _seq_counter():
-    from .. import tensor
+    # the module, not ``verigrad.tensor`` (the package attribute is the factory function)
+    from ..tensor import _seq
 
-    return tensor._seq
+    return _seq
 
 
 def once_differentiable(fn: Callable) -> Callable:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import sys
 import threading
 from typing import Any, Callable, TypeVar
 
@@ -41,6 +43,8 @@ class _GradMode:
 
     def __call__(self, func: F) -> F:
         mode = self.mode
+        if inspect.isgeneratorfunction(func):
+            return _wrap_generator(func, mode)  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +56,39 @@ class _GradMode:
                 _state.enabled = prev
 
         return wrapper  # type: ignore[return-value]
+
+
+def _wrap_generator(func: Callable, mode: bool) -> Callable:
+    """A decorated generator runs each step (not just its creation) under ``mode``, as in
+    PyTorch; the caller's mode is restored between steps."""
+
+    def step(fn: Callable, *args: Any) -> Any:
+        prev = _state.enabled
+        _state.enabled = mode
+        try:
+            return fn(*args)
+        finally:
+            _state.enabled = prev
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        gen = func(*args, **kwargs)  # runs none of the body yet
+        try:
+            response = step(gen.send, None)
+            while True:
+                try:
+                    request = yield response
+                except GeneratorExit:
+                    step(gen.close)
+                    raise
+                except BaseException:
+                    response = step(gen.throw, sys.exc_info()[1])
+                else:
+                    response = step(gen.send, request)
+        except StopIteration as e:
+            return e.value
+
+    return wrapper
 
 
 class _NoParams(_GradMode):

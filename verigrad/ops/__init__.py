@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _dtype
 from ..errors import ShapeError
-from ..tensor import MaxResult, Tensor, _vbox, _wrap, apply, as_tensor
+from ..tensor import MaxResult, MinResult, Tensor, _vbox, _wrap, apply, as_tensor
 from . import elementwise as E
 from . import linalg as L
 from . import reduce as R
@@ -190,6 +190,8 @@ def _dim_op(full, per_dim):
         x = _t(input)
         if dim is None:
             return apply(full, (x,))
+        if not isinstance(dim, (int, np.integer)) and len(dim) == 0:
+            dim = tuple(range(x.ndim))  # PyTorch: an empty dim list reduces everything
         return apply(per_dim, (x,), {"dim": _check_dims(dim, x.ndim), "keepdim": keepdim})
 
     return fn
@@ -223,7 +225,7 @@ def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor
     return apply(R.PROD_DIM, (x,), {"dim": _check_dims(dim, x.ndim), "keepdim": keepdim})
 
 
-def _extremum(full, per_dim, arg):
+def _extremum(full, per_dim, arg, result):
     def fn(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
         x = _t(input)
         if dim is None:
@@ -234,19 +236,19 @@ def _extremum(full, per_dim, arg):
         _check_dims(dim, x.ndim)
         values = apply(per_dim, (x,), {"dim": int(dim), "keepdim": keepdim})
         idx = arg(x._data, axis=int(dim) if x.ndim else None, keepdims=keepdim)
-        return MaxResult(values, _wrap(np.asarray(idx, dtype=np.int64)))
+        return result(values, _wrap(np.asarray(idx, dtype=np.int64)))
 
     return fn
 
 
-max = _extremum(R.MAX, R.MAX_DIM, np.argmax)  # noqa: A001
+max = _extremum(R.MAX, R.MAX_DIM, np.argmax, MaxResult)  # noqa: A001
 max.__name__, max.__doc__ = "max", """Largest element, or ``(values, indices)`` along ``dim``.
 
     >>> import verigrad as vg
     >>> vg.max(vg.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1).indices
     tensor([1, 0])
     """
-min = _extremum(R.MIN, R.MIN_DIM, np.argmin)  # noqa: A001
+min = _extremum(R.MIN, R.MIN_DIM, np.argmin, MinResult)  # noqa: A001
 min.__name__, min.__doc__ = "min", "Smallest element, or ``(values, indices)`` along ``dim``."
 
 
@@ -454,6 +456,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     ts = tuple(_t(t) for t in tensors)
     if not ts:
         raise ValueError("cat expects a non-empty sequence of tensors")
+    _check_dims(dim, ts[0].ndim)
     return apply(S.CAT, ts, {"dim": dim})
 
 
@@ -466,12 +469,14 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if len(shapes) > 1:
         raise ShapeError(f"stack expects each tensor to be equal size, got shapes "
                          f"{[tuple(t.shape) for t in ts]}")
+    _check_dims(dim, ts[0].ndim + 1)
     return apply(S.STACK, ts, {"dim": dim})
 
 
 def getitem(input: Tensor, key: Any) -> Tensor:
-    """``x[key]`` as PyTorch records it: select/slice/unsqueeze for basic indexing,
-    ``IndexBackward0`` for integer-array or mask indexing.
+    """``x[key]`` as PyTorch records it: ints select, slices slice and ``None`` unsqueezes
+    (in that order, dimension by dimension); integer-array or mask indices then index what is
+    left (``IndexBackward0``), so ``x[0, :, [0, 1]]`` is ``x[0][:, [0, 1]]`` as in PyTorch.
 
     >>> import verigrad as vg
     >>> x = vg.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -479,15 +484,14 @@ def getitem(input: Tensor, key: Any) -> Tensor:
     ('SliceBackward0', 'SelectBackward0', 'IndexBackward0')
     """
     x = _t(input)
+    lone_slice = isinstance(key, slice)  # x[a:b] records a slice even when it is x[:]
     key = S._normalize_key(key)
-    if not S.is_basic(key):
-        try:
-            x._data[key]
-        except IndexError as e:
-            raise IndexError(f"index {key!r} is invalid for a tensor of shape "
-                             f"{tuple(x.shape)}: {e}") from None
-        return apply(S.INDEX, (x,), {"key": key})
-    n_real = len([k for k in key if k is not None and k is not Ellipsis])
+    if any(isinstance(k, (bool, np.bool_)) or isinstance(k, np.ndarray) and k.ndim == 0
+           and k.dtype == np.bool_ for k in key):
+        return _index(x, key)  # x[True]: numpy's rule
+    # a 0-d integer tensor selects, as an int does
+    key = tuple(int(k) if isinstance(k, np.ndarray) and k.ndim == 0 else k for k in key)
+    n_real = _bsum(_index_width(k) for k in key)
     if n_real > x.ndim:
         raise IndexError(f"too many indices for tensor of dimension {x.ndim}")
     if _bsum(1 for k in key if k is Ellipsis) > 1:
@@ -499,26 +503,58 @@ def getitem(input: Tensor, key: Any) -> Tensor:
         else:
             expanded.append(k)
     out, dim = x, 0
+    advanced: list = []  # (dimension of out, index array), applied after the basic indexing
     for k in expanded:
         if k is None:
             out = unsqueeze(out, dim)
             dim += 1
         elif isinstance(k, slice):
-            if k != slice(None):
-                start, stop, step = k.start, k.stop, k.step
-                out = _as_view(apply(S.SLICE, (out,), {"dim": dim, "start": start, "stop": stop,
-                                                        "step": step}), out)
+            if k.step is not None and k.step <= 0:
+                raise ValueError("step must be greater than zero")
+            size = out.shape[dim]
+            # inside a tuple, a slice covering the whole dimension records nothing (PyTorch)
+            if lone_slice or k.indices(size) != (0, size, 1):
+                out = _as_view(apply(S.SLICE, (out,), {"dim": dim, "start": k.start,
+                                                        "stop": k.stop, "step": k.step}), out)
             dim += 1
+        elif isinstance(k, np.ndarray):
+            advanced.append((dim, k))
+            dim += _index_width(k)
         else:
             size = out.shape[dim]
             if not -size <= k < size:
                 raise IndexError(f"index {k} is out of bounds for dimension {dim} with size "
                                  f"{size}")
             out = _as_view(apply(S.SELECT, (out,), {"dim": dim, "index": int(k)}), out)
-    if out is x:  # x[...] or x[:] is still a new view in PyTorch
-        out = _as_view(apply(S.VIEW, (x,), {"shape": x.shape}), x) if x._requires_grad else \
-            _as_view(_wrap(x._data[...]), x)
+    if advanced:
+        rest: list = []
+        pos = 0
+        for d, k in advanced:
+            rest.extend([slice(None)] * (d - pos))
+            rest.append(k)
+            pos = d + _index_width(k)
+        return _index(out, tuple(rest))
+    if out is x:  # x[...] or x[:, :] is still a new view in PyTorch
+        out = _as_view(apply(S.ALIAS, (x,)), x)
     return out
+
+
+def _index_width(k: Any) -> int:
+    """How many dimensions of the indexed tensor one index entry consumes."""
+    if k is None or k is Ellipsis:
+        return 0
+    if isinstance(k, np.ndarray) and k.dtype == np.bool_:
+        return k.ndim
+    return 1
+
+
+def _index(x: Tensor, key: tuple) -> Tensor:
+    try:
+        x._data[key]
+    except IndexError as e:
+        raise IndexError(f"index {key!r} is invalid for a tensor of shape "
+                         f"{tuple(x.shape)}: {e}") from None
+    return apply(S.INDEX, (x,), {"key": key})
 
 
 def to(input: Tensor, dtype: Any) -> Tensor:
@@ -527,4 +563,6 @@ def to(input: Tensor, dtype: Any) -> Tensor:
     target = _dtype.as_dtype(dtype)
     if x.dtype is target:
         return x
+    if x._data.dtype.kind not in "fc":  # no graph possible; apply() would re-cast int->float
+        return _wrap(x._data.astype(target.np))
     return apply(S.TO_COPY, (x,), {"dtype": target.np, "src": x._data.dtype})

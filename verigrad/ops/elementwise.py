@@ -127,8 +127,17 @@ POW_TENSOR = _binary(
         g * y * x ** (y - 1),
         g * F.where((x == 0) * (y >= 0), 0, out * F.log(x))),
     operator.pow, (POS, ANY))
+
+
+def _pow_scalar_base_vjp(F, g, x, out, base):
+    # PyTorch's rule: no gradient where base == 0 and exponent >= 0; NaN for a negative base
+    if base == 0:
+        return g * F.where(x >= 0, 0, out * -math.inf)
+    return g * out * (math.log(base) if base > 0 else math.nan)
+
+
 POW_SCALAR_BASE = _unary(
-    "pow.Scalar", lambda x, base: np.power(base, x), lambda F, g, out, base: g * out * math.log(base),
+    "pow.Scalar", lambda x, base: np.power(base, x), _pow_scalar_base_vjp,
     lambda x, base: base ** x, params=("base",),
     cases=lambda rng: [(((3,),), {"base": 2.0}), (((2, 2),), {"base": 0.5})])
 MAXIMUM = _binary("maximum", np.maximum,

@@ -121,12 +121,12 @@ def _logsumexp(x, dim, keepdim):
 
 
 def _softmax(x, dim):
-    e = np.exp(x - np.max(x, int(dim), keepdims=True))
+    e = np.exp(x - np.max(x, int(dim), keepdims=True, initial=-np.inf))  # initial: empty x
     return e / np.sum(e, int(dim), keepdims=True)
 
 
 def _log_softmax(x, dim):
-    s = x - np.max(x, int(dim), keepdims=True)
+    s = x - np.max(x, int(dim), keepdims=True, initial=-np.inf)
     return s - np.log(np.sum(np.exp(s), int(dim), keepdims=True))
 
 

@@ -74,6 +74,9 @@ def _split(F, g, dim, shapes):
 VIEW = _shape_op("view", _view, [(((2, 3),), {"shape": (3, 2)}), (((4,),), {"shape": (2, 2)})],
                  ("shape",))
 UNSAFE_VIEW = _shape_op("_unsafe_view", _reshape, [(((2, 3),), {"shape": (6,)})], ("shape",))
+# x[...] and x[:, :] in PyTorch: a new view of the whole tensor
+ALIAS = _shape_op("alias", lambda x: np.asarray(x).view(), [(((2, 3),), {})], (),
+                  lambda F, g: g)
 CLONE = defop("clone", forward=np.copy, vjp=lambda F, g: g, mirror=np.copy, domain=_cases(
     (((2, 3),), {})))
 TRANSPOSE = _shape_op("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
