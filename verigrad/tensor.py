@@ -28,7 +28,7 @@ _HIDDEN_DTYPES = frozenset({np.dtype(np.int64), np.dtype(np.bool_)})
 
 
 def _wrap(data: np.ndarray) -> "Tensor":
-    t = Tensor.__new__(Tensor)
+    t = object.__new__(Tensor)
     t._data = data
     t._requires_grad = False
     t._grad = None
@@ -116,44 +116,74 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
                 isinstance(d, np.ndarray) and d.dtype == np.float64 for d in datas):
             out = out.astype(_dtype.get_default_dtype().np)
     else:
-        out = _forward(op, datas, params)
+        try:
+            out = op.forward(*datas, **params)
+        except ValueError:
+            out = _forward(op, datas, params)  # re-raises in our words
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    result = _wrap(out)
+    result = _new_tensor(Tensor)
+    result._data = out
+    result._requires_grad = False
+    result._grad = None
+    result._grad_fn = None
+    result._output_nr = 0
+    result._vbox = None
+    result._base = None
+    result._retains_grad = False
+    result._accumulator = None
+    result.name = None
     if requires and _state.enabled and op.vjp is not None and out.dtype.kind in "fc":
-        node = op.node_cls.__new__(op.node_cls)
+        node = _new_tensor(op.node_cls)
         edges = []
+        shapes = []
+        dtypes = []
         for a in args:
             if isinstance(a, Tensor):
-                if a._grad_fn is not None:
-                    edges.append((a._grad_fn, a._output_nr))
+                fn = a._grad_fn
+                if fn is not None:
+                    edges.append((fn, a._output_nr))
                 elif a._requires_grad:
                     edges.append((a, 0))
                 else:
                     edges.append(_NO_EDGE)
+                d = a._data
+                shapes.append(d.shape)
+                dtypes.append(d.dtype)
             else:
                 edges.append(_NO_EDGE)
+                shapes.append(a.shape if isinstance(a, np.ndarray) else ())
+                dtypes.append(None)
         node._edges = tuple(edges)
         # inputs stay reachable for the symbolic mirror; saved ones are version-checked
         node._inputs = args
-        node._versions = tuple(_version(args[i]) if isinstance(args[i], Tensor) else 0
-                               for i in op.saved) if op.saved else ()
+        if op.saved:
+            versions = []
+            for i in op.saved:
+                vb = args[i]._vbox if isinstance(args[i], Tensor) else None
+                versions.append(0 if vb is None else vb[0])
+            node._versions = tuple(versions)
+        else:
+            node._versions = ()
         if op.uses_out:
             node._out = out
-            node._out_vbox = _vbox(result)
+            node._out_vbox = result._vbox = [0]
         else:
             node._out = None
             node._out_vbox = None
         # the engine needs input shapes to reduce broadcast gradients
-        node._shapes = tuple(d.shape if isinstance(d, np.ndarray) else () for d in datas)
+        node._shapes = tuple(shapes)
         node._params = params
-        node._dtypes = tuple(a._data.dtype if isinstance(a, Tensor) else None for a in args)
+        node._dtypes = tuple(dtypes)
         node._freed = False
         node._retain = None
         node._seq = next(_seq)
         result._grad_fn = node
         result._requires_grad = True
     return result
+
+
+_new_tensor = object.__new__
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,13 +6,14 @@ the same VJPs on tensors with grad mode on, which records the backward itself.
 from __future__ import annotations
 
 import heapq
+import operator
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import NoGradFnError, NonScalarBackwardError, ShapeError
 from .grad_mode import _state
-from .node import Node
+from .node import Node, OpNode
 
 __all__ = ["backward", "grad", "vjp_namespace", "wrap_output"]
 
@@ -158,11 +159,13 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
     Tensor = _tensor_cls()
     from ..tensor import _wrap
 
-    # 1. dependencies: how many edges from reachable nodes point at each node
-    deps: dict[Node, int] = {}
+    # 1. the nodes reachable from the roots. Every node is created after the nodes it points
+    # to, so decreasing creation number (_seq) is a topological order: running nodes in that
+    # order runs each one after all its consumers, with no dependency counts or ready queue.
     buffers: dict[Node, list] = {}
     stack: list[Node] = []
     leaf_roots = []
+    seen: set = set()
     for t, g in zip(tensors, roots):
         node = t._grad_fn
         if node is None:  # backward() called on a leaf itself
@@ -170,61 +173,73 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
             continue
         buf = buffers.setdefault(node, [None] * node.n_outputs)
         buf[t._output_nr] = _add(buf[t._output_nr], g)
-        if node not in deps:
-            deps[node] = 0
+        if node not in seen:
+            seen.add(node)
             stack.append(node)
-    seen = set(stack)
+    order = list(stack)
     while stack:
         node = stack.pop()
         for target, _ in node._edges:
-            if isinstance(target, Node):
-                deps[target] = deps.get(target, 0) + 1
-                if target not in seen:
-                    seen.add(target)
-                    stack.append(target)
+            if target is not None and target not in seen and isinstance(target, Node):
+                seen.add(target)
+                stack.append(target)
+                order.append(target)
+    order.sort(key=_SEQ, reverse=True)
 
     cap, results = capture if capture is not None else (None, None)
     prev_mode = _state.enabled
     _state.enabled = create_graph
+    pop_buf = buffers.pop
+    get_buf = buffers.get
     try:
         with np.errstate(all="ignore"):  # VJPs evaluate both branches of where()
             for leaf, g in leaf_roots:
                 _deliver_leaf(leaf, g, cap, results, create_graph, only, Tensor, _wrap)
-            # 2. run nodes once all their consumers have run; latest-created first
-            ready = [(-n._seq, id(n), n) for n, d in deps.items() if d == 0]
-            heapq.heapify(ready)
-            while ready:
-                node = heapq.heappop(ready)[2]
-                grads = buffers.pop(node, None)
-                if grads is not None:
-                    if node._retain:
-                        _retain(node, grads, create_graph, Tensor, _wrap)
-                    if cap:
-                        for nr, g in enumerate(grads):
-                            i = cap.get((node, nr))
-                            if i is not None and g is not None:
-                                results[i] = _add(results[i], g)
-                    in_grads = node._backward(grads, create_graph)
-                    if not retain_graph:
-                        node._free()
-                else:
-                    in_grads = ()
-                for (target, nr), gi in zip(node._edges, in_grads or _none_iter(node)):
-                    if target is None:
+            # 2. run nodes, latest-created first
+            for node in order:
+                grads = pop_buf(node, None)
+                if grads is None:
+                    continue  # no gradient flows here: nothing to pass on
+                if node._retain:
+                    _retain(node, grads, create_graph, Tensor, _wrap)
+                if cap:
+                    for nr, g in enumerate(grads):
+                        i = cap.get((node, nr))
+                        if i is not None and g is not None:
+                            results[i] = _add(results[i], g)
+                in_grads = node._backward(grads, create_graph)
+                if not retain_graph:
+                    node._free()
+                if not in_grads:
+                    continue
+                for (target, nr), gi in zip(node._edges, in_grads):
+                    if gi is None or target is None:
                         continue
                     if isinstance(target, Node):
-                        if gi is not None:
-                            buf = buffers.get(target)
-                            if buf is None:
-                                buf = buffers[target] = [None] * target.n_outputs
-                            buf[nr] = _add(buf[nr], gi)
-                        deps[target] -= 1
-                        if deps[target] == 0:
-                            heapq.heappush(ready, (-target._seq, id(target), target))
-                    elif gi is not None:
-                        _deliver_leaf(target, gi, cap, results, create_graph, only, Tensor, _wrap)
+                        buf = get_buf(target)
+                        if buf is None:
+                            buf = buffers[target] = [None] * target.n_outputs
+                            buf[nr] = gi
+                        else:
+                            buf[nr] = gi if buf[nr] is None else buf[nr] + gi
+                    elif (cap is None and only is None and not create_graph
+                          and target._grad is not None and not target._grad._requires_grad):
+                        target._grad._data += gi  # the common case of _deliver_leaf, inline
+                    else:
+                        # a fresh array a registered VJP made for this input alone (not the
+                        # incoming gradient passed through, not handed to two inputs as add
+                        # does) becomes the leaf's .grad without a copy
+                        owned = (not create_graph and type(gi) is np.ndarray and gi.base is None
+                                 and isinstance(node, OpNode) and gi.flags.writeable
+                                 and all(gi is not x for x in grads)
+                                 and sum(x is gi for x in in_grads) == 1)
+                        _deliver_leaf(target, gi, cap, results, create_graph, only, Tensor, _wrap,
+                                      owned)
     finally:
         _state.enabled = prev_mode
+
+
+_SEQ = operator.attrgetter("_seq")
 
 
 def _none_iter(node: Node):
@@ -253,7 +268,7 @@ def _own(g: Any) -> Any:
 
 
 def _deliver_leaf(leaf: Any, g: Any, cap: dict | None, results: list | None, create_graph: bool,
-                  only: set | None, Tensor: type, _wrap: Any) -> None:
+                  only: set | None, Tensor: type, _wrap: Any, owned: bool = False) -> None:
     if cap is not None:
         i = cap.get(id(leaf))
         if i is not None:
@@ -272,7 +287,10 @@ def _deliver_leaf(leaf: Any, g: Any, cap: dict | None, results: list | None, cre
         g = g._data
     if leaf._grad is None:
         # a VJP may hand the same array to several inputs (add): own a copy
-        leaf._grad = _wrap(np.array(g, dtype=leaf._data.dtype, copy=True))
+        if owned and g.dtype == leaf._data.dtype:
+            leaf._grad = _wrap(g)
+        else:
+            leaf._grad = _wrap(np.array(g, dtype=leaf._data.dtype, copy=True))
     elif leaf._grad._requires_grad:
         leaf._grad = _wrap(leaf._grad._data + g)
     else:

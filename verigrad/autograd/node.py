@@ -96,23 +96,74 @@ class OpNode(Node):
                 f"{self._out_vbox[0]}; expected version 0 instead. Do not modify it in place "
                 f"(use an out-of-place op) before calling backward.")
 
-    def _backward(self, grads: list, create_graph: bool) -> Sequence[Any]:
-        from .engine import vjp_namespace, wrap_output
+    # per-op constants, set on each generated class by make_node_class
+    _guard = False       # saves inputs or output: check versions / freed before use
+    _single = True       # one tensor input: the VJP returns a bare gradient
+    _saved_names: tuple = ()  # ((input index, VJP keyword), ...) for non-variadic ops
 
-        op = self.op
-        if op.saved or op.uses_out:
+    def _backward(self, grads: list, create_graph: bool) -> Sequence[Any]:
+        if self._guard:
             self._check_saved()
-        F = vjp_namespace(create_graph)
+        if create_graph:
+            return self._backward_graph(grads)
+        op = self.op
+        vjp_params = op.vjp_params
+        if vjp_params:
+            params = self._params
+            kwargs = {p: params[p] for p in vjp_params}
+        else:
+            kwargs = {}
+        if self._saved_names:
+            inputs = self._inputs
+            for i, name in self._saved_names:
+                t = inputs[i]
+                kwargs[name] = getattr(t, "_data", t)
+        elif op.saved:  # variadic
+            kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, False) for t in self._inputs]
+        if op.uses_out:
+            kwargs["out"] = self._out
+        if op.uses_needs:
+            kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
+        if op.uses_shapes:
+            kwargs["shapes"] = self._shapes
+        F = _NS[0] if _NS else _namespaces()[0]
+        result = op.vjp(F, grads[0], **kwargs)
+        if self._single:
+            gi = result
+            if gi is None or self._edges[0][0] is None:
+                return [None]
+            shape = self._shapes[0]
+            if gi.shape != shape:
+                gi = F.sum_to(gi, shape)
+            if gi.dtype != self._dtypes[0]:
+                gi = gi.astype(self._dtypes[0])
+            return [gi]
+        out = []
+        for gi, shape, dtype, edge in zip(result, self._shapes, self._dtypes, self._edges):
+            if gi is None or edge[0] is None:
+                out.append(None)
+                continue
+            if gi.shape != shape:
+                gi = F.sum_to(gi, shape)
+            if gi.dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
+                gi = gi.astype(dtype)
+            out.append(gi)
+        return out
+
+    def _backward_graph(self, grads: list) -> Sequence[Any]:
+        """create_graph=True: the VJP runs on recorded tensor ops."""
+        op = self.op
+        F = _namespaces()[1]
         params = self._params
         kwargs = {p: params[p] for p in op.vjp_params}
         if op.saved:
             if op.variadic:
-                kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, create_graph) for t in self._inputs]
+                kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, True) for t in self._inputs]
             else:
                 for i in op.saved:
-                    kwargs[op.inputs[i]] = _unpack(self._inputs[i], create_graph)
+                    kwargs[op.inputs[i]] = _unpack(self._inputs[i], True)
         if op.uses_out:
-            kwargs["out"] = wrap_output(self._out, self, 0) if create_graph else self._out
+            kwargs["out"] = _wrap_output()(self._out, self, 0)
         if op.uses_needs:
             kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
         if op.uses_shapes:
@@ -134,13 +185,32 @@ class OpNode(Node):
 
     def _free(self) -> None:
         # inputs stay for the symbolic mirror; the flag gives PyTorch's error on a re-run
-        if self.op.saved or self.op.uses_out:
+        if self._guard:
             self._out = None
             self._freed = True
 
     @property
     def metadata(self) -> dict:
         return {}
+
+
+_NS: tuple = ()
+
+
+def _namespaces() -> tuple:
+    """(numpy namespace, tensor namespace), imported once (ops import this module)."""
+    global _NS
+    if not _NS:
+        from ..ops import namespaces
+
+        _NS = (namespaces.NUMPY, namespaces.TENSOR)
+    return _NS
+
+
+def _wrap_output():
+    from .engine import wrap_output
+
+    return wrap_output
 
 
 def _unpack(t: Any, create_graph: bool) -> Any:
@@ -160,5 +230,8 @@ def _modified_message(t: Any, node: Node, now: int, expected: int) -> str:
 
 def make_node_class(op: "OpDef") -> type:
     """The grad_fn class of an op: ``type(y.grad_fn).__name__ == "AddBackward0"``."""
-    return type(op.grad_fn_name, (OpNode,), {"__slots__": (), "op": op, "_name": op.grad_fn_name,
-                                               "__module__": "verigrad.autograd.node"})
+    variadic = op.inputs[0].startswith("*")
+    return type(op.grad_fn_name, (OpNode,), {
+        "__slots__": (), "op": op, "_name": op.grad_fn_name, "__module__": "verigrad.autograd.node",
+        "_guard": bool(op.saved or op.uses_out), "_single": len(op.inputs) == 1 and not variadic,
+        "_saved_names": () if variadic else tuple((i, op.inputs[i]) for i in op.saved)})
