@@ -85,6 +85,8 @@ class OpDef:
     uses_needs: bool = False
     uses_shapes: bool = False
     vjp_params: tuple[str, ...] = ()
+    keep: frozenset = frozenset()  # input positions the node keeps (what the VJP reads)
+    keep_all: bool = False         # a variadic op whose VJP reads its inputs
     node_cls: type = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
@@ -136,7 +138,8 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
                mirror=mirror, elementwise=elementwise, domain=domain,
                doc=doc, overload_index=index, grad_fn_name=grad_fn_name(base, index),
                saved=tuple(saved), uses_out="out" in uses, uses_needs="needs" in uses,
-               uses_shapes="shapes" in uses, vjp_params=tuple(p for p in params if p in uses))
+               uses_shapes="shapes" in uses, vjp_params=tuple(p for p in params if p in uses),
+               keep=frozenset(saved), keep_all=bool(saved) and inputs[0].startswith("*"))
     from .autograd.node import make_node_class  # late: node imports nothing from here at import
 
     op.node_cls = make_node_class(op)

@@ -138,25 +138,33 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
         edges = []
         shapes = []
         dtypes = []
-        for a in args:
+        # the node keeps what its VJP reads and the constants (the mirror needs them);
+        # other inputs that require grad are dropped, as PyTorch frees them: their values
+        # can be replayed from the leaves (GraphView.input_values)
+        kept = []
+        keep, keep_all = op.keep, op.keep_all
+        for i, a in enumerate(args):
             if isinstance(a, Tensor):
                 fn = a._grad_fn
                 if fn is not None:
                     edges.append((fn, a._output_nr))
+                    kept.append(a if keep_all or i in keep else None)
                 elif a._requires_grad:
                     edges.append((a, 0))
+                    kept.append(a if keep_all or i in keep else None)
                 else:
                     edges.append(_NO_EDGE)
+                    kept.append(a)
                 d = a._data
                 shapes.append(d.shape)
                 dtypes.append(d.dtype)
             else:
                 edges.append(_NO_EDGE)
+                kept.append(a)
                 shapes.append(a.shape if isinstance(a, np.ndarray) else ())
                 dtypes.append(None)
         node._edges = tuple(edges)
-        # inputs stay reachable for the symbolic mirror; saved ones are version-checked
-        node._inputs = args
+        node._inputs = tuple(kept)
         if op.saved:
             versions = []
             for i in op.saved:

@@ -38,6 +38,7 @@ class GraphView:
     sources: dict[Node, list[Source]] = field(default_factory=dict)
     leaves: list[Tensor] = field(default_factory=list)
     consumers: dict[Node, list[Node]] = field(default_factory=dict)
+    _replay: dict | None = None
 
     @classmethod
     def of(cls, outputs: Tensor | Sequence[Tensor]) -> "GraphView":
@@ -127,11 +128,47 @@ class GraphView:
         return path
 
     def input_values(self, node: Node) -> list[Any]:
-        """The recorded forward values of a node's inputs (arrays or Python numbers)."""
+        """The tape's forward values of a node's inputs (arrays, Python numbers or None).
+
+        Nodes keep only the inputs their backward reads, and constants; an input they
+        dropped is replayed: its producer's forward re-run on its own inputs, from the leaves
+        up, in the same float arithmetic (so the same bits)."""
         vals = []
-        for inp in getattr(node, "_inputs", ()):
-            vals.append(inp._data if isinstance(inp, Tensor) else inp)
+        for (target, nr), inp in zip(node._edges, getattr(node, "_inputs", ())):
+            if isinstance(inp, Tensor):
+                vals.append(inp._data)
+            elif target is None:
+                vals.append(inp)
+            elif isinstance(target, Node):
+                vals.append(self._replayed(target)[nr])
+            else:
+                vals.append(target._data)  # a leaf
         return vals
+
+    def _replayed(self, node: Node) -> list[np.ndarray]:
+        if self._replay is None:
+            self._replay = {}
+            for n in self.nodes:  # producers first, so no recursion
+                self._replay[n] = node_forward(n, self.input_values(n))
+        return self._replay[node]
+
+
+def node_forward(node: Node, in_vals: Sequence[Any]) -> list[np.ndarray]:
+    """A node's own forward on given input values (numpy in, numpy out), with the dtype
+    promotion the tape applied."""
+    from ..autograd.grad_mode import no_grad
+    from ..tensor import _wrap, apply
+
+    with no_grad(), np.errstate(all="ignore"):
+        if isinstance(node, OpNode):
+            args = tuple(_wrap(np.asarray(v)) if isinstance(v, np.ndarray) else v
+                         for v in in_vals)
+            return [apply(node.op, args, node._params)._data]
+        cls = node._forward_cls
+        args = [_wrap(np.array(v)) if isinstance(v, np.ndarray) else v for v in in_vals]
+        out = cls.forward(cls._backward_cls(), *args)
+        outs = out if isinstance(out, tuple) else (out,)
+        return [np.asarray(o._data if isinstance(o, Tensor) else o) for o in outs]
 
 
 def is_function_node(node: Node) -> bool:
