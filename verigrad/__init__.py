@@ -28,6 +28,7 @@ from .tensor import Tensor, as_tensor, tensor
 from .parse import Expression, ExpressionError
 from .expression import build_graph, parse_expression
 from .symbolic import symbolic, symbolic_grad
+from .check import CheckReport, GradcheckError, check, gradcheck
 
 __version__ = "0.1.0"
 float = float32  # noqa: A001 - PyTorch aliases

@@ -18,6 +18,7 @@ from .._lazy import sp
 from ..tensor import Tensor
 from .exact import ExactGraph, to_mp
 from .local import LocalRule
+from .vm import Program
 
 __all__ = ["Kink", "find_kinks", "one_sided_derivatives"]
 
@@ -28,7 +29,7 @@ class Kink:
 
     node: Any                 # the grad_fn
     path: str                 # "SumBackward0 <- ReluBackward0"
-    element: tuple            # index into the node's output (for elementwise ops)
+    element: tuple            # index into the node's output
     function: str             # the SymPy function: Abs, Max, Heaviside, Piecewise, log, pow, tan
     kind: str                 # "kink" (derivative jumps) or "singularity" (domain edge / pole)
     switch: float             # value of the switching function
@@ -95,10 +96,39 @@ class _Evaluator:
             exprs.append(s)
             exprs.extend(sp.diff(s, v) for v in syms)
         self.width = 1 + len(syms)
-        self.fn: Callable = sp.lambdify(rule.flat_syms, exprs, modules="mpmath", dummify=False)
+        self.fn: Callable = Program(rule.flat_syms, exprs)
 
 
-_EVALUATORS: dict[tuple[int, int], _Evaluator] = {}
+def rule_switches(rule: LocalRule, sym_args: list, radius: float, dps: int
+                  ) -> list[tuple[tuple, str, str, float, float, bool]]:
+    """Switches of one rule near a point given as high-precision input arrays:
+    (output element, function, kind, switch value, distance, at the point)."""
+    switches = getattr(rule, "_switch_cache", None)
+    if switches is None:
+        switches = rule._switch_cache = [(j, sw, _Evaluator(rule, sw))
+                                         for j, sw in _switches(rule)]
+    if not switches:
+        return []
+    sym_args = [np.asarray(a, dtype=object) for a in sym_args]
+    if rule.elementwise:
+        arrays = np.broadcast_arrays(*sym_args)
+        points = [(idx, [a[idx] for a in arrays]) for idx in np.ndindex(arrays[0].shape)]
+    else:
+        points = [((), [v for a in sym_args for v in a.reshape(-1)])]
+    tiny = mpmath.mpf(10) ** (-(dps - 6))
+    found = []
+    with mpmath.workdps(dps):
+        for j, sw, ev in switches:
+            for idx, flat in points:
+                res = ev.fn(*flat)
+                scale = 1 + max((abs(v) for v in flat), default=0)
+                dist, s_val = _distance(res, ev.width, sw.function)
+                if dist is None or dist > radius * scale:
+                    continue
+                element = idx if rule.elementwise else _unflat(rule, j)
+                found.append((element, sw.function, sw.kind, float(s_val), float(dist),
+                              bool(dist <= tiny * scale)))
+    return found
 
 
 def find_kinks(graph: ExactGraph, radius: float = 1e-6) -> list[Kink]:
@@ -113,41 +143,16 @@ def find_kinks(graph: ExactGraph, radius: float = 1e-6) -> list[Kink]:
     """
     values, _ = graph.forward()
     kinks = []
-    tiny = mpmath.mpf(10) ** (-(graph.dps - 6))
-    with mpmath.workdps(graph.dps):
-        for node in graph.view.nodes:
-            rule = graph.rule(node)
-            if not rule.diff_inputs:
-                continue
-            args = graph._inputs_mp(node, values, graph._leaf_mp)
-            sym_args = [np.asarray(a, dtype=object) for a, s in zip(args, rule.in_syms)
-                        if s is not None]
-            if rule.elementwise:
-                arrays = np.broadcast_arrays(*sym_args)
-                points = [(idx, [a[idx] for a in arrays]) for idx in np.ndindex(arrays[0].shape)]
-            else:
-                points = [((), [v for a in sym_args for v in a.reshape(-1)])]
-            switches = _switches(rule)
-            if not switches:
-                continue
-            path = None
-            for k, (j, sw) in enumerate(switches):
-                key = (id(rule), k)
-                ev = _EVALUATORS.get(key)
-                if ev is None:
-                    ev = _EVALUATORS[key] = _Evaluator(rule, sw)
-                for idx, flat in points:
-                    res = ev.fn(*flat)
-                    scale = 1 + max((abs(v) for v in flat), default=0)
-                    dist, s_val = _distance(res, ev.width, sw.function)
-                    if dist is None or dist > radius * scale:
-                        continue
-                    if path is None:
-                        path = " <- ".join(n.name() for n in graph.view.path_to_output(node))
-                    kinks.append(Kink(node=node, path=path, element=idx if rule.elementwise
-                                      else _unflat(rule, j), function=sw.function, kind=sw.kind,
-                                      switch=float(s_val), distance=float(dist),
-                                      at_point=bool(dist <= tiny * scale)))
+    for node in graph.view.nodes:
+        rule = graph.rule(node)
+        if not rule.diff_inputs:
+            continue
+        args = graph._inputs_mp(node, values, graph._leaf_mp)
+        sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
+        found = rule_switches(rule, sym_args, radius, graph.dps)
+        if found:
+            path = " <- ".join(n.name() for n in graph.view.path_to_output(node))
+            kinks += [Kink(node, path, *f) for f in found]
     return kinks
 
 

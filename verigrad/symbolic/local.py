@@ -16,6 +16,7 @@ import numpy as np
 from .._lazy import sp
 from ..autograd.function import FunctionCtx
 from ..autograd.node import Node, OpNode
+from .vm import Program
 
 __all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror", "KINK_FUNCS"]
 
@@ -142,11 +143,7 @@ class LocalRule:
         return [s for arr in self.in_syms if arr is not None for s in arr.flat]
 
     def _lambdify(self, exprs: list[Any]) -> Callable:
-        # local symbols are ours (a0_1_2 ...): the generated code never holds a user's name.
-        # cse pays off only where subexpressions repeat (softmax shares its sum); on flat
-        # sums of products (matmul) it costs more than it saves.
-        return sp.lambdify(self.flat_syms, exprs, modules="mpmath", dummify=False,
-                           cse=len(exprs) > 1 and _has_shared_structure(exprs))
+        return Program(self.flat_syms, exprs)
 
     def magnitude_fn(self) -> Callable:
         """``f(*flat_inputs)`` -> rounding-error magnitude of each partial (same order as the
@@ -154,7 +151,8 @@ class LocalRule:
         evaluation of that partial may be off, per eps (see ``rounding_magnitude``)."""
         if self._magnitude is None:
             self.full_fn()
-            self._magnitude = self._lambdify([rounding_magnitude(d) for d in self._partials])
+            self._magnitude = self._lambdify([rounding_magnitude(d) + input_sensitivity(d)
+                                              for d in self._partials])
         return self._magnitude
 
     def forward_fn(self) -> Callable:
@@ -253,19 +251,21 @@ def rounding_magnitude(expr: Any) -> Any:
     return m(expr)
 
 
+def input_sensitivity(expr: Any) -> Any:
+    """sum_k |d expr / d a_k| |a_k|: how much ``expr`` moves when its inputs move by one
+    rounding each. A stable float evaluation is exact for slightly perturbed inputs, so this
+    bounds what a different but correct formula may differ by (the tape's logsumexp rule
+    forms ``x - out`` with |x| ~ 1000 and loses ~1000 ulps there, legitimately)."""
+    if not isinstance(expr, sp.Basic) or expr.is_Atom:
+        return sp.Integer(0)
+    # steps (sign, Heaviside) are flat almost everywhere: their DiracDelta derivatives drop
+    return sp.Add(*[sp.Abs(sp.diff(expr, a).replace(sp.DiracDelta, lambda *_: sp.Integer(0)))
+                    * sp.Abs(a) for a in expr.free_symbols])
+
+
 def _dyadic(q: Any) -> bool:
     d = int(q.q)
     return d & (d - 1) == 0
-
-
-def _has_shared_structure(exprs: list[Any]) -> bool:
-    for e in exprs:
-        if not isinstance(e, sp.Basic):
-            continue
-        for node in sp.preorder_traversal(e):
-            if isinstance(node, (sp.Function, sp.Pow, sp.Piecewise)):
-                return True
-    return False
 
 
 def _terms_by_symbol(expr: Any) -> dict[Any, list[Any]]:

@@ -1,0 +1,572 @@
+"""``vg.check``: the three opinions compared, entry by entry and node by node."""
+from __future__ import annotations
+
+import math
+import platform
+import warnings
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import mpmath
+import numpy as np
+
+from ..autograd.engine import grad as autograd_grad
+from ..autograd.grad_mode import no_grad
+from ..errors import VerigradError
+from ..symbolic.exact import EPS64, SAFETY, ExactGraph
+from ..symbolic.graph import GraphView
+from ..symbolic.kinks import find_kinks, one_sided_derivatives
+from ..symbolic.local import MirrorError
+from ..tensor import Tensor, tensor
+from . import finite_diff as fd
+from .local import LocalFinding, check_nodes
+from .problem import CheckInputError, Problem, make_problem
+from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
+
+__all__ = ["check", "CheckInputError", "DEFAULTS"]
+
+DEFAULTS = {
+    "seed": 0,
+    "nearby": 3,           # seeded random points near the given one
+    "max_rows": 16,        # output entries checked one by one; beyond, seeded random cotangents
+    "fd_budget": 0.5,      # seconds of function evaluations for a per-entry FD witness
+    "fd_sample": 32,       # entries checked by FD when the full witness is over budget
+    "dps": 30,
+    "radius": 1e-6,        # kinks closer than this (relative) are reported
+}
+
+
+@dataclass
+class _Point:
+    """Everything found at one evaluation point."""
+
+    entries: list[Entry] = field(default_factory=list)
+    findings: list[LocalFinding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    contract: list[str] = field(default_factory=list)
+    kinks: list[str] = field(default_factory=list)
+    traces: list[FDTrace] = field(default_factory=list)
+    symbolic: bool = False
+
+
+def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | None = None,
+          atol: float | None = None, eps: float | None = None, use_symbolic: bool = True,
+          names: Sequence[str] | None = None, max_rows: int = 16, fd_budget: float = 0.5,
+          **values: Any) -> CheckReport:
+    """Check the gradients of ``fn`` at ``inputs`` with three opinions and return a report.
+
+    ``fn`` is a callable on tensors (a ``Function.apply`` too) with its inputs given
+    positionally, or an expression string with its inputs given by name. Numbers, lists and
+    arrays are differentiated; tensors keep their ``requires_grad``. Everything runs in
+    float64 (a float32 input is also run in float32, and its rounding reported as a note).
+
+    ``rtol``/``atol`` replace the derived tolerances (tape vs reference: ``atol + rtol*|ref|``);
+    ``eps`` fixes the finite-difference step; ``seed`` fixes every random choice.
+
+    >>> import verigrad as vg
+    >>> report = vg.check("sin(x) * exp(w*x) + b", x=0.5, w=-1.0, b=2.0)
+    >>> report.verdict, report.ok
+    ('pass', True)
+    """
+    t0 = time.perf_counter()
+    problem = make_problem(fn, inputs, values, names)
+    opts = dict(DEFAULTS, seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps,
+                use_symbolic=use_symbolic, max_rows=max_rows, fd_budget=fd_budget)
+    with np.errstate(all="ignore"):
+        main = _analyze(problem, None, opts, point=0, full=True)
+        points = [PointResult(0, None, _verdict(main), _summary(main),
+                              _values(problem, None))]
+        extra_entries: list[Entry] = []
+        for k in range(nearby):
+            s = seed + 1 + k
+            arrays = _nearby(problem, s)
+            if arrays is None:
+                points.append(PointResult(k + 1, s, "skipped", "no finite nearby point found"))
+                continue
+            try:
+                res = _analyze(problem, arrays, dict(opts, max_rows=4), point=k + 1, full=False)
+            except CheckInputError as e:
+                points.append(PointResult(k + 1, s, "skipped", str(e)))
+                continue
+            v = _verdict(res)
+            points.append(PointResult(k + 1, s, v, _summary(res), _values(problem, arrays)))
+            if v == "fail":
+                extra_entries += [e for e in res.entries if e.status == "fail"]
+                main.findings += [f for f in res.findings if not f.ok]
+                main.contract += res.contract
+        _float32_note(problem, main)
+    verdict = _combine(main, points)
+    culprits = _culprits(main.findings)
+    if verdict == "fail" and not culprits and any(e.status == "fail" for e in main.entries):
+        main.notes.append("every op's backward matches its own reference, yet the composed "
+                          "gradient does not: the graph's wiring (not one op) is at fault")
+    if not main.symbolic:
+        main.notes.append("no complete symbolic mirror for this graph: finite differences are "
+                          "the reference")
+    report = CheckReport(
+        verdict=verdict, expression=problem.expression,
+        inputs={n: {"shape": list(np.shape(v)), "dtype": str(d), "value": np.asarray(v).tolist()}
+                for n, v, d in zip(problem.diff_names, [problem.values[i] for i in
+                                                          problem.diff_index],
+                                   [problem.user_dtypes[i] for i in problem.diff_index])},
+        entries=main.entries + extra_entries, culprit=culprits[0] if culprits else None,
+        culprits=culprits,
+        nodes=[NodeResult(f.node.name(), f.path, f.method, f.ok, f.max_abs_error, f.tolerance,
+                          f.note) for f in main.findings],
+        kinks=main.kinks, notes=main.notes, contract=sorted(set(main.contract)), points=points,
+        fd_traces=main.traces,
+        settings={k: v for k, v in opts.items()},
+        versions=_versions(), seconds=time.perf_counter() - t0)
+    _closed_form(problem, report)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+# --- one point -----------------------------------------------------------------------------
+
+def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, point: int,
+             full: bool) -> _Point:
+    res = _Point()
+    args = problem.leaves(arrays)
+    leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
+    outs = problem.run(args)
+    sizes = [o.numel() for o in outs]
+    m = sum(sizes)
+    rows, labels = _rows(outs, m, opts["max_rows"], opts["seed"] + 7919 * point)
+    # tape
+    tape_rows, tape_error = _tape_rows(outs, leaves, rows, sizes)
+    if tape_error:
+        res.contract.append(tape_error)
+    view = GraphView.of(outs)
+    res.findings = check_nodes(view, opts["seed"] + point, use_mirror=opts["use_symbolic"])
+    res.contract += [f.contract for f in res.findings if f.contract]
+    # symbolic: exact values, and the chain at the tape's recorded values with bounds
+    sym = None
+    if opts["use_symbolic"] and all(f.method == "symbolic" for f in res.findings):
+        try:
+            sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"])
+        except (MirrorError, ValueError) as e:
+            res.notes.append(f"symbolic reference unavailable: {e}")
+    elif opts["use_symbolic"] and res.findings:
+        why = next(f for f in res.findings if f.method != "symbolic")
+        res.notes.append(f"symbolic reference unavailable for the whole graph because of "
+                         f"{why.node.name()}: {why.note or why.method}")
+    res.symbolic = sym is not None
+    # finite differences
+    fd_rows, fd_errs, fd_meth, fd_checked, projection_fail = _fd(problem, arrays, rows, opts,
+                                                                 sym is not None, full, res)
+    # kinks at the point
+    kink_cols: dict[tuple[int, int], tuple[float, float]] = {}
+    singular = False
+    if sym is not None:
+        kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full)
+    _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
+             kink_cols, singular, opts, point)
+    if projection_fail:
+        res.entries += projection_fail
+    return res
+
+
+def _rows(outs: list[Tensor], m: int, max_rows: int, seed: int
+          ) -> tuple[np.ndarray, list[tuple | None]]:
+    """Cotangents for the output: each output entry if few, else seeded random ones."""
+    if m == 1:
+        return np.ones((1, 1)), [None]
+    if m <= max_rows:
+        labels = []
+        for k, o in enumerate(outs):
+            for idx in np.ndindex(o.shape):
+                labels.append(((k,) if len(outs) > 1 else ()) + tuple(int(i) for i in idx))
+        return np.eye(m), labels
+    rng = np.random.default_rng(seed)
+    n = min(max_rows, 4)
+    return rng.standard_normal((n, m)), [("v", r) for r in range(n)]
+
+
+def _split_row(row: np.ndarray, sizes: list[int], outs: list[Tensor]) -> list[np.ndarray]:
+    bounds = np.cumsum([0] + sizes)
+    return [row[bounds[k]:bounds[k + 1]].reshape(o.shape) for k, o in enumerate(outs)]
+
+
+def _tape_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray, sizes: list[int]
+               ) -> tuple[np.ndarray, str]:
+    n = sum(t.numel() for t in leaves)
+    result = np.zeros((rows.shape[0], n))
+    live = [o for o in outs if o.requires_grad]
+    if not live:
+        return result, ""
+    for r, row in enumerate(rows):
+        cts = _split_row(row, sizes, outs)
+        pairs = [(o, c) for o, c in zip(outs, cts) if o.requires_grad]
+        try:
+            grads = autograd_grad([o for o, _ in pairs], leaves,
+                                  [tensor(c, dtype=o.dtype) for o, c in pairs],
+                                  retain_graph=True, allow_unused=True)
+        except VerigradError as e:
+            return result, str(e)
+        result[r] = np.concatenate([
+            (np.asarray(g._data, dtype=float) if g is not None else np.zeros(t.shape)).reshape(-1)
+            for g, t in zip(grads, leaves)])
+    return result, ""
+
+
+@dataclass
+class _Sym:
+    exact: np.ndarray
+    exact_err: np.ndarray
+    replayed: np.ndarray
+    bound: np.ndarray
+    graphs: list[ExactGraph]
+
+
+def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
+                   sizes: list[int], dps: int) -> _Sym:
+    n = sum(t.numel() for t in leaves)
+    shape = (rows.shape[0], n)
+    exact, err, rep, bnd = (np.zeros(shape) for _ in range(4))
+    graphs = [ExactGraph(o, dps) if o.requires_grad else None for o in outs]
+    for r, row in enumerate(rows):
+        for g, c in zip(graphs, _split_row(row, sizes, outs)):
+            if g is None or not np.any(c):
+                continue
+            ex, er = g.gradient_verified(c)
+            rp, bd = g.gradient(c, recorded=True, bounds=True)
+            exact[r] += _flat(ex, leaves)
+            err[r] += _flat(er, leaves)
+            rep[r] += np.concatenate([np.array(rp.get(t, np.zeros(t.shape)).tolist(),
+                                               dtype=float).reshape(-1) for t in leaves])
+            bnd[r] += _flat(bd, leaves)
+    return _Sym(exact, err, rep, bnd, [g for g in graphs if g is not None])
+
+
+def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
+    return np.concatenate([np.asarray(d.get(t, np.zeros(t.shape)), dtype=float).reshape(-1)
+                           for t in leaves])
+
+
+def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opts: dict,
+        have_symbolic: bool, full: bool, res: _Point) -> tuple:
+    """The FD witness: per entry when affordable, else projections of the whole Jacobian
+    (with bisection to the wrong entries) plus a seeded sample of entries."""
+    f = problem.flat()
+    x = np.concatenate([a.reshape(-1) for a in arrays]) if arrays is not None \
+        else problem.flat_values()
+    n = x.size
+    t0 = time.perf_counter()
+    f(x)
+    t_eval = max(time.perf_counter() - t0, 1e-6)
+    per_entry = 12 * t_eval
+    budget = opts["fd_budget"] * (1.0 if full else 0.2)
+    if have_symbolic and not full:
+        return None, None, None, np.zeros(n, bool), []
+    if n * per_entry <= budget:
+        cols = list(range(n))
+    else:
+        rng = np.random.default_rng(opts["seed"] + 17)
+        k = min(n, opts["fd_sample"] if full else max(4, opts["fd_sample"] // 4))
+        cols = sorted(rng.choice(n, size=k, replace=False).tolist())
+        if full:
+            res.notes.append(f"finite differences on a seeded sample of {k} of {n} entries "
+                             f"(seed {opts['seed'] + 17}); every node's backward is checked "
+                             f"in full, by its mirror or by projections with bisection")
+    # the complex step is a costly witness (complex BLAS is ~10x slower): small inputs only
+    f_complex = _complex_fn(problem) if len(cols) <= 64 else None
+    record = full and n <= 64
+    ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, record_ladder=record)
+    fd_rows = np.full((rows.shape[0], n), np.nan)
+    fd_errs = np.full((rows.shape[0], n), np.inf)
+    meth = [""] * n
+    checked = np.zeros(n, bool)
+    for j, e in zip(cols, ests):
+        fd_rows[:, j] = rows @ np.nan_to_num(e.value, nan=np.nan)
+        fd_errs[:, j] = np.abs(rows) @ e.error if e.reliable else np.inf
+        meth[j] = e.method + ("" if e.reliable else f" (unreliable: {e.reason})")
+        checked[j] = True
+        if record and e.ladder:
+            name, idx = problem.locate(j)
+            res.traces.append(FDTrace(name, idx, [float(s) for s, _ in e.ladder],
+                                      [float(np.abs(rows[0] @ (v - e.value)))
+                                       for _, v in e.ladder], float(e.step), e.method))
+    return fd_rows, fd_errs, meth, checked, []
+
+
+def _complex_fn(problem: Problem) -> Any:
+    """The function on complex inputs, for the complex step (the FD module keeps it only
+    where it agrees with real differences: abs or relu are not holomorphic)."""
+
+    def fc(z: np.ndarray) -> np.ndarray:
+        it = iter(problem.split(z))
+        args = [tensor(next(it), dtype="complex128") if kind == "diff" else v
+                for kind, v in zip(problem.kinds, problem.values)]
+        with no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # user code casting complex to real, and the like
+            outs = problem.run(args)
+        return np.concatenate([o._data.reshape(-1) for o in outs])
+
+    return fc
+
+
+def _kinks(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray, sizes: list[int],
+           opts: dict, res: _Point, full: bool) -> tuple[dict, bool]:
+    cols: dict[tuple[int, int], tuple[float, float]] = {}
+    singular = False
+    graphs = [ExactGraph(o, opts["dps"]) for o in outs if o.requires_grad]
+    at_point = []
+    for g in graphs:
+        for k in find_kinks(g, radius=opts["radius"]):
+            res.kinks.append(k.describe() + f" (path {k.path})")
+            if k.at_point:
+                at_point.append(k)
+                singular |= k.kind == "singularity"
+    if not at_point or not full:
+        return cols, singular
+    # which entries does a kink at the point affect? those whose one-sided derivatives differ
+    offsets = np.cumsum([0] + [t.numel() for t in leaves])
+    for r, row in enumerate(rows):
+        if rows.shape[0] > 1 and len(graphs) != 1:
+            break
+        graph = graphs[0]
+        comp = None if outs[0].numel() == 1 else row
+        for li, t in enumerate(leaves):
+            for idx in np.ndindex(t.shape):
+                j = offsets[li] + int(np.ravel_multi_index(idx, t.shape)) if t.shape else \
+                    offsets[li]
+                left, right = _one_sided(graph, t, idx, comp)
+                if not (math.isfinite(left) and math.isfinite(right)) or \
+                        abs(left - right) > 1e-9 * (abs(left) + abs(right) + 1e-300):
+                    cols[(r, int(j))] = (left, right)
+    return cols, singular
+
+
+def _one_sided(graph: ExactGraph, leaf: Tensor, idx: tuple, comp: np.ndarray | None
+               ) -> tuple[float, float]:
+    if comp is None:
+        return one_sided_derivatives(graph, leaf, idx)
+    # a vector output: the kink of the component picked by this row
+    scal = _Component(graph, comp)
+    return one_sided_derivatives(scal, leaf, idx)
+
+
+class _Component:
+    """A scalar view ``row . output`` of a vector-valued exact graph."""
+
+    def __init__(self, graph: ExactGraph, row: np.ndarray) -> None:
+        self.graph, self.row, self.dps = graph, row, graph.dps
+
+    def value(self, leaf_values: Any = None) -> np.ndarray:
+        v = self.graph.value(leaf_values)
+        with mpmath.workdps(self.dps):
+            total = mpmath.mpf(0)
+            for c, x in zip(self.row.reshape(-1), v.reshape(-1)):
+                if c:
+                    total += mpmath.mpf(float(c)) * x
+        out = np.empty((), dtype=object)
+        out[()] = total
+        return out
+
+
+def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym: _Sym | None,
+             fd_rows: Any, fd_errs: Any, fd_meth: Any, fd_checked: np.ndarray,
+             kink_cols: dict, singular: bool, opts: dict, point: int) -> None:
+    n = tape.shape[1]
+    ill = []
+    for r, label in enumerate(labels):
+        for j in range(n):
+            name, idx = problem.locate(j)
+            t = float(tape[r, j])
+            s = float(sym.exact[r, j]) if sym is not None else None
+            s_err = float(sym.exact_err[r, j]) if sym is not None else None
+            rp = float(sym.replayed[r, j]) if sym is not None else None
+            bound = float(sym.bound[r, j]) if sym is not None else None
+            f = float(fd_rows[r, j]) if fd_rows is not None and fd_checked[j] else None
+            fe = float(fd_errs[r, j]) if fd_rows is not None and fd_checked[j] else None
+            meth = fd_meth[j] if fd_meth is not None else ""
+            if sym is None and f is None:
+                continue  # not sampled: nothing to compare
+            ref = s if s is not None else f
+            e = Entry(name, idx, label, t, s, s_err, rp, f, fe, meth, None, None, None,
+                      "pass", point=point)
+            if ref is not None and math.isfinite(ref) and math.isfinite(t):
+                e.abs_error = abs(t - ref)
+                e.rel_error = e.abs_error / abs(ref) if ref else (0.0 if t == 0 else math.inf)
+            kink = kink_cols.get((r, j))
+            if kink is not None:
+                e.status, e.reason = "inconclusive", "kink"
+                e.left, e.right = kink
+                e.abs_error = e.rel_error = None  # no single derivative to compare with
+            elif ref is None or not math.isfinite(ref) or not math.isfinite(t):
+                if ref is not None and math.isfinite(ref) and not singular:
+                    e.status, e.reason = "fail", "nan"
+                else:
+                    e.status, e.reason = "inconclusive", "singularity" if singular or (
+                        ref is not None and not math.isfinite(ref)) else "nan"
+            elif sym is not None:
+                tol = _override(opts, s, bound + 2 * EPS64 * abs(rp) + 1e-300)
+                e.tolerance = tol
+                compare_to = s if opts["rtol"] is not None or opts["atol"] is not None else rp
+                if abs(t - compare_to) > tol:
+                    e.status, e.reason = "fail", "wrong"
+                elif abs(t - s) > max(tol, 1e-10 * abs(s)) + s_err:
+                    e.reason = "ill-conditioned"
+                    ill.append(e)
+            else:
+                if fe is None or not math.isfinite(fe):
+                    e.status, e.reason = "inconclusive", "fd-unreliable"
+                else:
+                    tol = _override(opts, f, fe + EPS64 * SAFETY * (abs(t) + abs(f)) + 1e-300)
+                    e.tolerance = tol
+                    if abs(t - f) > tol:
+                        e.status, e.reason = "fail", "wrong"
+            res.entries.append(e)
+    if ill:
+        worst = max(ill, key=lambda e: e.rel_error or 0)
+        res.notes.append(
+            f"ill-conditioned: the float64 tape differs from exact math by up to "
+            f"{worst.rel_error:.2g} (relative, at {worst.label}) because of rounding in the "
+            f"forward pass; every backward rule is right for the values it saw")
+
+
+def _override(opts: dict, ref: float, derived: float) -> float:
+    if opts["rtol"] is None and opts["atol"] is None:
+        return derived
+    return (opts["atol"] or 0.0) + (opts["rtol"] or 0.0) * abs(ref)
+
+
+# --- verdicts ------------------------------------------------------------------------------
+
+def _verdict(p: _Point) -> str:
+    if p.contract or any(not f.ok for f in p.findings) or any(e.status == "fail"
+                                                              for e in p.entries):
+        return "fail"
+    if any(e.status == "inconclusive" for e in p.entries):
+        return "inconclusive"
+    return "pass"
+
+
+def _combine(main: _Point, points: list[PointResult]) -> str:
+    if any(p.verdict == "fail" for p in points):
+        return "fail"
+    return points[0].verdict
+
+
+def _summary(p: _Point) -> str:
+    bad = [e for e in p.entries if e.status == "fail"]
+    inc = [e for e in p.entries if e.status == "inconclusive"]
+    nodes = [f for f in p.findings if not f.ok]
+    parts = [f"{len(p.entries)} entries"]
+    if bad:
+        parts.append(f"{len(bad)} fail")
+    if inc:
+        parts.append(f"{len(inc)} inconclusive")
+    if nodes:
+        parts.append("wrong backward: " + ", ".join(sorted({f.node.name() for f in nodes})))
+    return ", ".join(parts)
+
+
+def _culprits(findings: list[LocalFinding]) -> list[Culprit]:
+    """Wrong nodes in backward order, the given point's first; one per grad_fn name."""
+    out = []
+    seen = set()
+    for f in findings:
+        if f.ok or f.node.name() in seen:
+            continue
+        seen.add(f.node.name())
+        if f.contract:
+            msg = f.contract
+        else:
+            where = f" at [{', '.join(map(str, f.element))}]" if f.element else ""
+            against = "its symbolic mirror" if f.method == "symbolic" else \
+                "finite differences of its forward"
+            rel = abs(f.got - f.expected) / abs(f.expected) if f.expected else math.inf
+            msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
+                   f"({f.input_name}){where}: expected {f.expected:.10g} from {against}, got "
+                   f"{f.got:.10g} (relative error {rel:.2g}; path {f.path})")
+        out.append(Culprit(f.node.name(), f.input_index, f.input_name, f.path, f.element,
+                           f.expected, f.got, f.method, msg))
+    return out
+
+
+# --- extras --------------------------------------------------------------------------------
+
+def _nearby(problem: Problem, seed: int) -> list[np.ndarray] | None:
+    """A seeded random point near the given one (moves off zeros and symmetric matrices)."""
+    rng = np.random.default_rng(seed)
+    base = [problem.values[i] for i in problem.diff_index]
+    f = problem.flat()
+    for shrink in (1.0, 0.25, 0.0625, 0.015625):
+        arrays = []
+        for a in base:
+            scale = np.maximum(np.abs(a), max(float(np.mean(np.abs(a))) if a.size else 0.0, 0.05))
+            arrays.append(a + 0.1 * shrink * scale * rng.standard_normal(a.shape))
+        try:
+            y = f(np.concatenate([a.reshape(-1) for a in arrays]))
+        except CheckInputError:
+            continue
+        if np.all(np.isfinite(y)):
+            return arrays
+    return None
+
+
+def _values(problem: Problem, arrays: list[np.ndarray] | None) -> dict:
+    arrays = arrays if arrays is not None else [problem.values[i] for i in problem.diff_index]
+    return {n: np.asarray(a).tolist() for n, a in zip(problem.diff_names, arrays)}
+
+
+def _float32_note(problem: Problem, main: _Point) -> None:
+    if not any(d is not None and np.dtype(d) == np.float32 for d in problem.user_dtypes):
+        return
+    try:
+        args = problem.leaves(dtype=np.float32)
+        leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
+        outs = problem.run(args)
+        rows, _ = _rows(outs, sum(o.numel() for o in outs), 16, 0)
+        g32, err = _tape_rows(outs, leaves, rows, [o.numel() for o in outs])
+    except (CheckInputError, VerigradError) as e:
+        main.notes.append(f"float32 run failed: {e}")
+        return
+    ref = np.array([[e.tape for e in main.entries if e.point == 0]])
+    diffs = [abs(a - b) / max(abs(b), 1e-300) for a, b in zip(g32.reshape(-1), ref.reshape(-1))]
+    worst = max(diffs, default=0.0)
+    main.notes.append(f"checked in float64; the float32 run differs from it by up to "
+                      f"{worst:.2g} (relative): float32 rounding, not a wrong rule"
+                      + (f" ({err})" if err else ""))
+
+
+def _closed_form(problem: Problem, report: CheckReport) -> None:
+    """LaTeX of the derivatives for reports, when the expression is small."""
+    if not report.entries or any(e.output is not None for e in report.entries[:1]):
+        report.derivatives_note = "closed forms are shown for scalar outputs only"
+        return
+    try:
+        import sympy
+
+        from ..symbolic.mirror import SizeCapExceeded, symbolic_grad
+
+        args = problem.leaves()
+        leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
+        if sum(t.numel() for t in leaves) > 12:
+            report.derivatives_note = "closed forms are shown for up to 12 input entries"
+            return
+        outs = problem.run(args)
+        grads = symbolic_grad(outs[0], leaves, cap=2000)
+        for t, g in zip(leaves, grads):
+            if isinstance(g, sympy.Array):
+                for idx in np.ndindex(t.shape):
+                    report.derivatives[f"{t.name}[{', '.join(map(str, idx))}]"] = sympy.latex(
+                        g[idx])
+            else:
+                report.derivatives[t.name] = sympy.latex(g)
+    except SizeCapExceeded as e:
+        report.derivatives_note = str(e)
+    except (MirrorError, CheckInputError, ValueError) as e:
+        report.derivatives_note = f"no closed form: {e}"
+
+
+def _versions() -> dict[str, str]:
+    import sympy
+
+    from .. import __version__
+
+    return {"verigrad": __version__, "numpy": np.__version__, "sympy": sympy.__version__,
+            "mpmath": mpmath.__version__, "python": platform.python_version()}

@@ -1,0 +1,230 @@
+"""What is being checked: a callable or an expression, its named inputs, and ways to run it
+(on the tape in float64, on flat vectors for finite differences, on complex vectors)."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..autograd.grad_mode import no_grad
+from ..expression import parse_expression
+from ..parse import Expression
+from ..tensor import Tensor, tensor
+
+__all__ = ["Problem", "make_problem", "CheckInputError"]
+
+
+class CheckInputError(ValueError):
+    """The function or its inputs cannot be checked as given (the message says why)."""
+
+
+@dataclass
+class Problem:
+    """A function of named inputs. Differentiable inputs are float arrays; the others
+    (constant tensors, Python values) are passed through unchanged."""
+
+    expression: str
+    names: list[str]                    # one per argument
+    kinds: list[str]                    # "diff" | "const"
+    values: list[Any]                   # float64 arrays for "diff", the object for "const"
+    user_dtypes: list[Any]              # numpy dtype the user gave for each "diff" input
+    call: Callable[[list[Any]], Any]    # tensors/values in argument order -> output(s)
+    expr: Expression | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def diff_index(self) -> list[int]:
+        return [i for i, k in enumerate(self.kinds) if k == "diff"]
+
+    @property
+    def diff_names(self) -> list[str]:
+        return [self.names[i] for i in self.diff_index]
+
+    @property
+    def diff_shapes(self) -> list[tuple]:
+        return [self.values[i].shape for i in self.diff_index]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [int(np.prod(s)) for s in self.diff_shapes]
+
+    @property
+    def n(self) -> int:
+        return sum(self.sizes)
+
+    def leaves(self, arrays: Sequence[np.ndarray] | None = None, dtype: Any = np.float64,
+               requires_grad: bool = True) -> list[Any]:
+        """Arguments for one run: fresh named leaves for the differentiable inputs."""
+        arrays = arrays if arrays is not None else [self.values[i] for i in self.diff_index]
+        it = iter(arrays)
+        args = []
+        for name, kind, v in zip(self.names, self.kinds, self.values):
+            if kind == "diff":
+                t = tensor(np.asarray(next(it), dtype=dtype), name=name)
+                t.requires_grad_(requires_grad)
+                args.append(t)
+            else:
+                args.append(v)
+        return args
+
+    def run(self, args: list[Any]) -> list[Tensor]:
+        """Call the function; returns its outputs as a list of tensors."""
+        try:
+            out = self.call(args)
+        except CheckInputError:
+            raise
+        except Exception as e:  # the user's function failed at this point: say where
+            raise CheckInputError(f"{self.expression} raised {type(e).__name__}: {e}") from e
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        for k, o in enumerate(outs):
+            if not isinstance(o, Tensor):
+                raise CheckInputError(f"{self.expression} must return tensors, but output {k} "
+                                      f"is {type(o).__name__}")
+            if o._data.dtype.kind not in "fc":
+                raise CheckInputError(f"output {k} of {self.expression} has dtype {o.dtype!r}; "
+                                      f"only float outputs have gradients")
+        return outs
+
+    def flat(self, dtype: Any = np.float64) -> Callable[[np.ndarray], np.ndarray]:
+        """``f(x_flat) -> y_flat`` without recording a graph (for finite differences)."""
+        sizes, shapes = self.sizes, self.diff_shapes
+        bounds = np.cumsum([0] + sizes)
+
+        def f(x: np.ndarray) -> np.ndarray:
+            arrays = [x[bounds[k]:bounds[k + 1]].reshape(shapes[k]) for k in range(len(sizes))]
+            with no_grad():
+                outs = self.run(self.leaves(arrays, dtype=dtype, requires_grad=False))
+            return np.concatenate([o._data.reshape(-1) for o in outs])
+
+        return f
+
+    def flat_values(self) -> np.ndarray:
+        return np.concatenate([self.values[i].reshape(-1) for i in self.diff_index]) \
+            if self.diff_index else np.zeros(0)
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        bounds = np.cumsum([0] + self.sizes)
+        return [flat[bounds[k]:bounds[k + 1]].reshape(s)
+                for k, s in enumerate(self.diff_shapes)]
+
+    def locate(self, j: int) -> tuple[str, tuple]:
+        """Flat coordinate -> (input name, index)."""
+        bounds = np.cumsum([0] + self.sizes)
+        k = int(np.searchsorted(bounds, j, side="right") - 1)
+        shape = self.diff_shapes[k]
+        idx = tuple(int(i) for i in np.unravel_index(j - bounds[k], shape)) if shape else ()
+        return self.diff_names[k], idx
+
+
+def _as_float_array(name: str, v: Any) -> tuple[np.ndarray, Any]:
+    if isinstance(v, Tensor):
+        arr = v._data
+    else:
+        try:
+            arr = np.asarray(v)
+        except Exception as e:  # noqa: BLE001 - ragged lists and the like
+            raise CheckInputError(f"input {name!r} is not an array of numbers: {e}") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise CheckInputError(f"input {name!r} must be numbers (a float, list, numpy array or "
+                              f"tensor), got {type(v).__name__}: {v!r}"[:300])
+    user = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+    return np.array(arr, dtype=np.float64), user
+
+
+def _param_names(fn: Callable, n: int) -> list[str]:
+    target = fn
+    owner = getattr(fn, "__self__", None)
+    if inspect.isclass(owner) and hasattr(owner, "forward") and getattr(fn, "__name__", "") == "apply":
+        target = owner.forward  # Function.apply: name the inputs after forward(ctx, ...)
+        skip = 1
+    else:
+        skip = 0
+    try:
+        params = [p for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][skip:]
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params[:n]]
+    return names + [f"x{i}" for i in range(len(names), n)]
+
+
+def _display_name(fn: Callable) -> str:
+    owner = getattr(fn, "__self__", None)
+    if inspect.isclass(owner) and getattr(fn, "__name__", "") == "apply":
+        return f"{owner.__name__}.apply"
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
+                 names: Sequence[str] | None = None) -> Problem:
+    """Normalise ``vg.check``'s arguments."""
+    if isinstance(fn, (str, Expression)):
+        expr = parse_expression(fn)
+        if inputs:
+            raise CheckInputError(f"give the values of an expression by name, e.g. "
+                                  f"vg.check({expr.text!r}, "
+                                  f"{', '.join(f'{v}=...' for v in expr.variables)})")
+        missing = [v for v in expr.variables if v not in values]
+        extra = [k for k in values if k not in expr.variables]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing value(s) for {', '.join(missing)}")
+            if extra:
+                parts.append(f"{', '.join(extra)} not in the expression (it uses "
+                             f"{', '.join(expr.variables) or 'no variables'})")
+            raise CheckInputError(f"{'; '.join(parts)}: {expr.text}")
+        arrays, dtypes = [], []
+        variables = list(values)  # the caller's order: vg.check("w*x", x=.., w=..) -> x, w
+        for v in variables:
+            a, d = _as_float_array(v, values[v])
+            arrays.append(a)
+            dtypes.append(d)
+
+        def call(args: list[Any]) -> Any:
+            leaves = {name: t for name, t in zip(variables, args)}
+            return expr.build(leaves, _functions())
+
+        return Problem(expression=expr.text, names=variables, kinds=["diff"] * len(variables),
+                       values=arrays, user_dtypes=dtypes, call=call, expr=expr)
+    if not callable(fn):
+        raise CheckInputError(f"vg.check needs a callable on tensors or an expression string, "
+                              f"got {type(fn).__name__}")
+    if values:
+        raise CheckInputError(f"unknown option(s) {', '.join(sorted(values))} for vg.check; "
+                              f"pass a callable's inputs positionally")
+    if not inputs:
+        raise CheckInputError("vg.check(fn, *inputs) needs at least one input")
+    arg_names = list(names) if names is not None else _param_names(fn, len(inputs))
+    kinds, vals, dtypes = [], [], []
+    for name, v in zip(arg_names, inputs):
+        # tensors keep their requires_grad (as in torch's gradcheck); numbers, lists and
+        # arrays are differentiated
+        if isinstance(v, Tensor) and not v.requires_grad:
+            kinds.append("const")
+            vals.append(v)
+            dtypes.append(None)
+        elif isinstance(v, (Tensor, np.ndarray, list, tuple, float, int, np.floating,
+                            np.integer)) and not isinstance(v, bool):
+            a, d = _as_float_array(name, v)
+            kinds.append("diff")
+            vals.append(a)
+            dtypes.append(d)
+        else:
+            kinds.append("const")
+            vals.append(v)
+            dtypes.append(None)
+    if "diff" not in kinds:
+        raise CheckInputError("none of the inputs is differentiated: pass numbers, lists or "
+                              "arrays, or tensors with requires_grad=True")
+    return Problem(expression=_display_name(fn), names=arg_names, kinds=kinds, values=vals,
+                   user_dtypes=dtypes, call=lambda args: fn(*args))
+
+
+def _functions() -> dict[str, Any]:
+    from ..expression import FUNCTIONS
+
+    return FUNCTIONS
+

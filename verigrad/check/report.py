@@ -1,0 +1,179 @@
+"""The result of a check as plain data: what was compared, what agreed, what did not.
+
+Renderers (terminal, JSON, Markdown, HTML) live in :mod:`verigrad.report` and read only
+these fields; nothing here computes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Entry", "Culprit", "NodeResult", "PointResult", "FDTrace", "CheckReport"]
+
+
+@dataclass
+class Entry:
+    """One derivative d output[o] / d input[index], seen by the three opinions."""
+
+    input: str
+    index: tuple
+    output: tuple | None          # None for a scalar output
+    tape: float
+    symbolic: float | None        # exact (mirror, high precision), None without a mirror
+    symbolic_error: float | None  # agreement of two precisions
+    replayed: float | None        # the mirror's chain rule at the tape's own forward values
+    finite_diff: float | None
+    fd_error: float | None
+    fd_method: str
+    abs_error: float | None       # |tape - reference|
+    rel_error: float | None
+    tolerance: float | None
+    status: str                   # "pass" | "fail" | "inconclusive"
+    reason: str = ""              # kink, singularity, nan, fd-unreliable, ill-conditioned, ...
+    left: float | None = None     # one-sided derivatives at a kink
+    right: float | None = None
+    point: int = 0                # 0: the given point; k: nearby point k
+
+    @property
+    def reference(self) -> float | None:
+        return self.symbolic if self.symbolic is not None else self.finite_diff
+
+    @property
+    def label(self) -> str:
+        idx = f"[{', '.join(map(str, self.index))}]" if self.index else ""
+        out = f"d out[{', '.join(map(str, self.output))}] / " if self.output else ""
+        return f"{out}{self.input}{idx}"
+
+
+@dataclass
+class Culprit:
+    """The first node (in backward order) whose backward disagrees with its reference."""
+
+    grad_fn: str
+    input_index: int
+    input_name: str
+    path: str                     # "SumBackward0 <- MulBackward0 <- SoftplusBackward"
+    element: tuple
+    expected: float
+    got: float
+    method: str                   # "symbolic" or "finite-differences"
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class NodeResult:
+    """The local check of one node: its backward against its own mirror (or FD)."""
+
+    grad_fn: str
+    path: str
+    method: str                   # "symbolic", "finite-differences", "skipped"
+    ok: bool
+    max_abs_error: float = 0.0
+    tolerance: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class PointResult:
+    """One evaluation point: the given one (index 0) or a seeded nearby one."""
+
+    index: int
+    seed: int | None
+    verdict: str
+    summary: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FDTrace:
+    """Finite-difference estimates against step size for one entry (the V-shaped plot)."""
+
+    input: str
+    index: tuple
+    steps: list[float]
+    errors: list[float]           # |estimate(step) - reference|
+    chosen: float
+    method: str
+
+
+@dataclass
+class CheckReport:
+    """What ``vg.check`` found. ``str(report)`` is a short summary a person can act on.
+
+    >>> import verigrad as vg
+    >>> r = vg.check("w*x + b", x=2.0, w=3.0, b=1.0)
+    >>> r.verdict, [e.tape for e in r.entries]
+    ('pass', [3.0, 2.0, 1.0])
+    """
+
+    verdict: str
+    expression: str
+    inputs: dict[str, dict[str, Any]]
+    entries: list[Entry]
+    culprit: Culprit | None = None
+    culprits: list[Culprit] = field(default_factory=list)
+    nodes: list[NodeResult] = field(default_factory=list)
+    kinks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    contract: list[str] = field(default_factory=list)     # violations found
+    points: list[PointResult] = field(default_factory=list)
+    fd_traces: list[FDTrace] = field(default_factory=list)
+    derivatives: dict[str, str] = field(default_factory=dict)   # LaTeX, when small enough
+    derivatives_note: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True unless the verdict is ``fail`` (inconclusive is not a failure)."""
+        return self.verdict != "fail"
+
+    @property
+    def reasons(self) -> list[str]:
+        return sorted({e.reason for e in self.entries if e.status == "inconclusive" and e.reason})
+
+    def worst(self, n: int = 5) -> list[Entry]:
+        """The entries most worth looking at: failures, then inconclusive, then the largest
+        relative errors."""
+        rank = {"fail": 0, "inconclusive": 1, "pass": 2}
+
+        def key(e: Entry) -> tuple:
+            r = e.rel_error if e.rel_error is not None and math.isfinite(e.rel_error) else 0.0
+            return (rank.get(e.status, 3), e.point != 0, -r)
+
+        return sorted(self.entries, key=key)[:n]
+
+    def __str__(self) -> str:
+        from ..report.terminal import render_text
+
+        return render_text(self, color=False)
+
+    def __repr__(self) -> str:
+        return f"<CheckReport {self.verdict}: {self.expression} ({len(self.entries)} entries)>"
+
+    def to_json(self) -> str:
+        from ..report.json_report import render_json
+
+        return render_json(self)
+
+    def to_markdown(self) -> str:
+        from ..report.markdown import render_markdown
+
+        return render_markdown(self)
+
+    def to_html(self) -> str:
+        from ..report.html import render_html
+
+        return render_html(self)
+
+    def save(self, directory: str, formats: tuple[str, ...] = ("json", "md", "html")) -> list[str]:
+        """Write ``report.json``/``report.md``/``report.html`` into ``directory``; returns
+        the paths."""
+        from ..report import save
+
+        return save(self, directory, formats)

@@ -1,0 +1,82 @@
+"""The terminal summary: verdict, culprit, the worst entries, and why anything is
+inconclusive. Colour only on a tty, and never with NO_COLOR set."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any, TextIO
+
+__all__ = ["render_text", "use_color", "fmt"]
+
+_COLORS = {"pass": "\033[32m", "fail": "\033[31m", "inconclusive": "\033[33m"}
+_RESET = "\033[0m"
+
+
+def use_color(stream: TextIO | None = None) -> bool:
+    stream = stream or sys.stdout
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+def fmt(v: Any, digits: int = 10) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in
+                             enumerate(zip(r, widths))).rstrip() for r in rows]
+
+
+def render_text(report: Any, color: bool = False, max_rows: int = 6) -> str:
+    """The short summary printed by ``str(report)`` and ``verigrad check``."""
+    verdict = report.verdict.upper()
+    if color:
+        verdict = f"{_COLORS.get(report.verdict, '')}{verdict}{_RESET}"
+    n_fail = sum(e.status == "fail" for e in report.entries)
+    n_inc = sum(e.status == "inconclusive" for e in report.entries)
+    head = f"verigrad: {verdict}  {report.expression}"
+    n = len(report.entries)
+    counts = f"  {n} {'entry' if n == 1 else 'entries'}: {n - n_fail - n_inc} pass"
+    counts += f", {n_fail} fail" if n_fail else ""
+    counts += f", {n_inc} inconclusive" if n_inc else ""
+    lines = [head, counts]
+    if report.culprit is not None:
+        lines.append(f"  culprit: {report.culprit.message}")
+        for c in report.culprits[1:3]:
+            lines.append(f"  also wrong: {c.message}")
+    for c in report.contract:
+        if report.culprit is None or c != report.culprit.message:
+            lines.append(f"  contract: {c}")
+    shown = report.worst(max_rows)
+    if shown:
+        rows = [["entry", "tape", "reference", "abs error", "status"]]
+        for e in shown:
+            status = e.status + (f" ({e.reason})" if e.reason else "")
+            if e.point:
+                status += f" at nearby point {e.point}"
+            ref = f"{fmt(e.left, 6)}..{fmt(e.right, 6)}" if e.reason == "kink" else fmt(e.reference)
+            rows.append([e.label, fmt(e.tape), ref, fmt(e.abs_error, 3), status])
+        lines += _table(rows)
+        if len(report.entries) > len(shown):
+            lines.append(f"  ... {len(report.entries) - len(shown)} more entries")
+    for e in report.entries:
+        if e.status == "inconclusive" and e.reason == "kink":
+            lines.append(f"  kink at {e.label}: left derivative {fmt(e.left)}, right "
+                         f"{fmt(e.right)}; the tape says {fmt(e.tape)} (any value between "
+                         f"is a valid subgradient)")
+            break
+    for p in report.points[1:]:
+        if p.verdict == "fail":
+            lines.append(f"  nearby point {p.index} (seed {p.seed}) failed: {p.summary}")
+    for note in report.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
