@@ -6,7 +6,7 @@ import platform
 import warnings
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import mpmath
 import numpy as np
@@ -53,7 +53,7 @@ class _Point:
 def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | None = None,
           atol: float | None = None, eps: float | None = None, use_symbolic: bool = True,
           names: Sequence[str] | None = None, max_rows: int = 16, fd_budget: float = 0.5,
-          **values: Any) -> CheckReport:
+          progress: Callable[[str, float], None] | None = None, **values: Any) -> CheckReport:
     """Check the gradients of ``fn`` at ``inputs`` with three opinions and return a report.
 
     ``fn`` is a callable on tensors (a ``Function.apply`` too) with its inputs given
@@ -63,6 +63,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
 
     ``rtol``/``atol`` replace the derived tolerances (tape vs reference: ``atol + rtol*|ref|``);
     ``eps`` fixes the finite-difference step; ``seed`` fixes every random choice.
+    ``progress(stage, fraction)`` is called as the check advances (for progress bars).
 
     >>> import verigrad as vg
     >>> report = vg.check("sin(x) * exp(w*x) + b", x=0.5, w=-1.0, b=2.0)
@@ -73,12 +74,15 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     problem = make_problem(fn, inputs, values, names)
     opts = dict(DEFAULTS, seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps,
                 use_symbolic=use_symbolic, max_rows=max_rows, fd_budget=fd_budget)
+    tick = progress or (lambda stage, fraction: None)
     with np.errstate(all="ignore"):
+        tick("the given point", 0.0)
         main = _analyze(problem, None, opts, point=0, full=True)
         points = [PointResult(0, None, _verdict(main), _summary(main),
                               _values(problem, None))]
         extra_entries: list[Entry] = []
         for k in range(nearby):
+            tick(f"nearby point {k + 1} of {nearby}", (k + 1) / (nearby + 1))
             s = seed + 1 + k
             arrays = _nearby(problem, s)
             if arrays is None:
@@ -96,6 +100,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                 main.findings += [f for f in res.findings if not f.ok]
                 main.contract += res.contract
         _float32_note(problem, main)
+    tick("done", 1.0)
     verdict = _combine(main, points)
     culprits = _culprits(main.findings)
     if verdict == "fail" and not culprits and any(e.status == "fail" for e in main.entries):
@@ -116,7 +121,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                           f.note) for f in main.findings],
         kinks=main.kinks, notes=main.notes, contract=sorted(set(main.contract)), points=points,
         fd_traces=main.traces,
-        settings={k: v for k, v in opts.items()},
+        settings=dict(opts),
         versions=_versions(), seconds=time.perf_counter() - t0)
     _closed_form(problem, report)
     report.seconds = time.perf_counter() - t0
@@ -214,6 +219,7 @@ def _tape_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray, sizes
 @dataclass
 class _Sym:
     exact: np.ndarray
+    exact_digits: list[list[str]]    # 25 significant digits of each exact entry
     exact_err: np.ndarray
     replayed: np.ndarray
     bound: np.ndarray
@@ -225,19 +231,24 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
     n = sum(t.numel() for t in leaves)
     shape = (rows.shape[0], n)
     exact, err, rep, bnd = (np.zeros(shape) for _ in range(4))
+    exact_mp = np.full(shape, mpmath.mpf(0), dtype=object)
     graphs = [ExactGraph(o, dps) if o.requires_grad else None for o in outs]
     for r, row in enumerate(rows):
         for g, c in zip(graphs, _split_row(row, sizes, outs)):
             if g is None or not np.any(c):
                 continue
             ex, er = g.gradient_verified(c)
+            with mpmath.workdps(g.dps + 20):
+                exact_mp[r] = exact_mp[r] + np.concatenate(
+                    [np.asarray(g.last_mp[t], dtype=object).reshape(-1) for t in leaves])
             rp, bd = g.gradient(c, recorded=True, bounds=True)
             exact[r] += _flat(ex, leaves)
             err[r] += _flat(er, leaves)
             rep[r] += np.concatenate([np.array(rp.get(t, np.zeros(t.shape)).tolist(),
                                                dtype=float).reshape(-1) for t in leaves])
             bnd[r] += _flat(bd, leaves)
-    return _Sym(exact, err, rep, bnd, [g for g in graphs if g is not None])
+    digits = [[mpmath.nstr(v, 25) for v in row] for row in exact_mp]
+    return _Sym(exact, digits, err, rep, bnd, [g for g in graphs if g is not None])
 
 
 def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
@@ -386,7 +397,8 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 continue  # not sampled: nothing to compare
             ref = s if s is not None else f
             e = Entry(name, idx, label, t, s, s_err, rp, f, fe, meth, None, None, None,
-                      "pass", point=point)
+                      "pass", point=point,
+                      symbolic_digits=sym.exact_digits[r][j] if sym is not None else None)
             if ref is not None and math.isfinite(ref) and math.isfinite(t):
                 e.abs_error = abs(t - ref)
                 e.rel_error = e.abs_error / abs(ref) if ref else (0.0 if t == 0 else math.inf)

@@ -213,6 +213,7 @@ class _Ladder:
         largest step first."""
         out = []
         f0 = self.f0
+        nan = np.full_like(f0, np.nan)
         with np.errstate(all="ignore"):
             for r in sorted(self.rungs, key=lambda r: -r.h):
                 p_ok, m_ok = self._ok(r.plus), self._ok(r.minus)
@@ -225,11 +226,11 @@ class _Ladder:
                 elif method == "forward" and p_ok:
                     w = r.plus.t
                     dv = (r.plus.y - f0) / w
-                    out.append((w, dv, np.maximum(abs(r.plus.y), abs(f0)), np.full_like(f0, np.nan), r))
+                    out.append((w, dv, np.maximum(abs(r.plus.y), abs(f0)), nan, r))
                 elif method == "backward" and m_ok:
                     w = r.minus.t
                     dv = (f0 - r.minus.y) / w
-                    out.append((w, dv, np.maximum(abs(r.minus.y), abs(f0)), np.full_like(f0, np.nan), r))
+                    out.append((w, dv, np.maximum(abs(r.minus.y), abs(f0)), nan, r))
         return out
 
 
@@ -481,13 +482,16 @@ def _default_scale(x0: np.ndarray, d: np.ndarray) -> float:
 
 
 def _complex_step(f_complex: Callable, x64: np.ndarray, d: np.ndarray, dtype: np.dtype,
-                  s_t: float, m: int, expect: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """Im f(x + i h d) / h, or (None, why not)."""
+                  s_t: float, m: int, expect: np.ndarray
+                  ) -> tuple[np.ndarray | None, float, str]:
+    """(Im f(x + i h d) / h, h, "") or (None, 0, why not). h = scale * tiny**0.6 (1e-185 in
+    float64), or tiny**0.3 when the imaginary part of an expected nonzero slope would
+    fall out of the normal range."""
     cdtype = np.complex64 if dtype == np.float32 else np.complex128
     finfo = np.finfo(dtype)
     tiny, u = float(finfo.tiny), float(finfo.eps) / 2
     dd = float(d @ d)
-    last = None
+    last, last_h = None, 0.0
     for power in (0.6, 0.3):
         h = s_t * tiny ** power
         with np.errstate(all="ignore"):
@@ -502,20 +506,20 @@ def _complex_step(f_complex: Callable, x64: np.ndarray, d: np.ndarray, dtype: np
                 imag = imag.reshape(-1)
                 v = imag / realized
         except Exception as exc:  # noqa: BLE001 - any failure means "not complex-safe"
-            return None, f"f_complex raised {type(exc).__name__}"
+            return None, 0.0, f"f_complex raised {type(exc).__name__}"
         if v.size != m:
-            return None, f"f_complex returned {v.size} values, f returned {m}"
+            return None, 0.0, f"f_complex returned {v.size} values, f returned {m}"
         if not np.all(np.isfinite(v)):
-            return None, "f_complex gave non-finite values"
-        last = v
+            return None, 0.0, "f_complex gave non-finite values"
+        last, last_h = v, realized
         # Underflow: an imaginary part far below the normal range has lost its digits.
         with np.errstate(all="ignore"):
             lost = (abs(expect) * realized < tiny / u) & (expect != 0) & np.isfinite(expect)
         if not np.any(lost):
-            return v, ""
+            return v, realized, ""
     if last is None:
-        return None, "complex step underflows"
-    return last, ""
+        return None, 0.0, "complex step underflows"
+    return last, last_h, ""
 
 
 def _high_precision(f_exact: Callable, x64: np.ndarray, d: np.ndarray, s_t: float,
@@ -596,7 +600,8 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
                scale: float | None = None, eps: float | None = None, dtype: Any = np.float64,
                f_complex: Callable | None = None, f_exact: Callable | None = None,
                record_ladder: bool = False) -> FDEstimate:
-    """Directional derivative d/dt f(x + t*direction) at t=0, for f: R^n -> R^m (flat float vectors in and out).
+    """Directional derivative d/dt f(x + t*direction) at t=0, for f: R^n -> R^m
+    (flat float vectors in and out).
 
     ``scale``: typical size of the perturbed coordinates (steps are relative to it; by default
     ``max|x_j|`` over the direction's support, at least 1e-8, and 1 at x = 0). ``eps``: a
@@ -687,7 +692,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
         notes.append("complex step not used: the real differences it must agree with are "
                      "unreliable")
     elif f_complex is not None and tab is not None:
-        cs, why = _complex_step(f_complex, fun.x64, d, dt, s_t, m, value)
+        cs, cs_h, why = _complex_step(f_complex, fun.x64, d, dt, s_t, m, value)
         if cs is None:
             notes.append(f"complex step not used: {why}")
         else:
@@ -700,7 +705,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
                     g2 = np.where(np.isfinite(g2), g2, 0.0)
                 value = np.where(mask, cs, np.nan)
                 error = np.where(mask, 4 * u * abs(cs) + 2 * u * s_in * g2, np.inf)
-                method, step = "complex-step", float(s_t * np.finfo(dt).tiny ** 0.6)
+                method, step = "complex-step", cs_h
             else:
                 notes.append("complex step disagrees with the real differences "
                              "(f_complex is not complex-safe here); not used")

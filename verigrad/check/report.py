@@ -34,6 +34,7 @@ class Entry:
     left: float | None = None     # one-sided derivatives at a kink
     right: float | None = None
     point: int = 0                # 0: the given point; k: nearby point k
+    symbolic_digits: str | None = None  # the exact value to 25 significant digits
 
     @property
     def reference(self) -> float | None:

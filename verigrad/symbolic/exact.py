@@ -245,7 +245,8 @@ class ExactGraph:
         """Gradients with an error bound: computed at two precisions (``dps`` and ``dps+20``)
         and repeated at doubled precision until they agree to ``digits`` significant digits
         (cancellation in the graph can eat 30 digits). Returns (gradients, absolute error
-        estimates) as float64 arrays; the estimate is the two runs' difference."""
+        estimates) as float64 arrays; the estimate is the two runs' difference. The
+        high-precision values themselves are left in ``self.last_mp`` (leaf -> mpf array)."""
         dps = self.dps
         while True:
             self.dps = dps
@@ -263,6 +264,7 @@ class ExactGraph:
                 worst = max(worst, float(np.max(rel, initial=0.0)))
             if worst <= 10.0 ** -digits or dps * 2 > max_dps:
                 self.dps = dps
+                self.last_mp = high
                 return grads, errors
             dps *= 2
 
