@@ -20,7 +20,7 @@ from ..errors import BackwardContractError, VerigradError
 from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView, node_forward
 from ..symbolic.kinks import rule_switches
-from ..symbolic.local import MirrorError, rule_for
+from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
 from ..tensor import Tensor, _wrap
 from . import finite_diff as fd
 
@@ -196,7 +196,7 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
                     f"the symbolic mirror of {node.name()} does not match its forward (output "
                     f"{k}{list(j)}: mirror {m[j]:.12g}, forward {fo[j]:.12g}); checked by "
                     f"finite differences instead")
-        expected, bound = _jvp_t(rule, v, partials, mags, in_vals)
+        expected, bound = _jvp_t(rule, v, partials, mags, in_vals, sym)
         kinks = [k for k in rule_switches(rule, sym, 0.0, 30) if k[5]]
     worst = LocalFinding(node, path, "symbolic", True)
     if kinks:
@@ -226,9 +226,11 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
 
 
 def _evaluate(rule: Any, sym: list) -> tuple[list, list, list]:
-    """Outputs, partials and rounding magnitudes of a rule at high-precision inputs."""
-    full, mag = rule.full_fn(), rule.magnitude_fn()
+    """Outputs, partials and (elementwise rules) rounding magnitudes at high-precision
+    inputs."""
+    full = rule.full_fn()
     if rule.elementwise:
+        mag = rule.magnitude_fn()
         arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in sym])
         shape = arrays[0].shape
         flat = [a.reshape(-1) for a in arrays]
@@ -252,11 +254,11 @@ def _evaluate(rule: Any, sym: list) -> tuple[list, list, list]:
         arr.reshape(-1)[:] = list(res[pos:pos + o.size])
         values.append(arr)
         pos += o.size
-    return values, list(res[pos:]), [float(abs(m)) for m in mag(*flat)]
+    return values, list(res[pos:]), []
 
 
-def _jvp_t(rule: Any, v: list[np.ndarray], parts: list, mags: list, in_vals: list
-           ) -> tuple[dict, dict]:
+def _jvp_t(rule: Any, v: list[np.ndarray], parts: list, mags: list, in_vals: list,
+           sym_args: list) -> tuple[dict, dict]:
     """J^T v per input in high precision, and a rounding bound for a correct float VJP."""
     eps = EPS64 * SAFETY
     expected, bound = {}, {}
@@ -272,21 +274,12 @@ def _jvp_t(rule: Any, v: list[np.ndarray], parts: list, mags: list, in_vals: lis
             bound[i] = _sum_to_float(eps * (ag * mags[k] + 2 * ag * p), shape) + \
                 eps * _sum_to_float(ag * p, shape) * (np.prod(ag.shape) / max(np.prod(shape), 1))
         return expected, bound
-    zero = mpmath.mpf(0)
-    flat_v = [to_mp(c).reshape(-1) for c in v]
-    abs_v = [np.abs(c).reshape(-1) for c in v]
+    sym_flat = [x for i, a in enumerate(sym_args) for x in np.asarray(a, dtype=object).reshape(-1)]
+    sizes = {i: int(np.size(in_vals[i])) for i in rule.diff_inputs}
+    q, b = vjp_with_bound(rule, sym_flat, parts, [to_mp(c) for c in v], sizes, eps)
     for i in rule.diff_inputs:
-        expected[i] = np.full(np.shape(in_vals[i]), zero, dtype=object)
-        bound[i] = np.zeros(np.shape(in_vals[i]))
-    sums = {i: np.zeros(np.size(in_vals[i])) for i in rule.diff_inputs}
-    counts = {i: np.zeros(np.size(in_vals[i])) for i in rule.diff_inputs}
-    for (k, j, i, m), p, mg in zip(rule.jac_index, parts, mags):
-        expected[i].reshape(-1)[m] += flat_v[k][j] * p
-        bound[i].reshape(-1)[m] += eps * abs_v[k][j] * mg
-        sums[i][m] += abs_v[k][j] * float(abs(p))
-        counts[i][m] += 1
-    for i in rule.diff_inputs:
-        bound[i].reshape(-1)[:] += eps * (counts[i] + 1) * sums[i]
+        expected[i] = q[i].reshape(np.shape(in_vals[i]))
+        bound[i] = b[i].reshape(np.shape(in_vals[i]))
     return expected, bound
 
 

@@ -7,15 +7,23 @@ import os
 import sys
 from typing import Any, TextIO
 
-__all__ = ["render_text", "use_color", "fmt"]
+__all__ = ["render_text", "render_terminal", "use_color", "fmt"]
 
 _COLORS = {"pass": "\033[32m", "fail": "\033[31m", "inconclusive": "\033[33m"}
 _RESET = "\033[0m"
 
 
 def use_color(stream: TextIO | None = None) -> bool:
+    """Colour only for a terminal: not when ``stream`` (stdout by default) is a file or a
+    pipe, not with ``NO_COLOR`` set to anything non-empty (https://no-color.org), not on a
+    ``TERM=dumb`` terminal."""
     stream = stream or sys.stdout
-    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def fmt(v: Any, digits: int = 10) -> str:
@@ -36,8 +44,25 @@ def _table(rows: list[list[str]]) -> list[str]:
                              enumerate(zip(r, widths))).rstrip() for r in rows]
 
 
+def render_terminal(report: Any, stream: TextIO | None = None, max_rows: int = 6) -> str:
+    """The summary for ``stream`` (stdout by default): the verdict in colour only when the
+    stream is a terminal and ``NO_COLOR`` is unset.
+
+    >>> import io, verigrad as vg
+    >>> render_terminal(vg.check("w*x + b", x=2.0, w=3.0, b=1.0), io.StringIO()).split()[:2]
+    ['verigrad:', 'PASS']
+    """
+    return render_text(report, color=use_color(stream), max_rows=max_rows)
+
+
 def render_text(report: Any, color: bool = False, max_rows: int = 6) -> str:
-    """The short summary printed by ``str(report)`` and ``verigrad check``."""
+    """The short summary printed by ``str(report)`` and ``verigrad check`` (ANSI colour on
+    the verdict with ``color=True``).
+
+    >>> import verigrad as vg
+    >>> print(render_text(vg.check("w*x + b", x=2.0, w=3.0, b=1.0)).splitlines()[0])
+    verigrad: PASS  w*x + b
+    """
     verdict = report.verdict.upper()
     if color:
         verdict = f"{_COLORS.get(report.verdict, '')}{verdict}{_RESET}"

@@ -15,7 +15,7 @@ import numpy as np
 from ..autograd.function import FunctionCtx
 from ..tensor import Tensor
 from .graph import GraphView
-from .local import LocalRule, MirrorError, rule_for
+from .local import LocalRule, MirrorError, rule_for, vjp_with_bound
 
 __all__ = ["ExactGraph", "to_mp", "DEFAULT_DPS"]
 
@@ -289,14 +289,15 @@ class ExactGraph:
 
     def _chain_bounds(self, node: Any, rule: LocalRule, gouts: list, bouts: list, parts: Any,
                       args: list) -> list:
-        """Rounding bound of a correct float VJP at this node, plus the incoming bounds pushed
-        through |J|: c*eps*(|g| M + n |g J|) + |J|^T B."""
+        """Rounding bound of a correct float VJP at this node plus the incoming bounds pushed
+        through |J|: elementwise c*eps*(|g| M + 2|g J|) + |J|^T B; otherwise
+        ``vjp_with_bound`` + |J|^T B."""
         eps = EPS64 * SAFETY
         in_vals = self.view.input_values(node)
         out: list = [None] * len(in_vals)
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
-        mag = rule.magnitude_fn()
         if rule.elementwise:
+            mag = rule.magnitude_fn()
             g = np.abs(np.array(np.asarray(gouts[0], dtype=object).tolist(), dtype=float))
             b = bouts[0] if bouts[0] is not None else 0.0
             arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in sym_args])
@@ -311,26 +312,16 @@ class ExactGraph:
                 out[i] = _sum_to_float(p * b + local, np.shape(in_vals[i]))
             return out
         flat = [v for a in sym_args for v in np.asarray(a, dtype=object).reshape(-1)]
-        mags = [float(abs(v)) for v in mag(*flat)]
-        for i in rule.diff_inputs:
-            out[i] = np.zeros(np.shape(in_vals[i]))
-        flat_out = {i: out[i].reshape(-1) for i in rule.diff_inputs}
-        counts = {i: np.zeros(out[i].size) for i in rule.diff_inputs}
-        sums = {i: np.zeros(out[i].size) for i in rule.diff_inputs}
-        flat_g = [None if g is None else np.abs(np.array(g.reshape(-1).tolist(), dtype=float))
-                  for g in gouts]
+        sizes = {i: int(np.size(in_vals[i])) for i in rule.diff_inputs}
+        cts = [np.zeros(o.size, dtype=object) if g is None else g for g, o in
+               zip(gouts, rule.outs)]
+        _, acc = vjp_with_bound(rule, flat, parts, cts, sizes, eps)
         flat_b = [None if b is None else np.asarray(b, dtype=float).reshape(-1) for b in bouts]
-        for (k, j, i, m_), p, mg in zip(rule.jac_index, parts, mags):
-            gk = flat_g[k]
-            if gk is None:
-                continue
-            ap = float(abs(p))
-            bk = flat_b[k][j] if flat_b[k] is not None else 0.0
-            flat_out[i][m_] += ap * bk + eps * gk[j] * mg
-            sums[i][m_] += gk[j] * ap
-            counts[i][m_] += 1
+        for (k, j, i, m), p in zip(rule.jac_index, parts):
+            if flat_b[k] is not None:
+                acc[i][m] += float(abs(p)) * flat_b[k][j]
         for i in rule.diff_inputs:
-            flat_out[i] += eps * (counts[i] + 1) * sums[i]
+            out[i] = acc[i].reshape(np.shape(in_vals[i]))
         return out
 
 

@@ -1,0 +1,468 @@
+"""The Markdown report, and the document model it shares with the HTML report.
+
+:func:`document` turns a :class:`~verigrad.check.report.CheckReport` into a list of plain
+blocks (headings, paragraphs, tables, formulas); :func:`render_markdown` and
+:func:`verigrad.report.html.render_html` only print those blocks, so both formats say the
+same thing. Nothing here computes: every number comes from the report.
+
+>>> import verigrad as vg
+>>> md = vg.check("w*x + b", x=2.0, w=3.0, b=1.0).to_markdown()
+>>> md.splitlines()[0]
+'# verigrad report: `w*x + b`'
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+__all__ = ["render_markdown", "document", "created_now", "Code", "Strong", "Heading", "Para",
+           "Table", "Formula", "Bullets", "Verdict", "Preformatted", "FigureSlot", "Footer",
+           "num", "err", "md_escape"]
+
+
+# --- the document model -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Code:
+    """Inline user text shown verbatim (a code span)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Strong:
+    text: str
+
+
+#: a piece of a paragraph or table cell: plain (user) text, a code span, or bold text
+Inline = Union[str, Code, Strong]
+Cell = Union[str, Code, list]
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+    code: str = ""                 # a code span after the text (the expression in the title)
+
+
+@dataclass
+class Para:
+    parts: list
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Any]]
+    numeric: list[bool]            # right-aligned columns
+    cls: list[str] = field(default_factory=list)   # a CSS class per row (status), HTML only
+
+
+@dataclass
+class Formula:
+    """``d f / d name = latex`` (LaTeX from the report, shown as display maths)."""
+
+    name: str
+    lhs: str
+    rhs: str
+
+
+@dataclass
+class Bullets:
+    items: list[list]
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    headline: str
+    counts: str
+
+
+@dataclass
+class Preformatted:
+    text: str
+
+
+@dataclass
+class FigureSlot:
+    """Where the HTML report puts its figures (Markdown has none)."""
+
+
+@dataclass
+class Footer:
+    created: str
+    versions: str
+
+
+# --- formatting helpers (no maths: only how numbers are written) ---------------------------
+
+def num(v: Any) -> str:
+    """A float in full (shortest round-trip repr), or a dash when there is none."""
+    if v is None:
+        return "—"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def err(v: Any) -> str:
+    """An error or tolerance: three significant digits."""
+    if v is None:
+        return "—"
+    if isinstance(v, float) and not math.isfinite(v):
+        return num(v)
+    return f"{float(v):.3g}"
+
+
+def created_now() -> str:
+    """The report's one timestamp (UTC, to the second). ``SOURCE_DATE_EPOCH`` fixes it, as
+    in reproducible builds."""
+    import os
+    from datetime import datetime, timezone
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else \
+        datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _index(idx: Any) -> str:
+    return f"[{', '.join(map(str, idx))}]" if idx else "—"
+
+
+def _output(out: Any) -> str:
+    if out is None:
+        return "—"
+    if len(out) == 2 and out[0] == "v":
+        return f"random cotangent {out[1]}"
+    return f"[{', '.join(map(str, out))}]"
+
+
+def _compact(value: Any, limit: int = 120) -> str:
+    from .json_report import plain
+
+    text = json.dumps(plain(value), separators=(",", ":"), allow_nan=False)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _status(e: Any) -> str:
+    s = e.status
+    if e.reason:
+        s += f" ({e.reason})"
+    if e.reason == "kink":
+        s += f": left {num(e.left)}, right {num(e.right)}"
+    return s
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _latex_name(name: str) -> str:
+    """An input name as LaTeX: ``x`` and ``x_1`` as usual, ``A[1, 0]`` as ``A_{1,0}``;
+    anything else inside ``\\text{}`` with the specials escaped."""
+    m = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)(?:_([A-Za-z0-9]+))?(?:\[([0-9, ]+)\])?", name)
+    if m:
+        base, sub, idx = m.groups()
+        if len(base) > 1:
+            base = rf"\mathrm{{{base}}}"
+        subs = [s for s in (sub, idx.replace(" ", "") if idx else None) if s]
+        return base + (f"_{{{','.join(subs)}}}" if subs else "")
+    return r"\text{" + latex_text(name) + "}"
+
+
+def latex_text(text: str) -> str:
+    """Escape text for LaTeX (and keep ``<``/``>``/``&`` out of it: the maths ends up in
+    Markdown and HTML, where those are markup)."""
+    table = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
+             "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}",
+             "<": r"\textless{}", ">": r"\textgreater{}"}
+    return "".join(table.get(c, c) for c in text)
+
+
+def safe_latex(latex: str) -> str:
+    """LaTeX from SymPy, with ``<``, ``>`` and ``&`` (markup in Markdown/HTML, and only ever
+    from odd symbol names here) replaced by LaTeX commands."""
+    return latex.replace("&", r"\&").replace("<", r"\lt ").replace(">", r"\gt ")
+
+
+def reproduce_command(report: Any) -> str | None:
+    """The ``verigrad check`` command that reruns an expression's check, or None for a
+    callable (its source file is not part of the report)."""
+    from ..parse import ExpressionError, parse
+
+    try:
+        parse(report.expression)
+    except (ExpressionError, TypeError):
+        return None
+    if not report.inputs or not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n)
+                                    for n in report.inputs):
+        return None
+    from .json_report import plain
+
+    args = ["verigrad", "check", report.expression, "--at"]
+    args += [f"{n}={json.dumps(plain(i.get('value')), separators=(',', ':'))}"
+             for n, i in report.inputs.items()]
+    dtypes = {i.get("dtype") for i in report.inputs.values()}
+    if dtypes == {"float32"}:
+        args += ["--dtype", "float32"]
+    s = report.settings
+    defaults = {"seed": 0, "nearby": 3}    # the CLI's defaults need no flag
+    for key in ("seed", "nearby", "rtol", "atol"):
+        v = s.get(key)
+        if v is not None and v != defaults.get(key):
+            args += [f"--{key}", str(v)]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+# --- the document ------------------------------------------------------------------------
+
+#: at most this many entries in the per-entry table (the JSON report has them all)
+MAX_ENTRY_ROWS = 100
+
+
+def _headline(report: Any) -> tuple[str, str]:
+    entries = report.entries
+    n = len(entries)
+    n_fail = sum(e.status == "fail" for e in entries)
+    n_inc = sum(e.status == "inconclusive" for e in entries)
+    counts = f"{_plural(n, 'entry', 'entries')}: {n - n_fail - n_inc} pass"
+    counts += f", {n_fail} fail" if n_fail else ""
+    counts += f", {n_inc} inconclusive" if n_inc else ""
+    refs = []
+    if any(e.symbolic is not None for e in entries):
+        refs.append("the exact symbolic values")
+    if any(e.finite_diff is not None for e in entries):
+        refs.append("finite differences")
+    ref = " and ".join(refs) or "the references"
+    if report.verdict == "pass":
+        return f"The tape's gradient agrees with {ref} at every checked entry.", counts
+    if report.verdict == "fail":
+        if report.culprit is not None:
+            return f"{report.culprit.grad_fn} computes a wrong gradient.", counts
+        if report.contract:
+            return "A backward rule breaks the autograd contract.", counts
+        return f"{_plural(n_fail, 'derivative')} disagree with {ref}.", counts
+    reasons = ", ".join(report.reasons) or "no single reference"
+    return (f"No wrong gradient found, but {_plural(n_inc, 'derivative')} cannot be decided "
+            f"here ({reasons})."), counts
+
+
+def document(report: Any, created: str | None = None) -> list:
+    """The report as blocks, in reading order (shared by Markdown and HTML)."""
+    created = created or created_now()
+    blocks: list = [Heading(1, "verigrad report: ", code=report.expression)]
+    headline, counts = _headline(report)
+    blocks.append(Verdict(report.verdict, headline, counts))
+
+    # inputs
+    blocks.append(Heading(2, "Inputs"))
+    rows = [[Code(name), "×".join(map(str, info.get("shape", []))) or "scalar",
+             str(info.get("dtype", "")), Code(_compact(info.get("value")))]
+            for name, info in report.inputs.items()]
+    blocks.append(Table(["input", "shape", "dtype", "value"], rows, [False] * 4))
+
+    # closed forms
+    blocks.append(Heading(2, "Derivatives"))
+    if report.derivatives:
+        blocks.append(Para(["Closed forms from the symbolic mirror:"]))
+        for name, latex in report.derivatives.items():
+            blocks.append(Formula(name, rf"\frac{{\partial f}}{{\partial {_latex_name(name)}}}",
+                                  safe_latex(latex)))
+    else:
+        blocks.append(Para([f"No closed form shown: "
+                            f"{report.derivatives_note or 'the report carries none'}."]))
+
+    # culprit
+    if report.culprit is not None:
+        c = report.culprit
+        blocks.append(Heading(2, "Culprit"))
+        blocks.append(Para([c.message]))
+        blocks.append(Table(
+            ["grad_fn", "input", "element", "expected", "got", "checked against", "path"],
+            [[Code(c.grad_fn), Code(f"{c.input_index} ({c.input_name})"), _index(c.element),
+              num(c.expected), num(c.got), c.method, Code(c.path)]],
+            [False, False, False, True, True, False, False], ["fail"]))
+        if len(report.culprits) > 1:
+            blocks.append(Para(["Also wrong:"]))
+            blocks.append(Bullets([[o.message] for o in report.culprits[1:]]))
+    others = [c for c in report.contract
+              if report.culprit is None or c != report.culprit.message]
+    if others:
+        blocks.append(Heading(2, "Contract violations"))
+        blocks.append(Bullets([[c] for c in others]))
+    if report.kinks:
+        blocks.append(Heading(2, "Kinks"))
+        blocks.append(Bullets([[k] for k in report.kinks]))
+
+    # entries
+    blocks.append(Heading(2, "Entries"))
+    entries = report.entries
+    shown = entries if len(entries) <= MAX_ENTRY_ROWS else report.worst(MAX_ENTRY_ROWS)
+    blocks.append(Para([
+        "Each derivative seen by the three opinions: the tape (backward), the exact symbolic "
+        "value (25 digits) and finite differences (with their own error estimate). The status "
+        "compares the tape with the reference within the tolerance."]))
+    with_output = any(e.output is not None for e in entries)
+    with_point = any(e.point for e in entries)
+    header = ["input", "index"] + (["output"] if with_output else []) + \
+        (["point"] if with_point else []) + \
+        ["tape", "symbolic", "FD", "FD error (method)", "abs error", "tolerance",
+         "rel error", "status"]
+    numeric = [False, False] + [False] * with_output + [False] * with_point + \
+        [True] * 7 + [False]
+    rows, classes = [], []
+    for e in shown:
+        row: list = [Code(e.input), _index(e.index)]
+        if with_output:
+            row.append(_output(e.output))
+        if with_point:
+            row.append("given" if not e.point else f"nearby {e.point}")
+        sym = e.symbolic_digits if e.symbolic_digits is not None else num(e.symbolic)
+        fd = f"{err(e.fd_error)} ({e.fd_method})" if e.fd_method else err(e.fd_error)
+        row += [num(e.tape), sym, num(e.finite_diff), fd, err(e.abs_error), err(e.tolerance),
+                err(e.rel_error), _status(e)]
+        rows.append(row)
+        classes.append(e.status)
+    blocks.append(Table(header, rows, numeric, classes))
+    if len(shown) < len(entries):
+        blocks.append(Para([f"The {len(shown)} entries most worth a look, of "
+                            f"{len(entries)}; report.json has them all."]))
+    blocks.append(FigureSlot())
+
+    # nodes
+    if report.nodes:
+        blocks.append(Heading(2, "Nodes"))
+        blocks.append(Para(["Each op's backward against its own reference (its symbolic "
+                            "mirror, or finite differences of its forward)."]))
+        blocks.append(Table(
+            ["grad_fn", "path", "method", "ok", "max abs error", "tolerance", "note"],
+            [[Code(nd.grad_fn), Code(nd.path), nd.method, "yes" if nd.ok else "NO",
+              err(nd.max_abs_error), err(nd.tolerance), nd.note] for nd in report.nodes],
+            [False, False, False, False, True, True, False],
+            ["pass" if nd.ok else "fail" for nd in report.nodes]))
+
+    # points
+    if report.points:
+        blocks.append(Heading(2, "Points"))
+        blocks.append(Para(["The given point and seeded nearby points (the seed reproduces "
+                            "each one)."]))
+        blocks.append(Table(
+            ["point", "seed", "verdict", "summary", "values"],
+            [["given" if p.index == 0 else f"nearby {p.index}",
+              "—" if p.seed is None else str(p.seed), p.verdict, p.summary,
+              Code(_compact(p.values))] for p in report.points],
+            [False, True, False, False, False], [p.verdict for p in report.points]))
+
+    if report.notes:
+        blocks.append(Heading(2, "Notes"))
+        blocks.append(Bullets([[n] for n in report.notes]))
+
+    # reproduce
+    blocks.append(Heading(2, "Reproduce"))
+    cmd = reproduce_command(report)
+    if cmd:
+        blocks.append(Para(["Rerun this check with:"]))
+        blocks.append(Preformatted(cmd))
+    blocks.append(Table(["setting", "value"],
+                        [[Code(str(k)), Code(_compact(v))] for k, v in report.settings.items()],
+                        [False, False]))
+    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
+    blocks.append(Footer(created, versions))
+    return blocks
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+# an underscore inside a word never starts emphasis (CommonMark), so grad_fn stays readable
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|&~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_escape(text: str, block_start: bool = True) -> str:
+    """Escape user text for Markdown (CommonMark/GFM): inline markup, HTML, table pipes and
+    ``$`` maths; at the start of a block (``block_start``) also a leading ``#``, ``+``,
+    ``-``, ``=``, ``>`` or ``1.``, which would start a heading or a list.
+
+    >>> md_escape("<b>|x*y|</b>")
+    '\\\\<b\\\\>\\\\|x\\\\*y\\\\|\\\\</b\\\\>'
+    """
+    text = " ".join(str(text).split("\n"))
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    if block_start:
+        text = re.sub(r"^([#+\-=>])", r"\\\1", text)
+        text = re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
+    return text
+
+
+def _md_code(text: str, in_table: bool = False) -> str:
+    text = " ".join(str(text).split("\n"))
+    if in_table:
+        text = text.replace("|", r"\|")   # GFM splits cells before reading code spans
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_inline(parts: Any, in_table: bool = False) -> str:
+    if isinstance(parts, (str, Code, Strong)):
+        parts = [parts]
+    out = []
+    for p in parts:
+        if isinstance(p, Code):
+            out.append(_md_code(p.text, in_table))
+        elif isinstance(p, Strong):
+            out.append(f"**{md_escape(p.text)}**")
+        else:
+            # only the first piece of a paragraph or list item can start a block
+            out.append(md_escape(p, block_start=not out and not in_table))
+    return "".join(out)
+
+
+def render_markdown(report: Any, created: str | None = None) -> str:
+    """The report as GitHub-flavoured Markdown (LaTeX maths in ``$$`` blocks).
+
+    >>> import verigrad as vg
+    >>> md = vg.check("w*x + b", x=2.0, w=3.0, b=1.0).to_markdown()
+    >>> "$$ \\\\frac{\\\\partial f}{\\\\partial x} = w $$" in md
+    True
+    """
+    out: list[str] = []
+    for b in document(report, created):
+        if isinstance(b, Heading):
+            out.append("#" * b.level + " " + md_escape(b.text).rstrip()
+                       + (" " + _md_code(b.code) if b.code else ""))
+        elif isinstance(b, Verdict):
+            out.append(f"**Verdict: {b.verdict.upper()}** — {md_escape(b.headline)}")
+            out.append("")
+            out.append(md_escape(b.counts))
+        elif isinstance(b, Para):
+            out.append(_md_inline(b.parts))
+        elif isinstance(b, Formula):
+            out.append(f"$$ {b.lhs} = {b.rhs} $$")
+        elif isinstance(b, Bullets):
+            out.append("\n".join("- " + _md_inline(item) for item in b.items))
+        elif isinstance(b, Preformatted):
+            out.append("```sh\n" + b.text.replace("```", "` ` `") + "\n```")
+        elif isinstance(b, Table):
+            lines = ["| " + " | ".join(md_escape(h, False) for h in b.header) + " |",
+                     "|" + "|".join("---:" if r else "---" for r in b.numeric) + "|"]
+            lines += ["| " + " | ".join(_md_inline(c, in_table=True) for c in row) + " |"
+                      for row in b.rows]
+            out.append("\n".join(lines))
+        elif isinstance(b, Footer):
+            out.append(f"Versions: {md_escape(b.versions)}.")
+            out.append("")
+            out.append(f"Created: {b.created}")
+        # FigureSlot: figures are in the HTML report only
+        if out and out[-1] != "":
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
