@@ -53,13 +53,17 @@ class _Switch:
 def _switches(rule: LocalRule) -> list[tuple[int, _Switch]]:
     """(flat output index, switch) pairs for a rule, found by walking its expressions."""
     found = []
+    seen: set = set()  # a softmax's 100 outputs share one denominator: one switch
     flat = [e for o in rule.outs for e in o.flat]
     for j, expr in enumerate(flat):
         if not isinstance(expr, sp.Basic):
             continue
         for sub in sp.preorder_traversal(expr):
+            if sub in seen:
+                continue
             sw = _switch_of(sub)
             if sw is not None:
+                seen.add(sub)
                 found.append((j, sw))
     return found
 
@@ -93,8 +97,9 @@ class _Evaluator:
         syms = [s for i in rule.diff_inputs for s in rule.in_syms[i].flat]
         exprs = []
         for s in sw.exprs:
+            free = s.free_symbols
             exprs.append(s)
-            exprs.extend(sp.diff(s, v) for v in syms)
+            exprs.extend(sp.diff(s, v) if v in free else 0 for v in syms)
         self.width = 1 + len(syms)
         self.fn: Callable = Program(rule.flat_syms, exprs)
 

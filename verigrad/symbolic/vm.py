@@ -1,24 +1,24 @@
-"""Evaluate SymPy expressions in mpmath without generating code.
+"""Evaluate SymPy (or SymEngine) expressions in mpmath without generating code.
 
 A :class:`Program` flattens a list of expressions into one straight-line sequence of
 instructions over the expression DAG (shared subexpressions are evaluated once, as with
 ``cse``), then runs it on mpmath numbers. Unlike ``lambdify`` it never calls ``exec``,
 has no recursion limit (a sum of 10,000 terms is fine) and costs nothing to "compile"
-beyond one walk of the tree.
+beyond one walk of the tree. Nodes are dispatched by type name, so SymPy and SymEngine
+trees (the optional fast backend) run on the same machine, even mixed in one program.
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 import mpmath
-
-from .._lazy import sp
 
 __all__ = ["Program", "UnsupportedExpression"]
 
 
 class UnsupportedExpression(ValueError):
-    """An expression uses a SymPy function with no mpmath counterpart here."""
+    """An expression uses a function with no mpmath counterpart here."""
 
 
 def _heaviside(x: Any, h0: Any = None) -> Any:
@@ -36,63 +36,59 @@ def _piecewise(*args: Any) -> Any:
     return mpmath.mpf("nan")
 
 
-def _pow(b: Any, e: Any) -> Any:
-    return b ** e
-
-
 def _log(x: Any, base: Any = None) -> Any:
     return mpmath.log(x) if base is None else mpmath.log(x, base)
 
 
-def _functions() -> dict[Any, Callable]:
-    rel = sp.core.relational
-    return {
-        sp.exp: mpmath.exp, sp.log: _log, sp.sin: mpmath.sin, sp.cos: mpmath.cos,
-        sp.tan: mpmath.tan, sp.tanh: mpmath.tanh, sp.sinh: mpmath.sinh, sp.cosh: mpmath.cosh,
-        sp.asin: mpmath.asin, sp.acos: mpmath.acos, sp.atan: mpmath.atan,
-        sp.Abs: mpmath.fabs, sp.sign: mpmath.sign, sp.Heaviside: _heaviside,
-        sp.Max: max, sp.Min: min, sp.Piecewise: _piecewise, sp.Pow: _pow,
-        sp.Add: lambda *a: mpmath.fsum(a), sp.Mul: lambda *a: mpmath.fprod(a),
-        rel.StrictGreaterThan: lambda a, b: a > b, rel.GreaterThan: lambda a, b: a >= b,
-        rel.StrictLessThan: lambda a, b: a < b, rel.LessThan: lambda a, b: a <= b,
-        rel.Equality: lambda a, b: a == b, rel.Unequality: lambda a, b: a != b,
-        sp.And: lambda *a: all(a), sp.Or: lambda *a: any(a), sp.Not: lambda a: not a,
-        sp.ITE: lambda c, a, b: a if c else b,
-    }
+_FUNCTIONS: dict[str, Callable] = {
+    "Add": lambda *a: mpmath.fsum(a), "Mul": lambda *a: mpmath.fprod(a),
+    "Pow": lambda b, e: b ** e, "exp": mpmath.exp, "log": _log, "sin": mpmath.sin,
+    "cos": mpmath.cos, "tan": mpmath.tan, "tanh": mpmath.tanh, "sinh": mpmath.sinh,
+    "cosh": mpmath.cosh, "asin": mpmath.asin, "acos": mpmath.acos, "atan": mpmath.atan,
+    "sec": mpmath.sec, "csc": mpmath.csc, "cot": mpmath.cot, "sech": mpmath.sech,
+    "Abs": mpmath.fabs, "sign": mpmath.sign, "Heaviside": _heaviside, "Max": max, "Min": min,
+    "Piecewise": _piecewise,
+    "StrictGreaterThan": lambda a, b: a > b, "GreaterThan": lambda a, b: a >= b,
+    "StrictLessThan": lambda a, b: a < b, "LessThan": lambda a, b: a <= b,
+    "Equality": lambda a, b: a == b, "Unequality": lambda a, b: a != b,
+    "And": lambda *a: all(a), "Or": lambda *a: any(a), "Not": lambda a: not a,
+}
 
-
-_FUNCS: dict[Any, Callable] | None = None
+_NAMED_CONSTANTS: dict[str, Callable[[], Any]] = {
+    "Pi": lambda: +mpmath.pi, "Exp1": lambda: +mpmath.e, "Infinity": lambda: mpmath.inf,
+    "NegativeInfinity": lambda: -mpmath.inf, "NaN": lambda: mpmath.nan,
+    "BooleanTrue": lambda: True, "BooleanFalse": lambda: False,
+}
 
 
 def _constant(e: Any) -> Callable[[], Any]:
-    """A constant, converted at call time (a Rational's value depends on the precision)."""
-    if e is sp.true or e is sp.false:
-        v = bool(e)
-        return lambda: v
-    if isinstance(e, sp.Integer):
-        i = int(e)
-        return lambda: mpmath.mpf(i)
-    if isinstance(e, sp.Rational):
-        p, q = int(e.p), int(e.q)
-        return lambda: mpmath.mpf(p) / q
-    if isinstance(e, sp.Float):
+    """A number, converted at call time (a Rational's value depends on the precision)."""
+    name = type(e).__name__
+    if name in _NAMED_CONSTANTS:
+        return _NAMED_CONSTANTS[name]
+    if name == "Float":  # SymPy: keep every bit of its mantissa
         m = e._mpf_
         return lambda: mpmath.mpf(m)
-    if e is sp.pi:
-        return lambda: +mpmath.pi
-    if e is sp.E:
-        return lambda: +mpmath.e
-    if e is sp.oo:
-        return lambda: mpmath.inf
-    if e is sp.S.NegativeInfinity:
-        return lambda: -mpmath.inf
-    if e is sp.nan:
-        return lambda: mpmath.nan
-    raise UnsupportedExpression(f"cannot evaluate the constant {e!r}")
+    if name == "RealDouble":
+        f = float(e)
+        return lambda: mpmath.mpf(f)
+    try:
+        q = Fraction(str(e))  # Integer, Rational, Half, One, Zero, NegativeOne in either library
+    except (ValueError, ZeroDivisionError):
+        raise UnsupportedExpression(f"cannot evaluate the constant {e!r}") from None
+    p, d = q.numerator, q.denominator
+    return (lambda: mpmath.mpf(p)) if d == 1 else (lambda: mpmath.mpf(p) / d)
+
+
+def _is_symbol(e: Any) -> bool:
+    return type(e).__name__ in ("Symbol", "Dummy")
 
 
 class Program:
     """Straight-line mpmath evaluation of ``outputs`` as functions of ``inputs``.
+
+    ``inputs`` may list a symbol once per library (a SymPy symbol and its SymEngine twin
+    share a slot when given as a pair ``(sympy_symbol, symengine_symbol)``).
 
     >>> import sympy, mpmath
     >>> x = sympy.Symbol("x")
@@ -101,47 +97,52 @@ class Program:
     """
 
     def __init__(self, inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
-        global _FUNCS
-        if _FUNCS is None:
-            _FUNCS = _functions()
-        slots: dict[Any, int] = {s: i for i, s in enumerate(inputs)}
+        slots: dict[Any, int] = {}
+        for i, s in enumerate(inputs):
+            for twin in (s if isinstance(s, tuple) else (s,)):
+                slots[twin] = i
         self.n_inputs = len(inputs)
         self.constants: list[tuple[int, Callable[[], Any]]] = []
         self.code: list[tuple[int, Callable, tuple[int, ...]]] = []
-        n = len(inputs)
+        n = self.n_inputs
+        roots = []
         for root in outputs:
-            if not isinstance(root, sp.Basic):
-                root = sp.sympify(root)  # numbers only: outputs are our own expressions
+            if isinstance(root, (int, float)):  # a plain number: exact (Fraction of a float is)
+                key = ("number", len(roots))
+                slots[key] = n
+                self.constants.append((n, _constant(Fraction(root))))
+                roots.append(key)
+                n += 1
+                continue
+            roots.append(root)
             stack = [(root, False)]
             while stack:
                 e, ready = stack.pop()
                 if e in slots:
                     continue
-                if not e.args or e.is_Atom:
-                    if isinstance(e, sp.Symbol):
+                args = e.args
+                if not args:
+                    if _is_symbol(e):
                         raise UnsupportedExpression(f"free symbol {e} is not an input")
                     slots[e] = n
                     self.constants.append((n, _constant(e)))
                     n += 1
                     continue
-                args = e.args
-                if isinstance(e, sp.Piecewise):
-                    args = tuple(x for pair in e.args for x in pair)
+                name = type(e).__name__
+                if name == "Piecewise" and type(args[0]).__name__ == "ExprCondPair":
+                    args = tuple(x for pair in args for x in pair)  # SymPy's (expr, cond) pairs
                 if not ready:
                     stack.append((e, True))
                     stack.extend((a, False) for a in args if a not in slots)
                     continue
-                fn = _FUNCS.get(e.func)
+                fn = _FUNCTIONS.get(name) or getattr(mpmath, name.lower(), None)
                 if fn is None:
-                    name = type(e).__name__.lower()
-                    fn = getattr(mpmath, name, None)
-                    if fn is None:
-                        raise UnsupportedExpression(f"no mpmath evaluation for {type(e).__name__}")
+                    raise UnsupportedExpression(f"no mpmath evaluation for {name}")
                 slots[e] = n
                 self.code.append((n, fn, tuple(slots[a] for a in args)))
                 n += 1
         self.size = n
-        self.outputs = [slots[o if isinstance(o, sp.Basic) else sp.sympify(o)] for o in outputs]
+        self.outputs = [slots[r] for r in roots]
 
     def __call__(self, *values: Any) -> list[Any]:
         mem: list[Any] = list(values) + [None] * (self.size - self.n_inputs)
@@ -159,3 +160,4 @@ class Program:
                 r = r.real if not r.imag else nan
             mem[slot] = r
         return [mem[o] for o in self.outputs]
+
