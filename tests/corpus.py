@@ -132,6 +132,7 @@ CORRECT = {
     "correct custom Function, no mirror": (lambda x: SoftplusNoMirror.apply(x).sum(),
                                            [np.linspace(-3, 3, 7)]),
     "prod with a zero": ("prod(x)", {"x": [0.0, 2.0, 3.0]}),
+    "sum that cancels to exactly zero": ("sum(tanh(v))", {"v": np.linspace(-1, 1, 150)}),
     "matrix function": (lambda a: vg.log_softmax(a @ a.T, 1).sum(),
                         [np.array([[1.0, 2.0], [0.5, -1.0]])]),
 }

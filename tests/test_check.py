@@ -40,6 +40,18 @@ def test_kinks_are_inconclusive_never_fail(name):
     assert kinked and all(e.left is not None and e.right is not None for e in kinked)
 
 
+def test_finite_differences_alone_do_not_flag_a_cancelling_sum():
+    # f is 0 up to rounding of 150 terms: FD must budget for that noise, not for |f|
+    report = vg.check("sum(tanh(v))", v=np.linspace(-1, 1, 150), use_symbolic=False, nearby=0)
+    assert report.verdict == "pass", str(report)
+
+
+def test_singularity_at_the_point_is_inconclusive_not_a_contract_failure():
+    report = vg.check("1/x", x=0.0)
+    assert report.verdict == "inconclusive" and not report.contract
+    assert report.entries[0].reason == "singularity"
+
+
 def test_readme_expression_entries():
     report = vg.check("w*x + b", x=2.0, w=3.0, b=1.0)
     assert report.verdict == "pass" and report.ok

@@ -20,7 +20,7 @@ from ..symbolic.kinks import find_kinks, one_sided_derivatives
 from ..symbolic.local import MirrorError
 from ..tensor import Tensor, tensor
 from . import finite_diff as fd
-from .local import LocalFinding, check_nodes
+from .local import FD_SAFETY, LocalFinding, check_nodes
 from .problem import CheckInputError, Problem, make_problem
 from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
 
@@ -30,8 +30,8 @@ DEFAULTS = {
     "seed": 0,
     "nearby": 3,           # seeded random points near the given one
     "max_rows": 16,        # output entries checked one by one; beyond, seeded random cotangents
-    "fd_budget": 0.5,      # seconds of function evaluations for a per-entry FD witness
-    "fd_sample": 32,       # entries checked by FD when the full witness is over budget
+    "fd_full": 200,        # up to this many input entries, FD checks every one
+    "fd_sample": 32,       # beyond, a seeded sample of entries
     "dps": 30,
     "radius": 1e-6,        # kinks closer than this (relative) are reported
 }
@@ -52,7 +52,7 @@ class _Point:
 
 def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | None = None,
           atol: float | None = None, eps: float | None = None, use_symbolic: bool = True,
-          names: Sequence[str] | None = None, max_rows: int = 16, fd_budget: float = 0.5,
+          names: Sequence[str] | None = None, max_rows: int = 16,
           progress: Callable[[str, float], None] | None = None, **values: Any) -> CheckReport:
     """Check the gradients of ``fn`` at ``inputs`` with three opinions and return a report.
 
@@ -73,7 +73,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     t0 = time.perf_counter()
     problem = make_problem(fn, inputs, values, names)
     opts = dict(DEFAULTS, seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps,
-                use_symbolic=use_symbolic, max_rows=max_rows, fd_budget=fd_budget)
+                use_symbolic=use_symbolic, max_rows=max_rows)
     tick = progress or (lambda stage, fraction: None)
     with np.errstate(all="ignore"):
         tick("the given point", 0.0)
@@ -123,7 +123,8 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
         fd_traces=main.traces,
         settings=dict(opts),
         versions=_versions(), seconds=time.perf_counter() - t0)
-    _closed_form(problem, report)
+    with np.errstate(all="ignore"):
+        _closed_form(problem, report)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -159,8 +160,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
                          f"{why.node.name()}: {why.note or why.method}")
     res.symbolic = sym is not None
     # finite differences
-    fd_rows, fd_errs, fd_meth, fd_checked, projection_fail = _fd(problem, arrays, rows, opts,
-                                                                 sym is not None, full, res)
+    fd_rows, fd_errs, fd_meth, fd_checked = _fd(problem, arrays, rows, opts, sym, full, res)
     # kinks at the point
     kink_cols: dict[tuple[int, int], tuple[float, float]] = {}
     singular = False
@@ -168,8 +168,6 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
         kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full)
     _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
              kink_cols, singular, opts, point)
-    if projection_fail:
-        res.entries += projection_fail
     return res
 
 
@@ -254,7 +252,7 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
             with mpmath.workdps(g.dps + 20):
                 exact_mp[r] = exact_mp[r] + np.concatenate(
                     [np.asarray(g.last_mp[t], dtype=object).reshape(-1) for t in leaves])
-    digits = [[mpmath.nstr(v, 25) for v in row] for row in exact_mp]
+    digits = [[mpmath.nstr(v, 25) if with_exact else None for v in row] for row in exact_mp]
     return _Sym(exact, digits, err, rep, bnd, [g for g in graphs if g is not None])
 
 
@@ -264,49 +262,68 @@ def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
 
 
 def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opts: dict,
-        have_symbolic: bool, full: bool, res: _Point) -> tuple:
-    """The FD witness: per entry when affordable, else projections of the whole Jacobian
-    (with bisection to the wrong entries) plus a seeded sample of entries."""
-    f = problem.flat()
+        sym: "_Sym | None", full: bool, res: _Point) -> tuple:
+    """The FD witness: every entry for up to ``fd_full`` inputs, else a seeded sample (the
+    choice depends on sizes only, so a report is reproducible). Nearby points with a
+    mirror need no FD at all."""
     x = np.concatenate([a.reshape(-1) for a in arrays]) if arrays is not None \
         else problem.flat_values()
     n = x.size
-    t0 = time.perf_counter()
-    f(x)
-    t_eval = max(time.perf_counter() - t0, 1e-6)
-    per_entry = 12 * t_eval
-    budget = opts["fd_budget"] * (1.0 if full else 0.2)
-    if have_symbolic and not full:
-        return None, None, None, np.zeros(n, bool), []
-    if n * per_entry <= budget:
+    if sym is not None and not full:
+        return None, None, None, np.zeros(n, bool)
+    if full and n <= opts["fd_full"]:
         cols = list(range(n))
     else:
-        rng = np.random.default_rng(opts["seed"] + 17)
-        k = min(n, opts["fd_sample"] if full else max(4, opts["fd_sample"] // 4))
-        cols = sorted(rng.choice(n, size=k, replace=False).tolist())
+        seed = opts["seed"] + 17
+        k = min(n, opts["fd_sample"] if full else 8)
+        cols = sorted(np.random.default_rng(seed).choice(n, size=k, replace=False).tolist())
         if full:
             res.notes.append(f"finite differences on a seeded sample of {k} of {n} entries "
-                             f"(seed {opts['seed'] + 17}); every node's backward is checked "
-                             f"in full, by its mirror or by projections with bisection")
+                             f"(seed {seed}); every node's backward is checked in full, by its "
+                             f"mirror or by projections with bisection")
     # the complex step is a costly witness (complex BLAS is ~10x slower): small inputs only
     f_complex = _complex_fn(problem) if len(cols) <= 64 else None
     record = full and n <= 64
+    f = problem.flat()
     ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, record_ladder=record)
+    noise = _noise(f, x, opts["seed"])
     fd_rows = np.full((rows.shape[0], n), np.nan)
     fd_errs = np.full((rows.shape[0], n), np.inf)
     meth = [""] * n
     checked = np.zeros(n, bool)
     for j, e in zip(cols, ests):
-        fd_rows[:, j] = rows @ np.nan_to_num(e.value, nan=np.nan)
-        fd_errs[:, j] = np.abs(rows) @ e.error if e.reliable else np.inf
+        fd_rows[:, j] = rows @ e.value
+        # FD error estimates are spreads of extrapolations, not bounds: where f cancels
+        # (a sum of terms that nearly vanishes) the rounding noise can reach them
+        # the FD module models f's rounding from |f|; a sum that cancels is noisier than its
+        # value says, so the measured noise (over the step, through the extrapolation) is added
+        rounding = 8 * noise / e.step if e.method in ("central", "forward", "backward") else 0
+        fd_errs[:, j] = FD_SAFETY * (np.abs(rows) @ (e.error + rounding)) if e.reliable \
+            else np.inf
         meth[j] = e.method + ("" if e.reliable else f" (unreliable: {e.reason})")
         checked[j] = True
         if record and e.ladder:
             name, idx = problem.locate(j)
+            ref = sym.exact[0, j] if sym is not None else float(rows[0] @ e.value)
             res.traces.append(FDTrace(name, idx, [float(s) for s, _ in e.ladder],
-                                      [float(np.abs(rows[0] @ (v - e.value)))
-                                       for _, v in e.ladder], float(e.step), e.method))
-    return fd_rows, fd_errs, meth, checked, []
+                                      [abs(float(rows[0] @ v) - ref) for _, v in e.ladder],
+                                      float(e.step), e.method))
+    return fd_rows, fd_errs, meth, checked
+
+
+def _noise(f: Any, x: np.ndarray, seed: int, probes: int = 4) -> np.ndarray:
+    """The rounding noise of ``f`` near ``x``, measured: nudging every input by one ulp
+    (random directions) reshuffles the rounding of every intermediate, so the spread of
+    ``f`` shows how noisy it is (a sum of 150 terms that cancels to 0 is as noisy as the
+    terms, not as its value)."""
+    rng = np.random.default_rng(seed + 29)
+    base = f(x)
+    worst = np.zeros_like(base, dtype=float)
+    for _ in range(probes):
+        moved = np.nextafter(x, np.where(rng.random(x.shape) < 0.5, -np.inf, np.inf))
+        with np.errstate(all="ignore"):
+            worst = np.fmax(worst, np.abs(f(moved) - base))
+    return np.nan_to_num(worst, nan=0.0, posinf=0.0)
 
 
 def _complex_fn(problem: Problem) -> Any:
@@ -411,8 +428,10 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 e.rel_error = e.abs_error / abs(ref) if ref else (0.0 if t == 0 else math.inf)
             kink = kink_cols.get((r, j))
             if kink is not None:
-                e.status, e.reason = "inconclusive", "kink"
                 e.left, e.right = kink
+                smooth_sides = math.isfinite(e.left) and math.isfinite(e.right)
+                e.status = "inconclusive"
+                e.reason = "kink" if smooth_sides and not singular else "singularity"
                 e.abs_error = e.rel_error = None  # no single derivative to compare with
             elif ref is None or not math.isfinite(ref) or not math.isfinite(t):
                 if ref is not None and math.isfinite(ref) and not singular:
@@ -473,7 +492,7 @@ def _summary(p: _Point) -> str:
     bad = [e for e in p.entries if e.status == "fail"]
     inc = [e for e in p.entries if e.status == "inconclusive"]
     nodes = [f for f in p.findings if not f.ok]
-    parts = [f"{len(p.entries)} entries"]
+    parts = [f"{len(p.entries)} {'entry' if len(p.entries) == 1 else 'entries'}"]
     if bad:
         parts.append(f"{len(bad)} fail")
     if inc:

@@ -24,6 +24,10 @@ from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
 from ..tensor import Tensor, _wrap
 from . import finite_diff as fd
 
+#: FD error estimates are spreads of extrapolations, not bounds: where f cancels (a sum of
+#: terms that nearly vanishes) its rounding noise reaches them. Tolerances use this multiple.
+FD_SAFETY = 4.0
+
 __all__ = ["LocalFinding", "check_nodes", "RULE_COST_CAP"]
 
 #: local rules larger than this (output entries x input entries of one node) are not built;
@@ -76,7 +80,8 @@ def _contract(node: Node, v: list[np.ndarray], got: list[Any]) -> str:
     """Linearity in the incoming gradient, and determinism."""
     zero = _vjp(node, [np.zeros_like(c) for c in v])
     for i, z in enumerate(zero):
-        if z is not None and np.any(z != 0):
+        # 0 * inf is nan at a singularity (1/x at 0): only finite nonzeros are evidence
+        if z is not None and np.any(np.isfinite(z) & (z != 0)):
             return (f"{node.name()}: a zero incoming gradient gave a nonzero gradient for input "
                     f"{i} ({_input_name(node, i)}), max {float(np.max(np.abs(z))):.3g}: backward "
                     f"adds a constant, so it is not a vector-Jacobian product")
@@ -185,11 +190,14 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
     sym = [a for a, s in zip(args, rule.in_syms) if s is not None]
     with mpmath.workdps(30):
         values, partials, mags = _evaluate(rule, sym)
-        # the mirror must describe this forward, or its derivatives mean nothing here
+        sens = _sensitivity(rule, sym, partials, [o.shape for o in outs])
+        # the mirror must describe this forward, or its derivatives mean nothing here; a
+        # forward that cancels (a sum that is exactly 0) is only as exact as its terms
         for k, (mo, fo) in enumerate(zip(values, outs)):
             m = np.array(mo.tolist(), dtype=float).reshape(fo.shape)
             with np.errstate(all="ignore"):
-                bad = ~np.isclose(m, fo, rtol=1e-8, atol=1e-300, equal_nan=True)
+                bad = ~(np.abs(m - fo) <= 1e-8 * (np.abs(fo) + sens[k]) + 1e-300) & ~(
+                    np.isnan(m) & np.isnan(fo)) & ~(m == fo)
             if np.any(bad):
                 j = tuple(int(i) for i in np.argwhere(bad)[0])
                 raise _MirrorMismatch(
@@ -223,6 +231,26 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
             continue
         _compare(worst, node, i, e, g, bound[i])
     return worst
+
+
+def _sensitivity(rule: Any, sym: list, parts: list, shapes: list) -> list[np.ndarray]:
+    """sum_k |d out / d a_k| |a_k| per output element: the scale a forward's rounding is
+    measured against."""
+    def absf(x: Any) -> np.ndarray:
+        return np.abs(np.array(np.asarray(x, dtype=object).tolist(), dtype=float))
+
+    # ``sym`` holds the inputs that have symbols, in order; map rule input index -> slot
+    slot = {i: k for k, i in enumerate(i for i, s in enumerate(rule.in_syms) if s is not None)}
+    if rule.elementwise:
+        total = np.zeros(shapes[0])
+        for p, i in zip(parts, rule.diff_inputs):
+            total = total + absf(p) * absf(sym[slot[i]])
+        return [total]
+    flat_in = [absf(a).reshape(-1) for a in sym]
+    out = [np.zeros(int(np.prod(s))) for s in shapes]
+    for (k, j, i, m), p in zip(rule.jac_index, parts):
+        out[k][j] += float(abs(p)) * flat_in[slot[i]][m]
+    return [o.reshape(s) for o, s in zip(out, shapes)]
 
 
 def _evaluate(rule: Any, sym: list) -> tuple[list, list, list]:
@@ -325,7 +353,8 @@ def _finite_differences(node: Node, path: str, in_vals: list, diff: list[int],
         if flat.size <= 32:
             ests = fd.partials(s, flat, range(flat.size))
             exp = np.array([e.value[0] for e in ests])
-            tol = np.array([e.error[0] for e in ests]) + EPS64 * SAFETY * (np.abs(exp) + 1e-300)
+            tol = FD_SAFETY * np.array([e.error[0] for e in ests]) + \
+                EPS64 * SAFETY * (np.abs(exp) + 1e-300)
             _compare(worst, node, i, exp.reshape(x0.shape), g, tol.reshape(x0.shape))
             continue
         bad = _bisect(s, flat, gflat, np.arange(flat.size), rng, depth=0)
@@ -350,13 +379,13 @@ def _bisect(s: Any, x: np.ndarray, g: np.ndarray, coords: np.ndarray,
         d[j] = 1.0
         est = fd.derivative(s, x, d)
         err = abs(float(est.value[0]) - g[j])
-        tol = float(est.error[0]) + EPS64 * SAFETY * abs(g[j])
+        tol = FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * abs(g[j])
         return (j, float(est.value[0]), err, tol) if err > tol else None
     u = np.zeros_like(x)
     u[coords] = rng.standard_normal(coords.size)
     est = fd.derivative(s, x, u)
     tape = float(np.dot(g[coords], u[coords]))
-    tol = float(est.error[0]) + EPS64 * SAFETY * coords.size * float(np.dot(np.abs(g[coords]),
+    tol = FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * coords.size * float(np.dot(np.abs(g[coords]),
                                                                            np.abs(u[coords])))
     if abs(float(est.value[0]) - tape) <= tol and depth > 0:
         return None

@@ -136,6 +136,7 @@ class LocalRule:
     in_syms: list[Any]               # per input: object array of symbols, or None
     outs: list[np.ndarray]           # per output: object array of expressions
     diff_inputs: tuple[int, ...]     # inputs that get partials
+    uses_out: bool = False           # the op's VJP reads the forward output
     _forward: Callable | None = None
     _full: Callable | None = None
     _magnitude: Callable | None = None
@@ -157,9 +158,17 @@ class LocalRule:
         ``vjp_with_bound``)."""
         if self._magnitude is None:
             self.full_fn()
-            self._magnitude = self._lambdify([rounding_magnitude(d) + input_sensitivity(d)
-                                              for d in self._partials])
+            # only a backward that reads the saved output sees its rounding (our registry
+            # knows which do; at cos(0) the term would be huge and is not earned)
+            out = self.outs[0].reshape(-1)[0] if self.elementwise and self.uses_out else None
+            self._magnitude = self._lambdify([
+                rounding_magnitude(d) + input_sensitivity(d) +
+                (output_sensitivity(d, out, self._partials, self._diff_syms())
+                 if out is not None else 0) for d in self._partials])
         return self._magnitude
+
+    def _diff_syms(self) -> list[Any]:
+        return [self.in_syms[i].reshape(-1)[0] for i in self.diff_inputs]
 
     def forward_fn(self) -> Callable:
         if self._forward is None:
@@ -274,6 +283,21 @@ def input_sensitivity(expr: Any) -> Any:
     # steps (sign, Heaviside) are flat almost everywhere: their DiracDelta derivatives drop
     return sp.Add(*[sp.Abs(sp.diff(expr, a).replace(sp.DiracDelta, lambda *_: sp.Integer(0)))
                     * sp.Abs(a) for a in expr.free_symbols])
+
+
+def output_sensitivity(d: Any, out: Any, partials: list[Any], syms: list[Any]) -> Any:
+    """How much ``d`` moves when the forward's output is off by one rounding: VJPs written
+    with the saved output (sigmoid's ``out*(1-out)``, tanh's ``1-out**2``) see ``out``
+    rounded, which acts like moving input ``a_j`` by ``|out| / |d out/d a_j|``. That ratio
+    is capped where ``d out/d a_j`` vanishes (at 1/sqrt(eps))."""
+    if not isinstance(d, sp.Basic) or d.is_Atom:
+        return sp.Integer(0)
+    cap = sp.Float(1.5e-8)
+    terms = []
+    for p, a in zip(partials, syms):
+        dd = sp.Abs(sp.diff(d, a).replace(sp.DiracDelta, lambda *_: sp.Integer(0)))
+        terms.append(dd / (sp.Abs(p) + cap * dd) * sp.Abs(out))
+    return sp.Add(*terms)
 
 
 def _dyadic(q: Any) -> bool:
@@ -477,7 +501,8 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
             args.append(None)
     outs = list(apply_mirror(node, args))
     rule = LocalRule(elementwise=elementwise, in_syms=in_syms, outs=outs,
-                     diff_inputs=tuple(i for i in diff_inputs if in_syms[i] is not None))
+                     diff_inputs=tuple(i for i in diff_inputs if in_syms[i] is not None),
+                     uses_out=isinstance(node, OpNode) and node.op.uses_out)
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
     _CACHE[key] = rule
