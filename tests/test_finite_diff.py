@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verigrad.check.finite_diff import (MAX_EVALS, FDEstimate, derivative, partials,
+from verigrad.checker.finite_diff import (MAX_EVALS, FDEstimate, derivative, partials,
                                         unit_roundoff)
 
 F32 = np.float32
@@ -331,7 +331,7 @@ def test_unit_roundoff():
 
 
 def test_module_is_self_contained():
-    src = Path(__file__).parents[1] / "verigrad" / "check" / "finite_diff.py"
+    src = Path(__file__).parents[1] / "verigrad" / "checker" / "finite_diff.py"
     tree = ast.parse(src.read_text())
     mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
             for a in n.names}

@@ -27,10 +27,31 @@ from . import _methods  # noqa: F401  (binds Tensor methods and operators)
 from .tensor import Tensor, as_tensor, tensor
 from .parse import Expression, ExpressionError
 from .expression import build_graph, parse_expression
+# imported eagerly: the function must shadow the subpackage of the same name (mpmath, not
+# SymPy, comes with it: SymPy loads on first use)
 from .symbolic import symbolic, symbolic_grad
-from .check import CheckReport, GradcheckError, check, gradcheck
 
 __version__ = "0.1.0"
+
+# The checker loads on first access: ``import verigrad`` for the tape alone, or for the
+# pytest plugin, stays light.
+_LAZY = {"check": "checker", "gradcheck": "checker", "CheckReport": "checker",
+         "GradcheckError": "checker"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'verigrad' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
 float = float32  # noqa: A001 - PyTorch aliases
 double = float64
 long = int64

@@ -28,6 +28,7 @@ from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -35,8 +36,11 @@ from ._dtype import dtype as _vg_dtype
 from ._dtype import to_numpy_dtype
 from .expression import FUNCTIONS, build_graph
 from .parse import BinOp, Call, Expression, Node, Num, UnaryOp, Var, parse, to_string
+from .autograd.engine import grad
 from .registry import REGISTRY, OpDef
-from .tensor import Tensor
+from .symbolic import ExactGraph, MirrorError
+from .symbolic.kinks import find_kinks
+from .tensor import Tensor, tensor
 
 __all__ = ["expressions", "points", "tensors", "RandomExpression", "OPS", "available_ops"]
 
@@ -44,7 +48,6 @@ __all__ = ["expressions", "points", "tensors", "RandomExpression", "OPS", "avail
 
 #: how the parser's operators are recorded on the tape (``**`` is refined by its operands)
 _OPERATOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
-_OPERATOR_NAMES = {v: k for k, v in _OPERATOR_OPS.items()}
 
 
 def _spellable(op: OpDef) -> bool:
@@ -255,47 +258,59 @@ def expressions(variables: Sequence[str] = ("x", "y"), ops: Sequence[str] | None
     if max_depth < 0:
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
     chosen = _resolve_ops(ops)
-    leaf = st.sampled_from([Var(v) for v in variables])
-    trees: st.SearchStrategy[Node] = leaf
-    for _ in range(max_depth):
-        trees = _one_level(leaf, trees, chosen)
-    return trees.map(RandomExpression.from_tree)
+    return _trees(variables, tuple(o for o in OPS if o in chosen), max_depth).map(
+        RandomExpression.from_tree)
 
 
-def _one_level(leaf: st.SearchStrategy[Node], sub: st.SearchStrategy[Node],
-               chosen: set[str]) -> st.SearchStrategy[Node]:
-    """Trees one op deeper than ``sub``. The leaf comes first: ``one_of`` shrinks towards
-    its first branch, and building from smaller subtrees keeps counterexamples small."""
-    branches: list[st.SearchStrategy[Node]] = [leaf]
-    const = st.sampled_from(_CONSTANTS).flatmap(
-        lambda c: st.sampled_from([_number(c), _number(-c)]))
-    # negation is one more unary function, not a branch of its own (it would be too common)
+@st.composite
+def _trees(draw: st.DrawFn, variables: tuple[str, ...], ops: tuple[str, ...],
+           max_depth: int) -> Node:
+    """A tree at most ``max_depth`` ops deep. One composite rather than nested ``one_of``s:
+    the choices shrink the same way, and the strategy's repr stays one line (hypothesis
+    prints it in messages)."""
+    chosen = set(ops)
     unary = [f for f in _UNARY_CALLS if f in chosen] + (["-"] if "neg" in chosen else [])
-    if unary:
-        branches.append(st.builds(_unary_node, st.sampled_from(unary), sub))
     arith = [o for o in _OPERATORS if _OPERATOR_OPS[o] in chosen and o != "**"]
-    if arith:
-        ops = st.sampled_from(arith)
-        branches.append(st.builds(lambda o, a, b: BinOp(o, a, b), ops, sub, sub))
-        branches.append(st.builds(lambda o, a, c: BinOp(o, a, c), ops, sub, const))
-        branches.append(st.builds(lambda o, c, a: BinOp(o, c, a), ops, const, sub))
-    if "pow" in chosen:
-        branches.append(st.builds(lambda a, p: BinOp("**", a, _number(p)), sub,
-                                  st.sampled_from(_EXPONENTS)))
-        branches.append(st.builds(lambda b, a: BinOp("**", Num(b), a), st.sampled_from(_BASES),
-                                  sub))
-        branches.append(st.builds(lambda a, b: BinOp("**", a, b), sub, sub))
     binary = [f for f in _BINARY_CALLS if f in chosen]
-    if binary:
-        branches.append(st.builds(lambda f, a, b: Call(f, (a, b)), st.sampled_from(binary),
-                                  sub, sub))
     bounded = [f for f in _BOUNDED_CALLS if f in chosen]
-    if bounded:
-        bounds = st.tuples(st.sampled_from((-1.5, -1, -0.5, 0)), st.sampled_from((0.5, 1, 2)))
-        branches.append(st.builds(
-            lambda f, a, b: Call(f, (a,), (("min", b[0]), ("max", b[1]))),
-            st.sampled_from(bounded), sub, bounds))
-    return st.one_of(branches)
+    # the leaf comes first: sampled_from shrinks towards its first entry, so failures shrink
+    # to a bare variable, then to the fewest ops; negation counts as one more unary function
+    kinds = ["leaf"] + (["unary"] if unary else [])
+    if arith:
+        kinds += ["arith", "arith-constant", "constant-arith"]
+    if "pow" in chosen:
+        kinds += ["power", "exponential", "pow"]
+    kinds += (["binary"] if binary else []) + (["bounded"] if bounded else [])
+
+    def constant() -> Node:
+        return _number(draw(st.sampled_from(_CONSTANTS)) * draw(st.sampled_from((1, -1))))
+
+    def tree(depth: int) -> Node:
+        kind = draw(st.sampled_from(kinds)) if depth > 0 else "leaf"
+        if kind == "leaf":
+            return Var(draw(st.sampled_from(variables)))
+        if kind == "unary":
+            return _unary_node(draw(st.sampled_from(unary)), tree(depth - 1))
+        if kind == "arith":
+            return BinOp(draw(st.sampled_from(arith)), tree(depth - 1), tree(depth - 1))
+        if kind == "arith-constant":
+            return BinOp(draw(st.sampled_from(arith)), tree(depth - 1), constant())
+        if kind == "constant-arith":
+            return BinOp(draw(st.sampled_from(arith)), constant(), tree(depth - 1))
+        if kind == "power":
+            return BinOp("**", tree(depth - 1), _number(draw(st.sampled_from(_EXPONENTS))))
+        if kind == "exponential":
+            return BinOp("**", Num(draw(st.sampled_from(_BASES))), tree(depth - 1))
+        if kind == "pow":
+            return BinOp("**", tree(depth - 1), tree(depth - 1))
+        if kind == "binary":
+            return Call(draw(st.sampled_from(binary)), (tree(depth - 1), tree(depth - 1)))
+        lo = draw(st.sampled_from((-1.5, -1, -0.5, 0)))
+        hi = draw(st.sampled_from((0.5, 1, 2)))
+        return Call(draw(st.sampled_from(bounded)), (tree(depth - 1),),
+                    (("min", lo), ("max", hi)))
+
+    return tree(max_depth)
 
 
 # --- points ---------------------------------------------------------------------------------
@@ -312,16 +327,18 @@ def _np_dtype(dtype: Any) -> np.dtype:
 
 def points(expr: RandomExpression | Expression | str, dtype: Any = np.float64, *,
            shape: tuple[int, ...] = (), min_value: float = -3.0, max_value: float = 3.0,
-           radius: float = 1e-3, max_magnitude: float = 1e6, tries: int = 4
-           ) -> st.SearchStrategy[dict[str, Any]]:
+           min_magnitude: float = 0.0, radius: float = 1e-3, max_magnitude: float = 1e6,
+           tries: int = 4) -> st.SearchStrategy[dict[str, Any]]:
     """Values for ``expr``'s variables (a dict by name) where its gradient is well defined.
 
     Each value is a ``dtype`` (float64 or float32) number, or an array of ``shape``, in
-    ``[min_value, max_value]``. A point is kept only if, in ``dtype``, the output and every
-    gradient are finite and at most ``max_magnitude``, and the mirror's kink detector finds
-    no kink or singularity (``abs``, ``relu``, ``max``, ``clamp`` switches; ``log``, ``sqrt``,
-    division and ``tan`` edges) within ``radius`` (relative to the size of each op's
-    inputs). Up to ``tries`` candidates are drawn per example before it is rejected.
+    ``[min_value, max_value]``, never subnormal, and zero or at least ``min_magnitude`` in
+    size (the default 0 lets hypothesis try values like 1e-200). A point is kept only if, in
+    ``dtype``, the output and every gradient are finite, at most ``max_magnitude`` and not
+    subnormal, and the mirror's kink detector finds no kink or singularity (``abs``,
+    ``relu``, ``max``, ``clamp`` switches; ``log``, ``sqrt``, division and ``tan`` edges; the
+    base of ``a**b``) within ``radius`` (relative to the size of each op's inputs). Up to
+    ``tries`` candidates are drawn per example before it is rejected.
 
     >>> from hypothesis import find
     >>> p = find(points("log(x) + relu(x - 1)"), lambda p: True)
@@ -334,8 +351,11 @@ def points(expr: RandomExpression | Expression | str, dtype: Any = np.float64, *
         raise ValueError(f"points() draws float32 or float64 values, not {np_dtype}")
     if not min_value < max_value:
         raise ValueError(f"need min_value < max_value, got {min_value} and {max_value}")
+    # no subnormals: they carry a few bits only, so no opinion can be accurate there
     elements = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False,
-                         width=8 * np_dtype.itemsize)
+                         allow_subnormal=False, width=8 * np_dtype.itemsize)
+    if min_magnitude > 0:
+        elements = elements.filter(lambda v: v == 0 or abs(v) >= min_magnitude)
     shape = tuple(shape)
 
     def value() -> st.SearchStrategy[Any]:
@@ -353,10 +373,7 @@ def points(expr: RandomExpression | Expression | str, dtype: Any = np.float64, *
             candidate = draw(one)
             if _admissible(expression, candidate, np_dtype, radius, max_magnitude):
                 return candidate
-        from hypothesis import assume
-
-        assume(False)
-        raise AssertionError("unreachable")  # pragma: no cover
+        reject()  # hypothesis throws this example away and tries another
 
     return draw_point()
 
@@ -364,10 +381,6 @@ def points(expr: RandomExpression | Expression | str, dtype: Any = np.float64, *
 def _admissible(expression: Expression, values: dict[str, Any], np_dtype: np.dtype,
                 radius: float, max_magnitude: float) -> bool:
     """Finite, moderate output and gradients in ``np_dtype``, and no kink near the point."""
-    from .autograd.engine import grad
-    from .symbolic import ExactGraph, MirrorError
-    from .symbolic.kinks import find_kinks
-
     def finite_run(dt: np.dtype) -> Tensor | None:
         with np.errstate(all="ignore"):
             try:
@@ -375,7 +388,7 @@ def _admissible(expression: Expression, values: dict[str, Any], np_dtype: np.dty
             except (ArithmeticError, ValueError):
                 return None
             data = np.asarray(out.numpy(), dtype=np.float64)
-            if not np.all(np.isfinite(data)) or np.any(np.abs(data) > max_magnitude):
+            if not _moderate(data, dt, max_magnitude):
                 return None
             if not out.requires_grad:
                 return out
@@ -386,8 +399,7 @@ def _admissible(expression: Expression, values: dict[str, Any], np_dtype: np.dty
             for g in gs:
                 if g is None:
                     continue
-                a = np.asarray(g.numpy(), dtype=np.float64)
-                if not np.all(np.isfinite(a)) or np.any(np.abs(a) > max_magnitude):
+                if not _moderate(np.asarray(g.numpy(), dtype=np.float64), dt, max_magnitude):
                     return None
             return out
 
@@ -404,6 +416,14 @@ def _admissible(expression: Expression, values: dict[str, Any], np_dtype: np.dty
     except MirrorError:
         return False
     return not kinks and _pow_bases_clear(graph.view, radius)
+
+
+def _moderate(a: np.ndarray, dt: np.dtype, max_magnitude: float) -> bool:
+    """Finite, at most ``max_magnitude``, and not underflowed into ``dt``'s subnormals."""
+    mag = np.abs(a)
+    tiny = np.finfo(dt).tiny
+    return bool(np.all(np.isfinite(a)) and np.all(mag <= max_magnitude)
+                and not np.any((mag > 0) & (mag < tiny)))
 
 
 def _pow_bases_clear(view: Any, radius: float) -> bool:
@@ -435,8 +455,6 @@ def tensors(shape: tuple[int, ...] | st.SearchStrategy[tuple[int, ...]] | None =
     >>> t.shape, t.dtype, t.requires_grad
     ((2, 3), verigrad.float64, True)
     """
-    from .tensor import tensor
-
     np_dtype = _np_dtype(dtype)
     if shape is None:
         shape = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)

@@ -24,6 +24,12 @@ def _binary(name, forward, vjp, mirror, domain=(ANY, ANY), inputs=("x", "y"), do
                  domain=Domain(intervals=domain), doc=doc)
 
 
+def _cfunctions():
+    import sympy.codegen.cfunctions as cf  # lazily: it imports SymPy
+
+    return cf
+
+
 def _sigmoid(x):
     # both tails accurate, no overflow: sigmoid(-40) is 4e-18, not 0
     e = np.exp(-np.abs(x))
@@ -65,9 +71,11 @@ def _in_range(x, lo, hi):
 NEG = _unary("neg", np.negative, lambda F, g: -g, lambda x: -x)
 EXP = _unary("exp", np.exp, lambda F, g, out: g * out, lambda x: sp.exp(x))
 LOG = _unary("log", np.log, lambda F, g, x: g / x, lambda x: sp.log(x), POS)
-LOG1P = _unary("log1p", np.log1p, lambda F, g, x: g / (x + 1), lambda x: sp.log(1 + x),
+# SymPy's codegen log1p/expm1: log(1 + x) at 30 digits is 0 for x = 1e-129
+LOG1P = _unary("log1p", np.log1p, lambda F, g, x: g / (x + 1), lambda x: _cfunctions().log1p(x),
                ((-0.8, 3.0),))
-EXPM1 = _unary("expm1", np.expm1, lambda F, g, out: g * (out + 1), lambda x: sp.exp(x) - 1)
+EXPM1 = _unary("expm1", np.expm1, lambda F, g, out: g * (out + 1),
+               lambda x: _cfunctions().expm1(x))
 SQRT = _unary("sqrt", np.sqrt, lambda F, g, out: g / (2 * out), lambda x: sp.sqrt(x), POS)
 ABS = _unary("abs", np.abs, lambda F, g, x: g * F.sign(x), lambda x: sp.Abs(x), NONZERO)
 SIN = _unary("sin", np.sin, lambda F, g, x: g * F.cos(x), lambda x: sp.sin(x))

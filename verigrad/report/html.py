@@ -28,13 +28,13 @@ CSS = """
 body { margin: 0; background: #fff; color: #1f2328;
        font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
              sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; }
+main { max-width: 1360px; margin: 0 auto; padding: 24px 28px 48px; }
 h1 { font-size: 1.6em; margin: 0 0 16px; font-weight: 600; }
 h1 code { font-size: 0.95em; }
 h2 { font-size: 1.2em; margin: 32px 0 8px; padding-bottom: 4px;
      border-bottom: 1px solid var(--line); font-weight: 600; }
 p { margin: 8px 0; }
-code, pre, .num { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,
+code, pre, td.num { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,
                   "Liberation Mono", monospace; font-size: 0.86em; }
 code { background: var(--soft); padding: 1px 5px; border-radius: 4px;
        overflow-wrap: anywhere; }
@@ -48,15 +48,18 @@ pre { background: var(--soft); padding: 10px 14px; border-radius: 6px; overflow-
 .verdict.fail { background: var(--fail); }
 .verdict.inconclusive { background: var(--inconclusive); }
 .scroll { overflow-x: auto; margin: 8px 0; }
-table { border-collapse: collapse; font-size: 0.88em; }
-th, td { border: 1px solid var(--line); padding: 4px 9px; vertical-align: top; }
+table { border-collapse: collapse; font-size: 0.86em; }
+th, td { border: 1px solid var(--line); padding: 4px 8px; vertical-align: top; }
+td:first-child, td.nowrap { white-space: nowrap; }
 th { background: var(--soft); text-align: left; font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fbfcfd; }
 tr.fail td { background: #ffebe9; }
 tr.inconclusive td { background: #fff8c5; }
-tr.fail td:last-child { color: var(--fail); font-weight: 600; }
-tr.inconclusive td:last-child { color: var(--inconclusive); font-weight: 600; }
+td.status { white-space: nowrap; font-weight: 600; }
+tr.pass td.status { color: var(--pass); }
+tr.fail td.status { color: var(--fail); }
+tr.inconclusive td.status { color: var(--inconclusive); }
 .formula { margin: 6px 0; padding: 6px 12px; background: var(--soft); border-radius: 6px;
            border-left: 3px solid var(--line); }
 .formula .name { color: var(--muted); font-size: 0.85em; margin-right: 10px; }
@@ -89,13 +92,19 @@ def _inline(parts: Any) -> str:
 
 
 def _table(t: Table) -> str:
+    # short columns that read badly when wrapped ("nearby 1", "[0, 1]"), and the status
+    classes = []
+    for h, r in zip(t.header, t.numeric):
+        c = ["num"] if r else []
+        c += ["nowrap"] if h in ("index", "output", "point", "seed", "element") else []
+        c += ["status"] if h in ("status", "verdict", "ok") else []
+        classes.append(f' class="{" ".join(c)}"' if c else "")
     num = ' class="num"'
     head = "".join(f"<th{num if r else ''}>{escape(h)}</th>" for h, r in zip(t.header, t.numeric))
     rows = []
     for k, row in enumerate(t.rows):
         cls = f' class="{escape(t.cls[k])}"' if k < len(t.cls) and t.cls[k] else ""
-        cells = "".join(f"<td{num if r else ''}>{_inline(c)}</td>"
-                        for c, r in zip(row, t.numeric))
+        cells = "".join(f"<td{c}>{_inline(v)}</td>" for v, c in zip(row, classes))
         rows.append(f"<tr{cls}>{cells}</tr>")
     return (f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
             + "\n".join(rows) + "\n</tbody></table></div>")

@@ -1,6 +1,6 @@
 """The Markdown report, and the document model it shares with the HTML report.
 
-:func:`document` turns a :class:`~verigrad.check.report.CheckReport` into a list of plain
+:func:`document` turns a :class:`~verigrad.checker.report.CheckReport` into a list of plain
 blocks (headings, paragraphs, tables, formulas); :func:`render_markdown` and
 :func:`verigrad.report.html.render_html` only print those blocks, so both formats say the
 same thing. Nothing here computes: every number comes from the report.
@@ -142,7 +142,7 @@ def _output(out: Any) -> str:
     if out is None:
         return "—"
     if len(out) == 2 and out[0] == "v":
-        return f"random cotangent {out[1]}"
+        return f"random v{out[1]}"
     return f"[{', '.join(map(str, out))}]"
 
 
@@ -162,20 +162,29 @@ def _status(e: Any) -> str:
     return s
 
 
+def _digits_agree(e: Any) -> bool:
+    """Whether the 25-digit string is the same number as ``symbolic`` (a guard, so the
+    table never shows digits that contradict the float next to them)."""
+    if e.symbolic_digits is None or e.symbolic is None:
+        return False
+    try:
+        d = float(e.symbolic_digits)
+    except ValueError:
+        return False
+    return d == e.symbolic or abs(d - e.symbolic) <= 4e-16 * abs(e.symbolic)
+
+
 def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def _latex_name(name: str) -> str:
-    """An input name as LaTeX: ``x`` and ``x_1`` as usual, ``A[1, 0]`` as ``A_{1,0}``;
-    anything else inside ``\\text{}`` with the specials escaped."""
-    m = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)(?:_([A-Za-z0-9]+))?(?:\[([0-9, ]+)\])?", name)
-    if m:
-        base, sub, idx = m.groups()
-        if len(base) > 1:
-            base = rf"\mathrm{{{base}}}"
-        subs = [s for s in (sub, idx.replace(" ", "") if idx else None) if s]
-        return base + (f"_{{{','.join(subs)}}}" if subs else "")
+    """An input name as LaTeX, written as SymPy writes that symbol in the derivatives
+    (``x``, ``x_{1}``, ``\\alpha``, ``A[1, 0]``); anything else inside ``\\text{}``."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*(\[[0-9, ]+\])?", name):
+        import sympy
+
+        return sympy.latex(sympy.Symbol(name))
     return r"\text{" + latex_text(name) + "}"
 
 
@@ -278,8 +287,10 @@ def document(report: Any, created: str | None = None) -> list:
             blocks.append(Formula(name, rf"\frac{{\partial f}}{{\partial {_latex_name(name)}}}",
                                   safe_latex(latex)))
     else:
-        blocks.append(Para([f"No closed form shown: "
-                            f"{report.derivatives_note or 'the report carries none'}."]))
+        note = (report.derivatives_note or "the report carries none").strip().rstrip(".")
+        if not note.lower().startswith("no closed form"):
+            note = f"No closed form shown: {note}"
+        blocks.append(Para([note[0].upper() + note[1:] + "."]))
 
     # culprit
     if report.culprit is not None:
@@ -288,7 +299,8 @@ def document(report: Any, created: str | None = None) -> list:
         blocks.append(Para([c.message]))
         blocks.append(Table(
             ["grad_fn", "input", "element", "expected", "got", "checked against", "path"],
-            [[Code(c.grad_fn), Code(f"{c.input_index} ({c.input_name})"), _index(c.element),
+            [[Code(c.grad_fn), Code(f"{c.input_index} ({c.input_name})"),
+              Code(_index(c.element)) if c.element else "—",
               num(c.expected), num(c.got), c.method, Code(c.path)]],
             [False, False, False, True, True, False, False], ["fail"]))
         if len(report.culprits) > 1:
@@ -299,9 +311,17 @@ def document(report: Any, created: str | None = None) -> list:
     if others:
         blocks.append(Heading(2, "Contract violations"))
         blocks.append(Bullets([[c] for c in others]))
-    if report.kinks:
+    kinked = [e for e in report.entries if e.reason == "kink"]
+    if report.kinks or kinked:
         blocks.append(Heading(2, "Kinks"))
-        blocks.append(Bullets([[k] for k in report.kinks]))
+        items = [[k] for k in report.kinks]
+        for e in kinked[:10]:
+            where = "" if not e.point else f" (nearby point {e.point})"
+            items.append([Code(e.label), f"{where}: left derivative {num(e.left)}, right "
+                          f"{num(e.right)}; the tape says {num(e.tape)}. Any value in between "
+                          f"is a valid subgradient, so there is no single derivative to "
+                          f"compare with: inconclusive, not wrong."])
+        blocks.append(Bullets(items))
 
     # entries
     blocks.append(Heading(2, "Entries"))
@@ -312,24 +332,28 @@ def document(report: Any, created: str | None = None) -> list:
         "value (25 digits) and finite differences (with their own error estimate). The status "
         "compares the tape with the reference within the tolerance."]))
     with_output = any(e.output is not None for e in entries)
+    if any(e.output is not None and len(e.output) == 2 and e.output[0] == "v" for e in entries):
+        blocks.append(Para(["The output is large: output \"random vk\" is the derivative of "
+                            "vk · output for a seeded random cotangent vk (the seed setting "
+                            "reproduces it)."]))
     with_point = any(e.point for e in entries)
     header = ["input", "index"] + (["output"] if with_output else []) + \
         (["point"] if with_point else []) + \
-        ["tape", "symbolic", "FD", "FD error (method)", "abs error", "tolerance",
-         "rel error", "status"]
+        ["status", "tape", "symbolic", "FD", "FD error (method)", "abs error", "tolerance",
+         "rel error"]
     numeric = [False, False] + [False] * with_output + [False] * with_point + \
-        [True] * 7 + [False]
+        [False] + [True] * 7
     rows, classes = [], []
     for e in shown:
-        row: list = [Code(e.input), _index(e.index)]
+        row: list = [Code(e.input), Code(_index(e.index)) if e.index else "—"]
         if with_output:
             row.append(_output(e.output))
         if with_point:
             row.append("given" if not e.point else f"nearby {e.point}")
-        sym = e.symbolic_digits if e.symbolic_digits is not None else num(e.symbolic)
+        sym = e.symbolic_digits if _digits_agree(e) else num(e.symbolic)
         fd = f"{err(e.fd_error)} ({e.fd_method})" if e.fd_method else err(e.fd_error)
-        row += [num(e.tape), sym, num(e.finite_diff), fd, err(e.abs_error), err(e.tolerance),
-                err(e.rel_error), _status(e)]
+        row += [_status(e), num(e.tape), sym, num(e.finite_diff), fd, err(e.abs_error),
+                err(e.tolerance), err(e.rel_error)]
         rows.append(row)
         classes.append(e.status)
     blocks.append(Table(header, rows, numeric, classes))
@@ -372,9 +396,10 @@ def document(report: Any, created: str | None = None) -> list:
     if cmd:
         blocks.append(Para(["Rerun this check with:"]))
         blocks.append(Preformatted(cmd))
-    blocks.append(Table(["setting", "value"],
-                        [[Code(str(k)), Code(_compact(v))] for k, v in report.settings.items()],
-                        [False, False]))
+    settings: list = ["Settings: "]
+    for k, v in report.settings.items():
+        settings += [Code(f"{k}={_compact(v)}"), ", "]
+    blocks.append(Para(settings[:-1] + ["."]))
     versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
     blocks.append(Footer(created, versions))
     return blocks

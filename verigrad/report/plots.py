@@ -79,6 +79,25 @@ def _svg(fig: Any, key: str) -> str:
     return text.strip()
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _decades(axis: Any) -> None:
+    """Label a log axis ``10⁻⁸`` in plain Unicode: matplotlib's default ``$10^{-8}$``
+    goes through mathtext, which costs ~10 ms a label."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    def label(v: float, _pos: Any) -> str:
+        if v <= 0:
+            return ""
+        e = round(math.log10(v))
+        return "1" if e == 0 else f"10{str(e).translate(_SUPERSCRIPT)}"
+
+    axis.set_major_locator(LogLocator(base=10, numticks=9))
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _style() -> Any:
     import matplotlib
     import matplotlib.style
@@ -97,7 +116,7 @@ def fd_figure(report: Any, name: str, key: str) -> FigureSVG | None:
     if not traces:
         return None
     shown = traces[:MAX_TRACES]
-    notes = []
+    flat, marked, outside = [], [], {}   # caption material, grouped
     with _style():
         fig = Figure(figsize=(6.4, 3.9), layout="constrained")
         ax = fig.add_subplot()
@@ -109,8 +128,7 @@ def fd_figure(report: Any, name: str, key: str) -> FigureSVG | None:
             pts = sorted((s, e) for s, e in zip(t.steps, t.errors)
                          if _positive(s) and _positive(e))
             if not pts:
-                notes.append(f"{label}: every step gives the same estimate (error 0 at every "
-                             f"step), so there is no V to draw")
+                flat.append(label)
                 continue
             color = colors[k % len(colors)]
             xs, ys = zip(*pts)
@@ -122,15 +140,24 @@ def fd_figure(report: Any, name: str, key: str) -> FigureSVG | None:
                 if abs(math.log(near[0] / t.chosen)) < 1e-6:
                     ax.plot([near[0]], [near[1]], marker="D", ms=8, mfc="none", mec=color,
                             mew=1.8)
-                notes.append(f"{label}: chosen step h = {t.chosen:.3g} ({t.method}, dashed "
-                             f"line)")
+                marked.append(f"{label}: h = {t.chosen:.3g} ({t.method})")
             else:
-                notes.append(f"{label}: chosen step h = {t.chosen:.3g} ({t.method}), outside "
-                             f"the plotted range" + (": the complex step has no rounding "
-                                                     "error, so it can take a tiny step"
-                                                     if t.method == "complex-step" else ""))
+                outside.setdefault(t.method, []).append(f"{label} (h = {t.chosen:.2g})")
+        notes = []
+        if marked:
+            notes.append("chosen steps (dashed lines, diamonds): " + "; ".join(marked))
+        for method, labels in outside.items():
+            why = (": the complex step has no rounding error, so it takes a tiny step"
+                   if method == "complex-step" else "")
+            notes.append(f"the chosen step ({method}) is off the plotted range for "
+                         f"{', '.join(labels)}{why}")
+        if flat:
+            notes.append(f"every step gives the same estimate for {', '.join(flat)} (error 0, "
+                         f"nothing to draw on log axes)")
         if not plotted:
             return FigureSVG(f"Finite differences for {name}", "", "; ".join(notes) + ".")
+        _decades(ax.xaxis)
+        _decades(ax.yaxis)
         ax.set_xlabel("finite-difference step h")
         ax.set_ylabel("|D(h) − final FD estimate|")
         ax.set_title(f"Finite-difference error against step: {name}", loc="left")
@@ -140,13 +167,15 @@ def fd_figure(report: Any, name: str, key: str) -> FigureSVG | None:
         ax.text(0.99, 0.02, "truncation error dominates →", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=8, color="#57606a")
         if plotted > 1 or len(shown) > 1:
-            ax.legend(fontsize=8, loc="lower right", frameon=False)
+            # beside the axes: inside, it would hide one of the V's arms
+            ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                      frameon=False)
         svg = _svg(fig, key)
     more = f" (first {len(shown)} of {len(traces)} entries)" if len(traces) > len(shown) else ""
     caption = (f"Central differences D(h) of the given point{more}, compared with the final "
                f"finite-difference estimate. Large steps suffer truncation error (falling as "
-               f"h²), small ones rounding error (rising as 1/h): the V. " + "; ".join(notes)
-               + ".")
+               f"h²), small ones rounding error (rising as 1/h): typically a V. "
+               + ". ".join(n[0].upper() + n[1:] for n in notes) + ".")
     return FigureSVG(f"Finite differences for {name}", svg, caption)
 
 
@@ -177,6 +206,7 @@ def agreement_figure(report: Any, key: str) -> FigureSVG | None:
                 ax.scatter(zero, [floor] * len(zero), s=36, marker="v", color=COLORS[status],
                            label=f"{status}: exactly equal", zorder=3)
         ax.set_yscale("log")
+        _decades(ax.yaxis)
         labels = [e.label for e in entries]
         if len(entries) <= 24:
             ax.set_xticks(xs, labels, rotation=45 if len(entries) > 6 else 0,
@@ -186,7 +216,7 @@ def agreement_figure(report: Any, key: str) -> FigureSVG | None:
             ax.set_xlabel("entries in report order")
         ax.set_ylabel("|tape − reference|")
         ax.set_title("Tape against the reference, per entry", loc="left")
-        ax.legend(fontsize=8, loc="best", frameon=False)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
         ax.margins(x=0.5 / max(len(entries), 1) + 0.02)
         svg = _svg(fig, key)
     skipped = sum(1 for e in report.entries if e.point == 0) - len(entries)
@@ -208,8 +238,9 @@ def figures(report: Any) -> tuple[list[FigureSVG], str | None]:
         return [], missing
     out: list[FigureSVG] = []
     agree = agreement_figure(report, "agree")
-    if agree is not None:
-        out.append(agree)
+    out.append(agree or FigureSVG(
+        "Tape against reference", "", "no entry at the given point has a single reference to "
+        "compare with (a kink, or non-finite values), so there is nothing to plot"))
     names = list(dict.fromkeys(t.input for t in report.fd_traces))
     for k, name in enumerate(names):
         f = fd_figure(report, name, f"fd{k}")

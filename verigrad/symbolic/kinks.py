@@ -79,11 +79,13 @@ def _switch_of(e: Any) -> _Switch | None:
                 if isinstance(r, sp.core.relational.Relational)]
         if rels:
             return _Switch("Piecewise", "kink", [r.lhs - r.rhs for r in rels])
-    if isinstance(e, sp.log):
-        return _Switch("log", "singularity", [e.args[0]])
+    if isinstance(e, sp.log) or type(e).__name__ == "log1p":
+        return _Switch(type(e).__name__, "singularity",
+                       [e.args[0] if isinstance(e, sp.log) else 1 + e.args[0]])
     if isinstance(e, sp.Pow):
         base, exp = e.args
-        if base.free_symbols and exp.is_number and (not exp.is_integer or exp.is_negative):
+        # x**-1, x**0.5 and x**y (its derivative has log(x)) are singular where x = 0
+        if base.free_symbols and (not exp.is_number or not exp.is_integer or exp.is_negative):
             return _Switch("pow", "singularity", [base])
     if isinstance(e, sp.tan):
         return _Switch("tan", "singularity", [sp.cos(e.args[0])])

@@ -438,13 +438,17 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
         if se is not None:
             t_se = memo.get(t) if memo is not None else None
             if t_se is None:
-                t_se = se.sympify(t)
+                try:
+                    t_se = se.sympify(t)
+                except Exception:  # noqa: BLE001 - a function SymEngine does not know
+                    t_se = False
                 if memo is not None:
                     memo[t] = t_se
-            d = t_se.diff(se.Symbol(s.name))
-            if not _unevaluated(d):
-                out.append(d)
-                continue
+            if t_se is not False:
+                d = t_se.diff(se.Symbol(s.name))
+                if not _unevaluated(d):
+                    out.append(d)
+                    continue
         out.append(sp.diff(t, s))
     if len(out) == 1:
         return out[0]

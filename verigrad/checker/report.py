@@ -123,11 +123,26 @@ class CheckReport:
     contract: list[str] = field(default_factory=list)     # violations found
     points: list[PointResult] = field(default_factory=list)
     fd_traces: list[FDTrace] = field(default_factory=list)
-    derivatives: dict[str, str] = field(default_factory=dict)   # LaTeX, when small enough
-    derivatives_note: str = ""
+    # closed forms are printed on request (reports), not on every check: see ``derivatives``
+    closed_form: Any = field(default=None, repr=False, compare=False)
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @property
+    def derivatives(self) -> dict[str, str]:
+        """LaTeX of each derivative by input entry (small scalar-output checks only)."""
+        return self._closed_forms()[0]
+
+    @property
+    def derivatives_note(self) -> str:
+        """Why ``derivatives`` is empty, when it is."""
+        return self._closed_forms()[1]
+
+    def _closed_forms(self) -> tuple[dict[str, str], str]:
+        if callable(self.closed_form):
+            self.closed_form = self.closed_form()  # computed once, on first use
+        return self.closed_form if self.closed_form is not None else ({}, "")
 
     @property
     def ok(self) -> bool:
