@@ -96,7 +96,7 @@ class FDTrace:
     input: str
     index: tuple
     steps: list[float]
-    errors: list[float]           # |estimate(step) - reference|
+    errors: list[float]           # |estimate(step) - exact value (or final FD estimate)|
     chosen: float
     method: str
 

@@ -159,7 +159,7 @@ def fd_figure(report: Any, name: str, key: str) -> FigureSVG | None:
         _decades(ax.xaxis)
         _decades(ax.yaxis)
         ax.set_xlabel("finite-difference step h")
-        ax.set_ylabel("|D(h) − final FD estimate|")
+        ax.set_ylabel("|D(h) − reference|")
         ax.set_title(f"Finite-difference error against step: {name}", loc="left")
         # the bottom corners are free: the V's arms rise at both ends
         ax.text(0.01, 0.02, "← rounding error dominates", transform=ax.transAxes,
@@ -172,8 +172,9 @@ def fd_figure(report: Any, name: str, key: str) -> FigureSVG | None:
                       frameon=False)
         svg = _svg(fig, key)
     more = f" (first {len(shown)} of {len(traces)} entries)" if len(traces) > len(shown) else ""
-    caption = (f"Central differences D(h) of the given point{more}, compared with the final "
-               f"finite-difference estimate. Large steps suffer truncation error (falling as "
+    caption = (f"Central differences D(h) of the given point{more}, compared with the "
+               f"reference (the exact symbolic value, or without a mirror the final "
+               f"finite-difference estimate). Large steps suffer truncation error (falling as "
                f"h²), small ones rounding error (rising as 1/h): typically a V. "
                + ". ".join(n[0].upper() + n[1:] for n in notes) + ".")
     return FigureSVG(f"Finite differences for {name}", svg, caption)
