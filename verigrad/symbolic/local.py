@@ -414,6 +414,15 @@ def _symengine() -> Any:
     return None if _BACKEND["name"] == "sympy" else _import_symengine()
 
 
+def _to_symengine(expr: Any) -> Any:
+    """Convert a SymPy object (our own expressions; never text) to SymEngine."""
+    if not isinstance(expr, sp.Basic):
+        raise TypeError(f"expected a SymPy expression, got {type(expr).__name__}")
+    from symengine.lib.symengine_wrapper import sympy2symengine
+
+    return sympy2symengine(expr)
+
+
 def _terms_by_symbol(expr: Any) -> dict[Any, list[Any]]:
     """For a sum, which terms hold each symbol (one pass instead of one per symbol)."""
     if not isinstance(expr, sp.Basic):
@@ -439,7 +448,7 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
             t_se = memo.get(t) if memo is not None else None
             if t_se is None:
                 try:
-                    t_se = se.sympify(t)
+                    t_se = _to_symengine(t)
                 except Exception:  # noqa: BLE001 - a function SymEngine does not know
                     t_se = False
                 if memo is not None:
@@ -453,7 +462,7 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
     if len(out) == 1:
         return out[0]
     if any(not isinstance(d, sp.Basic) for d in out):
-        return se.Add(*[se.sympify(d) for d in out])
+        return se.Add(*[d if not isinstance(d, sp.Basic) else _to_symengine(d) for d in out])
     return sp.Add(*out)
 
 

@@ -112,7 +112,7 @@ def _size(expr: Any) -> int:
 def _to_sympy(arr: np.ndarray) -> Any:
     if arr.ndim == 0:
         v = arr[()]
-        return sp.sympify(v) if not isinstance(v, sp.Basic) else v  # numbers only, never text
+        return v if isinstance(v, sp.Basic) else to_sympy_number(v)
     return sp.Array(arr.tolist(), arr.shape)
 
 
