@@ -13,11 +13,17 @@ import numpy as np
 from . import shape as S
 
 
-def _sum_to(g, shape):
-    """Sum a broadcast gradient back to ``shape`` (the one place broadcasting is undone)."""
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+def broadcast_axes(g_shape: tuple, shape: tuple) -> tuple[int, ...]:
+    """The axes along which an array of ``shape`` was broadcast to ``g_shape``."""
+    lead = len(g_shape) - len(shape)
+    return tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and g_shape[i + lead] != 1)
+
+
+def sum_to(g, shape):
+    """Sum a broadcast gradient back to ``shape`` (the one place broadcasting is undone; works
+    on float and object arrays alike)."""
+    axes = broadcast_axes(g.shape, shape)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape) if g.shape != shape else g
@@ -44,7 +50,7 @@ NUMPY = SimpleNamespace(
     select=S._select, slice=S._slice, index=lambda x, key: x[key],
     select_backward=S._select_backward, slice_backward=S._slice_backward,
     index_put=S._index_put, argmax_mask=_argmax_mask,
-    astype=lambda x, dtype: x.astype(dtype), sum_to=_sum_to,
+    astype=lambda x, dtype: x.astype(dtype), sum_to=sum_to,
 )
 
 
@@ -70,10 +76,8 @@ def _tensor_namespace() -> SimpleNamespace:
             x = O.prod(x, a, True)
         return x if keepdims else O.squeeze(x, axes)
 
-    def sum_to(g, shape):
-        lead = g.ndim - len(shape)
-        axes = tuple(range(lead)) + tuple(
-            i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    def sum_to_(g, shape):
+        axes = broadcast_axes(tuple(g.shape), tuple(shape))
         if axes:
             g = O.sum(g, axes, True)
         return O.reshape(g, shape) if tuple(g.shape) != tuple(shape) else g
@@ -92,7 +96,7 @@ def _tensor_namespace() -> SimpleNamespace:
         select_backward=op(S.SELECT_BACKWARD), slice_backward=op(S.SLICE_BACKWARD),
         index_put=op(S.INDEX_PUT),
         argmax_mask=lambda x, dim: as_tensor(_argmax_mask(t(x)._data, dim)),
-        astype=lambda x, dtype: O.to(x, dtype), sum_to=sum_to,
+        astype=lambda x, dtype: O.to(x, dtype), sum_to=sum_to_,
     )
 
 

@@ -13,6 +13,7 @@ import mpmath
 import numpy as np
 
 from ..autograd.function import FunctionCtx
+from ..ops.namespaces import sum_to
 from ..tensor import Tensor
 from .graph import GraphView
 from .local import LocalRule, MirrorError, rule_for, vjp_with_bound
@@ -40,13 +41,8 @@ def _mpf(v: Any) -> Any:
 
 
 def _sum_to(g: Any, shape: tuple) -> np.ndarray:
-    g = np.asarray(g, dtype=object)  # 0-d object arithmetic yields bare mpf scalars
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
-                                      if s == 1 and g.shape[i + lead] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+    # 0-d object arithmetic yields bare mpf scalars: make it an array again
+    return sum_to(np.asarray(g, dtype=object), shape)
 
 
 def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -332,13 +328,7 @@ SAFETY = 8.0
 
 
 def _sum_to_float(g: np.ndarray, shape: tuple) -> np.ndarray:
-    g = np.asarray(g, dtype=float)
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
-                                      if s == 1 and g.shape[i + lead] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+    return sum_to(np.asarray(g, dtype=float), shape)
 
 
 def exact_gradient(output: Tensor, inputs: Sequence[Tensor], dps: int = DEFAULT_DPS
