@@ -10,7 +10,7 @@ import doctest
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, find, given, settings
+from hypothesis import HealthCheck, event, find, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
@@ -95,7 +95,11 @@ def test_the_three_forms_describe_one_function(expr: RandomExpression) -> None:
         out, leaves = expr.build({v: 0.5 + 0.25 * i for i, v in enumerate(expr.variables)})
     assert set(leaves) == set(expr.variables)
     # SymPy: built from the registry's mirrors, it is exactly the mirror of that tape graph
-    assert expr.sympy == vg.symbolic(out)
+    try:
+        reference = expr.sympy
+    except (TypeError, ValueError):
+        reject()  # singular everywhere (2 / (x - x)): SymPy has no finite form to compare
+    assert reference == vg.symbolic(out)
 
 
 @given(expressions(max_depth=2))

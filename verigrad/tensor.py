@@ -174,7 +174,7 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
         else:
             node._versions = ()
         if op.uses_out:
-            node._out = out
+            node._out = out if out.ndim else out[()]  # a scalar: cheaper 0-d VJP arithmetic
             node._out_vbox = result._vbox = [0]
         else:
             node._out = None

@@ -54,6 +54,8 @@ def _make_root_grads(tensors: Sequence[Any], grad_tensors: Sequence[Any] | None,
                     f"shape {tuple(t.shape)}. Pass gradient= (a tensor of that shape, e.g. "
                     f"vg.ones_like(y)) or reduce it first (y.sum().backward()).")
             g = np.ones_like(t._data)
+            if not g.ndim and not create_graph:
+                g = g[()]  # numpy scalars make 0-d VJP arithmetic several times cheaper
         elif isinstance(g, Tensor):
             if g.shape != t.shape:
                 raise ShapeError(f"gradient has shape {tuple(g.shape)} but the output has shape "

@@ -4,6 +4,8 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from ..errors import GraphFreedError, SavedTensorModifiedError
 
 if TYPE_CHECKING:
@@ -117,7 +119,9 @@ class OpNode(Node):
             inputs = self._inputs
             for i, name in self._saved_names:
                 t = inputs[i]
-                kwargs[name] = getattr(t, "_data", t)
+                d = getattr(t, "_data", t)
+                # numpy scalars: arithmetic on 0-d arrays costs several times more
+                kwargs[name] = d[()] if type(d) is np.ndarray and not d.ndim else d
         elif op.saved:  # variadic
             kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, False) for t in self._inputs]
         if op.uses_out:

@@ -59,6 +59,16 @@ def _objects(shape: tuple, make: Callable[[tuple], Any]) -> np.ndarray:
 def apply_mirror(node: Node, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
     """Apply a node's mirror to object arrays (or None for absent inputs); returns one object
     array per node output. Used for local rules and for whole-graph expressions alike."""
+    try:
+        return _apply_mirror(node, args)
+    except MirrorError:
+        raise
+    except (TypeError, ValueError, ArithmeticError) as e:  # SymPy cannot order x and zoo...
+        raise MirrorError(f"the mirror of {node.name()} cannot be built: {e} (the graph may be "
+                          f"singular everywhere, e.g. a division by x - x)") from None
+
+
+def _apply_mirror(node: Node, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
     if isinstance(node, OpNode):
         op = node.op
         params = node._params
