@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["OpDef", "Domain", "defop", "REGISTRY", "grad_fn_name", "ops_by_base"]
+__all__ = ["OpDef", "Domain", "defop", "REGISTRY", "grad_fn_name"]
 
 #: name -> OpDef, in declaration order
 REGISTRY: dict[str, "OpDef"] = {}
@@ -45,8 +45,6 @@ class Domain:
 
     intervals: Sequence[Sequence[tuple[float, float]]] = ((( -2.0, 2.0),),)
     cases: Callable[[np.random.Generator], list] | None = None
-    # some ops (comparisons) get integer-valued or tied inputs; most want generic ones
-    generic: bool = True
 
     def sample(self, rng: np.random.Generator, shape: tuple, index: int) -> np.ndarray:
         parts = self.intervals[min(index, len(self.intervals) - 1)]
@@ -147,10 +145,4 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
     return op
 
 
-def ops_by_base() -> Mapping[str, list[OpDef]]:
-    """Overloads grouped by base name, in overload order."""
-    out: dict[str, list[OpDef]] = {}
-    for op in REGISTRY.values():
-        out.setdefault(op.base, []).append(op)
-    return out
 

@@ -5,7 +5,6 @@ the same VJPs on tensors with grad mode on, which records the backward itself.
 """
 from __future__ import annotations
 
-import heapq
 import operator
 from typing import Any, Sequence
 
@@ -242,10 +241,6 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
 
 
 _SEQ = operator.attrgetter("_seq")
-
-
-def _none_iter(node: Node):
-    return (None for _ in node._edges)
 
 
 def _retain(node: Node, grads: list, create_graph: bool, Tensor: type, _wrap: Any) -> None:

@@ -14,14 +14,12 @@ import mpmath
 import numpy as np
 
 from ..autograd.function import FunctionCtx, _input_names
-from ..autograd.grad_mode import no_grad
 from ..autograd.node import Node, OpNode
 from ..errors import BackwardContractError, VerigradError
 from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView, node_forward
 from ..symbolic.kinks import rule_switches
 from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
-from ..tensor import Tensor, _wrap
 from . import finite_diff as fd
 
 #: FD error estimates are spreads of extrapolations, not bounds: where f cancels (a sum of
@@ -396,11 +394,9 @@ def _bisect(s: Any, x: np.ndarray, g: np.ndarray, coords: np.ndarray,
     u[coords] = rng.standard_normal(coords.size)
     est = fd.derivative(s, x, u)
     tape = float(np.dot(g[coords], u[coords]))
-    tol = FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * coords.size * float(np.dot(np.abs(g[coords]),
-                                                                           np.abs(u[coords])))
-    if abs(float(est.value[0]) - tape) <= tol and depth > 0:
-        return None
-    if abs(float(est.value[0]) - tape) <= tol:  # top level agrees: nothing to localise
+    rounding = coords.size * float(np.dot(np.abs(g[coords]), np.abs(u[coords])))
+    tol = FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * rounding
+    if abs(float(est.value[0]) - tape) <= tol:  # this part agrees: nothing to localise here
         return None
     half = coords.size // 2
     for part in (coords[:half], coords[half:]):

@@ -169,7 +169,7 @@ WHERE = defop(
 
 def _comparison(name, forward, mirror):
     return defop(name, inputs=("x", "y"), forward=forward, vjp=None, mirror=mirror,
-                 elementwise=True, domain=Domain(intervals=(ANY, ANY), generic=False))
+                 elementwise=True, domain=Domain(intervals=(ANY, ANY)))
 
 
 GT = _comparison("gt", np.greater, lambda x, y: sp.StrictGreaterThan(x, y))

@@ -7,11 +7,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..autograd.function import FunctionCtx
 from ..autograd.node import Node, OpNode
 from ..tensor import Tensor
 
-__all__ = ["GraphView", "Source", "node_label"]
+__all__ = ["GraphView", "Source", "node_forward"]
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,6 @@ class Source:
     leaf: Tensor | None = None
     value: Any = None        # for consts: the numpy array / Python number / None
 
-
-def node_label(node: Node) -> str:
-    return node.name()
 
 
 @dataclass
@@ -171,13 +167,3 @@ def node_forward(node: Node, in_vals: Sequence[Any]) -> list[np.ndarray]:
         return [np.asarray(o._data if isinstance(o, Tensor) else o) for o in outs]
 
 
-def is_function_node(node: Node) -> bool:
-    return isinstance(node, FunctionCtx)
-
-
-def is_op_node(node: Node) -> bool:
-    return isinstance(node, OpNode)
-
-
-def shapes_of(values: Sequence[Any]) -> tuple:
-    return tuple(np.shape(v) if v is not None else None for v in values)

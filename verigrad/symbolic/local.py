@@ -364,11 +364,6 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     return q0, bound
 
 
-def position_of(rule: LocalRule, i: int, m: int) -> int:
-    """Flat position of element ``m`` of input ``i`` among the rule's symbols."""
-    return sum(a.size for a in rule.in_syms[:i] if a is not None) + m
-
-
 def _unevaluated(d: Any) -> bool:
     stack = [d]
     while stack:
