@@ -122,6 +122,7 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
             out = _forward(op, datas, params)  # re-raises in our words
     if type(out) is not np.ndarray:
         out = np.asarray(out)
+    # _wrap inlined: one call fewer per recorded op on the hot path
     result = _new_tensor(Tensor)
     result._data = out
     result._requires_grad = False
