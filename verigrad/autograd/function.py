@@ -39,6 +39,7 @@ class FunctionCtx(Node):
         self.n_outputs = 1
         self._out_meta: tuple = ()
         self.needs_input_grad: tuple[bool, ...] = ()
+        self._returned_dtypes: tuple = ()
 
     def __repr__(self) -> str:
         return object.__repr__(self)
@@ -138,6 +139,9 @@ class FunctionCtx(Node):
         if not isinstance(result, tuple):
             result = (result,)
         n = len(self._inputs)
+        # the checker's tolerance follows the precision the backward returned in
+        self._returned_dtypes = tuple(getattr(getattr(r, "_data", None), "dtype", None)
+                                      for r in result)
         if len(result) < n or any(r is not None for r in result[n:]):
             raise BackwardContractError(
                 f"{cls.__name__}.backward returned {len(result)} gradient(s), but forward took "

@@ -20,6 +20,7 @@ from ..symbolic.kinks import find_kinks, one_sided_derivatives
 from ..symbolic.local import MirrorError
 from ..tensor import Tensor, tensor
 from . import finite_diff as fd
+from .compare import ROUNDING_FACTOR, unit_roundoff
 from .local import FD_SAFETY, LocalFinding, check_nodes
 from .problem import CheckInputError, Problem, make_problem
 from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
@@ -48,6 +49,7 @@ class _Point:
     contract: list[str] = field(default_factory=list)
     kinks: list[str] = field(default_factory=list)
     traces: list[FDTrace] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     symbolic: bool = False
 
 
@@ -100,6 +102,8 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                 continue
             v = _verdict(res)
             points.append(PointResult(k + 1, s, v, _summary(res), _values(problem, arrays)))
+            main.warnings += [f"{f.precision} (nearby point {k + 1})" for f in res.findings
+                              if f.precision]
             if v == "fail":
                 extra_entries += [e for e in res.entries if e.status == "fail"]
                 named = {f.node.name() for f in main.findings if not f.ok}
@@ -127,6 +131,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
         nodes=[NodeResult(f.node.name(), f.path, f.method, f.ok, f.max_abs_error, f.tolerance,
                           f.note) for f in main.findings],
         kinks=main.kinks, notes=main.notes, contract=sorted(set(main.contract)), points=points,
+        warnings=[f.precision for f in main.findings if f.precision] + main.warnings,
         fd_traces=main.traces,
         settings=dict(opts),
         versions=_versions(), seconds=time.perf_counter() - t0)
@@ -164,7 +169,8 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     mirrors = all(f.method == "symbolic" for f in res.findings) and opts.get("symbolic_ok", full)
     if opts["use_symbolic"] and mirrors:
         try:
-            sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full)
+            sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full,
+                                 node_eps=_node_eps(res.findings))
         except (MirrorError, ValueError) as e:
             res.notes.append(f"symbolic reference unavailable: {e}")
     elif opts["use_symbolic"] and res.findings:
@@ -242,8 +248,15 @@ class _Sym:
     graphs: list[ExactGraph]
 
 
+def _node_eps(findings: list[LocalFinding]) -> dict:
+    """Each node's rounding allowance for the chained bound: the same model as its local
+    check (the precision it works in, and the multiple of it its error was measured at)."""
+    return {f.node: ROUNDING_FACTOR * unit_roundoff(f.dtype) for f in findings}
+
+
 def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
-                   sizes: list[int], dps: int, with_exact: bool = True) -> _Sym:
+                   sizes: list[int], dps: int, with_exact: bool = True,
+                   node_eps: dict | None = None) -> _Sym:
     """Exact gradients (verified at two precisions) and the mirror's chain at the tape's
     recorded values with rounding bounds. Nearby points skip the exact values: the
     recorded-value chain decides their verdict alone."""
@@ -252,6 +265,9 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
     exact, err, rep, bnd = (np.zeros(shape) for _ in range(4))
     exact_mp = np.full(shape, mpmath.mpf(0), dtype=object)
     graphs = [ExactGraph(o, dps) if o.requires_grad else None for o in outs]
+    for g in graphs:
+        if g is not None:
+            g.node_eps = node_eps or {}
     for r, row in enumerate(rows):
         for g, c in zip(graphs, _split_row(row, sizes, outs)):
             if g is None or not np.any(c):
@@ -441,6 +457,8 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
              kink_cols: dict, singular: bool, opts: dict, point: int) -> None:
     n = tape.shape[1]
     ill = []
+    # lost digits measured at nodes (a right formula that cancels) widen the bound they feed
+    slack = max([f.slack for f in res.findings if f.precision], default=1.0)
     for r, label in enumerate(labels):
         for j in range(n):
             name, idx = problem.locate(j)
@@ -478,7 +496,10 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 tol = _override(opts, s, bound + 2 * EPS64 * abs(rp) + 1e-300)
                 e.tolerance = tol
                 compare_to = s if opts["rtol"] is not None or opts["atol"] is not None else rp
-                if abs(t - compare_to) > tol:
+                if abs(t - compare_to) > tol and abs(t - compare_to) <= tol * slack:
+                    # within what the nodes' measured lost digits allow: a warning
+                    e.status, e.reason = "precision", "precision"
+                elif abs(t - compare_to) > tol:
                     e.status, e.reason = "fail", "wrong"
                 elif abs(t - s) > max(tol, 1e-10 * abs(s)) + s_err:
                     e.reason = "ill-conditioned"

@@ -10,17 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import math
+
 import mpmath
 import numpy as np
 
 from ..autograd.function import FunctionCtx, _input_names
 from ..autograd.node import Node, OpNode
 from ..errors import BackwardContractError, VerigradError
+from ..autograd.grad_mode import enable_grad
 from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView, node_forward
 from ..symbolic.kinks import rule_switches
 from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
 from . import finite_diff as fd
+from .compare import (PROBE_SPREAD, PROBES, ROUNDING_FACTOR, digits_lost,
+                      lost_digits_or_wrong, tolerance, unit_roundoff, working_precision)
 
 #: FD error estimates are spreads of extrapolations, not bounds: where f cancels (a sum of
 #: terms that nearly vanishes) its rounding noise reaches them. Tolerances use this multiple.
@@ -48,6 +53,9 @@ class LocalFinding:
     tolerance: float = 0.0
     note: str = ""
     contract: str = ""              # a contract violation, if any
+    dtype: str = "float64"          # the precision the node works in (its tolerance's unit)
+    precision: str = ""             # lost digits of a right formula (a warning, not a failure)
+    slack: float = 1.0              # multiple of the rounding bound its error was measured at
 
 
 def _input_name(node: Node, i: int) -> str:
@@ -193,40 +201,28 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
             f"checked on a seeded sample of {LOCAL_SAMPLE} of {outs[0].size} elements"
         return finding
     rule = rule_for(node, in_vals, diff)
-    args = [None if x is None else (x if isinstance(node, FunctionCtx) and
-                                    not isinstance(x, np.ndarray) else to_mp(x))
-            for x in in_vals]
-    sym = [a for a, s in zip(args, rule.in_syms) if s is not None]
-    with mpmath.workdps(30):
-        values, partials, mags = _evaluate(rule, sym)
-        sens = _sensitivity(rule, sym, partials, [o.shape for o in outs])
-        # the mirror must describe this forward, or its derivatives mean nothing here; a
-        # forward that cancels (a sum that is exactly 0) is only as exact as its terms
-        for k, (mo, fo) in enumerate(zip(values, outs)):
-            m = np.array(mo.tolist(), dtype=float).reshape(fo.shape)
-            with np.errstate(all="ignore"):
-                bad = ~(np.abs(m - fo) <= 1e-8 * (np.abs(fo) + sens[k]) + 1e-300) & ~(
-                    np.isnan(m) & np.isnan(fo)) & ~(m == fo)
-            if np.any(bad):
-                j = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise _MirrorMismatch(
-                    f"the symbolic mirror of {node.name()} does not match its forward (output "
-                    f"{k}{list(j)}: mirror {m[j]:.12g}, forward {fo[j]:.12g}); checked by "
-                    f"finite differences instead")
-        expected, bound = _jvp_t(rule, v, partials, mags, in_vals, sym)
-        kinks = [k for k in rule_switches(rule, sym, 0.0, 30) if k[5]]
-    worst = LocalFinding(node, path, "symbolic", True)
+    dtype = _working_dtype(node, in_vals, outs)
+    try:
+        ref = _reference(node, rule, in_vals, v, [o.shape for o in outs])
+    except (TypeError, ValueError, ArithmeticError, AttributeError) as e:
+        if isinstance(e, MirrorError):
+            raise
+        raise MirrorError(f"the mirror of {node.name()} cannot be differentiated or "
+                          f"evaluated: {type(e).__name__}: {e}") from None
+    _check_mirror(node, ref, outs, dtype)
+    kinks = ref.kinks
+    worst = LocalFinding(node, path, "symbolic", True, dtype=str(dtype))
     if kinks:
         # at a kink any one-sided value is defensible: compare only where the rule is smooth
         if not rule.elementwise:
             worst.note = f"at a kink of {kinks[0][1]}: not compared"
             return worst
         worst.note = f"{len(kinks)} element(s) at a kink of {kinks[0][1]}: not compared"
-        at = np.zeros(np.broadcast_shapes(*[np.shape(a) for a in sym]), bool)
+        at = np.zeros(np.broadcast_shapes(*[np.shape(a) for a in ref.sym]), bool)
         for k in kinks:
             at[k[0]] = True
     for i in rule.diff_inputs:
-        e = np.array(expected[i].tolist(), dtype=float).reshape(np.shape(in_vals[i]))
+        e = ref.expected_float(i, in_vals)
         g = got[i]
         if g is None:
             g = np.zeros_like(e)
@@ -234,12 +230,147 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
             return LocalFinding(node, path, "symbolic", False, i, _input_name(node, i),
                                 note=f"gradient of shape {g.shape} for an input of shape "
                                      f"{e.shape}")
+        tol = tolerance(dtype, ref.scale[i], ref.terms[i])
         if kinks and e.shape == at.shape:
             e, g = np.where(at, 0.0, e), np.where(at, 0.0, g)
         elif kinks:  # broadcast input: its entries mix kinked and smooth elements
             continue
-        _compare(worst, node, i, e, g, bound[i])
+        _compare(worst, node, i, e, g, tol)
+    if not worst.ok:
+        _classify(worst, node, rule, in_vals, diff, v, dtype, rng)
     return worst
+
+
+class _Reference:
+    """The mirror's J^T v at one point, with the magnitudes a correct float VJP rounds
+    against: ``scale`` = |J|^T |v|, ``terms`` = rounding magnitudes of the partials'
+    expressions, accumulation and input sensitivity (see checker/compare.py)."""
+
+    def __init__(self, rule: Any, sym: list, values: list, expected: dict, scale: dict,
+                 terms: dict, sens: list, kinks: list) -> None:
+        self.rule, self.sym, self.values, self.expected = rule, sym, values, expected
+        self.scale, self.terms, self.sens, self.kinks = scale, terms, sens, kinks
+
+    def expected_float(self, i: int, in_vals: list) -> np.ndarray:
+        return np.array(self.expected[i].tolist(), dtype=float).reshape(np.shape(in_vals[i]))
+
+
+def _reference(node: Node, rule: Any, in_vals: list, v: list[np.ndarray],
+               out_shapes: list) -> _Reference:
+    args = [None if x is None else (x if isinstance(node, FunctionCtx) and
+                                    not isinstance(x, np.ndarray) else to_mp(x))
+            for x in in_vals]
+    sym = [a for a, s in zip(args, rule.in_syms) if s is not None]
+    with mpmath.workdps(30):
+        values, partials, mags = _evaluate(rule, sym)
+        sens = _sensitivity(rule, sym, partials, out_shapes)
+        expected, scale, terms = _jvp_t(rule, v, partials, mags, in_vals, sym)
+        kinks = [k for k in rule_switches(rule, sym, 0.0, 30) if k[5]]
+    return _Reference(rule, sym, values, expected, scale, terms, sens, kinks)
+
+
+def _working_dtype(node: Node, in_vals: list, outs: list[np.ndarray]) -> np.dtype:
+    """The precision this node's forward and backward work in: the least precise of its
+    inputs, outputs and (custom Functions) the gradients its backward returned."""
+    dts = [x.dtype for x in in_vals if isinstance(x, np.ndarray) and x.dtype.kind in "fc"]
+    dts += [o.dtype for o in outs if o.dtype.kind in "fc"]
+    dts += [d for d in getattr(node, "_returned_dtypes", ()) if d is not None]
+    return working_precision(dts)
+
+
+def _check_mirror(node: Node, ref: _Reference, outs: list[np.ndarray], dtype: np.dtype) -> None:
+    """The mirror must describe this forward, or its derivatives mean nothing here. A
+    forward is only as exact as its dtype and its terms: a sum of float32 values that is 0
+    exactly comes out as 6e-8, a log-softmax entry 40 - 40 as 0 instead of 5e-17."""
+    u = unit_roundoff(dtype)
+    for k, (mo, fo) in enumerate(zip(ref.values, outs)):
+        m = np.array(mo.tolist(), dtype=float).reshape(fo.shape)
+        big = max((float(np.max(np.abs(np.asarray(a, dtype=float)), initial=0.0))
+                   for a in (np.array(np.asarray(x, dtype=object).tolist(), dtype=float)
+                             for x in ref.sym)), default=0.0)
+        n = max(1, sum(int(np.size(x)) for x in ref.sym))
+        with np.errstate(all="ignore"):
+            tol = 1e-8 * (np.abs(fo) + ref.sens[k]) + \
+                ROUNDING_FACTOR * u * (ref.sens[k] + big * math.sqrt(n) + np.abs(fo))
+            bad = ~(np.abs(m - fo) <= tol + 1e-300) & ~(np.isnan(m) & np.isnan(fo)) & ~(m == fo)
+        if np.any(bad):
+            j = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise _MirrorMismatch(
+                f"the symbolic mirror of {node.name()} does not match its forward (output "
+                f"{k}{list(j)}: mirror {m[j]:.12g}, forward {fo[j]:.12g}); checked by "
+                f"finite differences instead")
+
+
+def _node_at(node: Node, in_vals: list, diff: list[int]) -> Node | None:
+    """A fresh node of the same op (or custom Function) recorded at other input values."""
+    from ..tensor import Tensor, _wrap, apply, tensor
+
+    args = []
+    for i, x in enumerate(in_vals):
+        if isinstance(x, np.ndarray):
+            args.append(tensor(x, requires_grad=True) if i in diff and x.dtype.kind in "fc"
+                        else _wrap(np.array(x)))
+        else:
+            args.append(x)
+    with np.errstate(all="ignore"), enable_grad():
+        if isinstance(node, OpNode):
+            return apply(node.op, tuple(args), node._params)._grad_fn
+        out = node._forward_cls.apply(*args)
+    outs = out if isinstance(out, tuple) else (out,)
+    return next((o._grad_fn for o in outs if isinstance(o, Tensor) and o._grad_fn is not None),
+                None)
+
+
+def _classify(worst: LocalFinding, node: Node, rule: Any, in_vals: list, diff: list[int],
+              v: list[np.ndarray], dtype: np.dtype, rng: np.random.Generator) -> None:
+    """An error beyond the rounding bound is a wrong formula when it is the same function of
+    the point at nearby points, and lost digits of a right formula when it scatters (see
+    ``compare.lost_digits_or_wrong``). Measured at PROBES points ~1e-7 relative away."""
+    i, j = worst.input_index, worst.element
+    if i < 0 or worst.contract or not math.isfinite(worst.got - worst.expected):
+        return
+    errors = [(worst.got - worst.expected) / worst.tolerance]
+    spread = PROBE_SPREAD.get(np.dtype(dtype), 1e-7)
+    prng = np.random.default_rng(int(rng.integers(2**31)))
+    for _ in range(PROBES):
+        vals = []
+        for k, x in enumerate(in_vals):
+            if k in diff and isinstance(x, np.ndarray) and x.dtype.kind == "f":
+                size = float(np.max(np.abs(x), initial=0.0)) or 1.0
+                step = spread * np.where(x != 0, np.abs(x), size)
+                vals.append((x + step * prng.standard_normal(x.shape)).astype(x.dtype))
+            else:
+                vals.append(x)
+        try:
+            fresh = _node_at(node, vals, diff)
+            if fresh is None:
+                return
+            got = _vjp(fresh, v)
+            outs = node_forward(node, vals)
+            ref = _reference(node, rule, vals, v, [o.shape for o in outs])
+        except Exception:  # noqa: BLE001 - a probe that cannot be run decides nothing
+            return
+        if ref.kinks or got[i] is None:
+            return
+        e = ref.expected_float(i, vals)[j]
+        t = tolerance(dtype, np.asarray(ref.scale[i])[j], np.asarray(ref.terms[i])[j])
+        errors.append((float(got[i][j]) - float(e)) / float(t))
+    if lost_digits_or_wrong(errors) == "precision":
+        lost = digits_lost(worst.max_abs_error, worst.expected or worst.tolerance, dtype)
+        worst.ok = True
+        at = np.asarray(in_vals[i])[j] if np.shape(in_vals[i]) == np.shape(ref.scale[i]) \
+            and np.ndim(in_vals[i]) == len(j) else None
+        worst.precision = (f"{node.name()}: a correct formula that loses {lost:.0f} digits at "
+                           f"input {i} ({worst.input_name})"
+                           f"{'[' + ', '.join(map(str, j)) + ']' if j else ''}"
+                           f"{f' = {float(at):.6g}' if at is not None else ''}: its error "
+                           f"{worst.max_abs_error:.3g} exceeds rounding ({worst.tolerance:.3g}) "
+                           f"but scatters in sign and size between nearby points")
+        worst.slack = max(max(abs(x) for x in errors), worst.slack) * 2.0
+    else:
+        worst.note = "; ".join(x for x in (worst.note, (
+            f"the error is the same at {len(errors) - 1} points within {spread:g} relative: "
+            f"a wrong formula, not rounding")) if x)
 
 
 def _sensitivity(rule: Any, sym: list, parts: list, shapes: list) -> list[np.ndarray]:
@@ -295,10 +426,10 @@ def _evaluate(rule: Any, sym: list) -> tuple[list, list, list]:
 
 
 def _jvp_t(rule: Any, v: list[np.ndarray], parts: list, mags: list, in_vals: list,
-           sym_args: list) -> tuple[dict, dict]:
-    """J^T v per input in high precision, and a rounding bound for a correct float VJP."""
-    eps = EPS64 * SAFETY
-    expected, bound = {}, {}
+           sym_args: list) -> tuple[dict, dict, dict]:
+    """J^T v per input in high precision, ``|J|^T |v|`` and the other rounding magnitudes
+    (``terms``, same units) a correct float VJP may be off by, per unit roundoff."""
+    expected, scale, terms = {}, {}, {}
     if rule.elementwise:
         from ..symbolic.exact import _sum_to, _sum_to_float
 
@@ -308,16 +439,25 @@ def _jvp_t(rule: Any, v: list[np.ndarray], parts: list, mags: list, in_vals: lis
             shape = np.shape(in_vals[i])
             expected[i] = _sum_to(g * parts[k], shape)
             p = np.abs(np.array(np.asarray(parts[k], dtype=object).tolist(), dtype=float))
-            bound[i] = _sum_to_float(eps * (ag * mags[k] + 2 * ag * p), shape) + \
-                eps * _sum_to_float(ag * p, shape) * (np.prod(ag.shape) / max(np.prod(shape), 1))
-        return expected, bound
+            scale[i] = _sum_to_float(ag * p, shape)
+            # a broadcast input sums many products: one rounding per term
+            fan_in = np.prod(ag.shape) / max(np.prod(shape), 1)
+            terms[i] = _sum_to_float(ag * mags[k] + ag * p, shape) + scale[i] * fan_in
+        return expected, scale, terms
     sym_flat = [x for i, a in enumerate(sym_args) for x in np.asarray(a, dtype=object).reshape(-1)]
     sizes = {i: int(np.size(in_vals[i])) for i in rule.diff_inputs}
-    q, b = vjp_with_bound(rule, sym_flat, parts, [to_mp(c) for c in v], sizes, eps)
+    q, b = vjp_with_bound(rule, sym_flat, parts, [to_mp(c) for c in v], sizes, 1.0)
+    flat_v = [np.abs(np.asarray(c, dtype=float)).reshape(-1) for c in v]
     for i in rule.diff_inputs:
-        expected[i] = q[i].reshape(np.shape(in_vals[i]))
-        bound[i] = b[i].reshape(np.shape(in_vals[i]))
-    return expected, bound
+        scale[i] = np.zeros(sizes[i])
+    for (k, j, i, m), p in zip(rule.jac_index, parts):
+        scale[i][m] += flat_v[k][j] * float(abs(p))
+    for i in rule.diff_inputs:
+        shape = np.shape(in_vals[i])
+        expected[i] = q[i].reshape(shape)
+        terms[i] = np.maximum(b[i] - scale[i], 0.0).reshape(shape)
+        scale[i] = scale[i].reshape(shape)
+    return expected, scale, terms
 
 
 def _compare(worst: LocalFinding, node: Node, i: int, expected: np.ndarray, got: np.ndarray,
@@ -328,6 +468,9 @@ def _compare(worst: LocalFinding, node: Node, i: int, expected: np.ndarray, got:
         err = np.where(both_inf, 0.0, err)
         err = np.where(np.isnan(err), np.inf, err)
         excess = err - tol
+        ratio = float(np.max(err / np.maximum(tol, 1e-300), initial=0.0))
+    if math.isfinite(ratio):
+        worst.slack = max(worst.slack, ratio)
     j = tuple(int(x) for x in np.unravel_index(int(np.argmax(excess)), err.shape)) \
         if err.size else ()
     bad = bool(err.size) and excess[j] > 0

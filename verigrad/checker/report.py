@@ -29,7 +29,7 @@ class Entry:
     abs_error: float | None       # |tape - reference|
     rel_error: float | None
     tolerance: float | None
-    status: str                   # "pass" | "fail" | "inconclusive"
+    status: str                   # "pass" | "fail" | "inconclusive" | "precision" (a warning)
     reason: str = ""              # kink, singularity, nan, fd-unreliable, ill-conditioned, ...
     left: float | None = None     # one-sided derivatives at a kink
     right: float | None = None
@@ -120,6 +120,8 @@ class CheckReport:
     nodes: list[NodeResult] = field(default_factory=list)
     kinks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: precision warnings: a right formula that loses digits where it cancels (not a failure)
+    warnings: list[str] = field(default_factory=list)
     contract: list[str] = field(default_factory=list)     # violations found
     points: list[PointResult] = field(default_factory=list)
     fd_traces: list[FDTrace] = field(default_factory=list)
@@ -156,7 +158,7 @@ class CheckReport:
     def worst(self, n: int = 5) -> list[Entry]:
         """The entries most worth looking at: failures, then inconclusive, then the largest
         relative errors."""
-        rank = {"fail": 0, "inconclusive": 1, "pass": 2}
+        rank = {"fail": 0, "inconclusive": 1, "precision": 2, "pass": 3}
 
         def key(e: Entry) -> tuple:
             r = e.rel_error if e.rel_error is not None and math.isfinite(e.rel_error) else 0.0

@@ -67,6 +67,9 @@ class ExactGraph:
         self.dps = dps
         self._rules: dict[Any, LocalRule] = {}
         self._cache: dict = {}
+        #: per node, the rounding allowance of its backward (multiple of the unit roundoff of
+        #: the precision it works in); the checker sets it from its local checks
+        self.node_eps: dict[Any, float] = {}
         for node in self.view.nodes:
             self._check_real(node)
 
@@ -288,7 +291,7 @@ class ExactGraph:
         """Rounding bound of a correct float VJP at this node plus the incoming bounds pushed
         through |J|: elementwise c*eps*(|g| M + 2|g J|) + |J|^T B; otherwise
         ``vjp_with_bound`` + |J|^T B."""
-        eps = EPS64 * SAFETY
+        eps = self.node_eps.get(node, EPS64 * SAFETY)
         in_vals = self.view.input_values(node)
         out: list = [None] * len(in_vals)
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]

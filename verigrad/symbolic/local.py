@@ -22,7 +22,7 @@ from ..autograd.function import FunctionCtx
 from ..autograd.node import Node, OpNode
 from .vm import Program
 
-__all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror", "KINK_FUNCS"]
+__all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror"]
 
 
 class MirrorError(ValueError):
@@ -111,6 +111,9 @@ def _function_mirror(node: FunctionCtx, args: Sequence[Any]) -> tuple[np.ndarray
         outs = tuple(np.asarray(o, dtype=object) for o in outs)
         if len(outs) != len(shapes) or any(o.shape != tuple(s) for o, s in zip(outs, shapes)):
             raise ValueError("shape")
+        if any(_holds_array(o.reshape(-1)[0]) for o in outs if o.size):
+            # a scalar formula given arrays (sympy.exp(array) makes a SymPy Array inside)
+            raise ValueError("elementwise")
         return outs
     except Exception:  # noqa: BLE001 - a scalar-only symbolic: apply it per element
         tensor_slots = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
@@ -134,8 +137,14 @@ def _function_mirror(node: FunctionCtx, args: Sequence[Any]) -> tuple[np.ndarray
         return (out,)
 
 
-# SymPy functions whose arguments mark non-differentiable points, and domain edges
-KINK_FUNCS = ("Abs", "Max", "Min", "Heaviside", "sign", "Piecewise")
+def _holds_array(expr: Any) -> bool:
+    if not isinstance(expr, sp.Basic):
+        return False
+    return any(isinstance(e, sp.NDimArray) for e in sp.preorder_traversal(expr))
+
+
+#: non-elementwise rules with more partials than this get measured rounding bounds only
+PARTIAL_MAGNITUDE_CAP = 256
 
 
 @dataclass
@@ -150,6 +159,7 @@ class LocalRule:
     _forward: Callable | None = None
     _full: Callable | None = None
     _magnitude: Callable | None = None
+    _partial_magnitude: Any = None
     _partials: list[Any] = field(default_factory=list)
     jac_index: list[tuple[int, int, int, int]] = field(default_factory=list)  # (out, oflat, in, iflat)
 
@@ -176,6 +186,23 @@ class LocalRule:
                 (output_sensitivity(d, out, self._partials, self._diff_syms())
                  if out is not None else 0) for d in self._partials])
         return self._magnitude
+
+    def partial_magnitude_fn(self) -> Callable | None:
+        """For a small non-elementwise rule, ``f(*flat_inputs)`` -> the rounding magnitude
+        of each partial's expression (``rounding_magnitude``, in units of the unit
+        roundoff): ``p - 1`` with ``p`` near 1 is made of terms of size 1, however tiny its
+        value. None for large rules (their bound is measured: ``vjp_with_bound``)."""
+        if self._partial_magnitude is None:
+            self.full_fn()
+            if self.elementwise or len(self._partials) > PARTIAL_MAGNITUDE_CAP:
+                self._partial_magnitude = False
+            else:
+                # SymEngine's partials come back with plain (complex) symbols: make them ours
+                real = {sp.Symbol(t.name): t for t in self.flat_syms}
+                exprs = [d if isinstance(d, sp.Basic) else d._sympy_().xreplace(real)
+                         for d in self._partials]
+                self._partial_magnitude = self._lambdify([rounding_magnitude(d) for d in exprs])
+        return self._partial_magnitude or None
 
     def _diff_syms(self) -> list[Any]:
         return [self.in_syms[i].reshape(-1)[0] for i in self.diff_inputs]
@@ -345,6 +372,12 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
         counts[i][m] += 1
     for i in rule.diff_inputs:
         bound[i] *= eps * (counts[i] + 1)
+    # the terms inside each partial (small rules): a partial p - 1 with p ~ 1 rounds
+    # against 1, not against its tiny value
+    mag = rule.partial_magnitude_fn()
+    if mag is not None and flat_inputs:
+        for (k, j, i, m), pm in zip(rule.jac_index, mag(*flat_inputs)):
+            bound[i][m] += eps * abs_v[k][j] * float(abs(pm))
     if flat_inputs and rule.jac_index:
         full = rule.full_fn()
         n_out = sum(o.size for o in rule.outs)
@@ -488,7 +521,9 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
         elementwise = node.op.elementwise
     elif isinstance(node, FunctionCtx):
         cls = node._forward_cls
-        ident = ("fn", id(cls), cls.__qualname__,
+        # the class itself, never its id(): a class made in a factory may land at the
+        # address of a freed one (the key keeps it alive until the cache is cleared)
+        ident = ("fn", cls,
                  tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)))
         elementwise = False
     else:
