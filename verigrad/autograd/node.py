@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import GraphFreedError, SavedTensorModifiedError
+from ..errors import BackwardContractError, GraphFreedError, SavedTensorModifiedError
 
 if TYPE_CHECKING:
     from ..registry import OpDef
@@ -137,18 +137,27 @@ class OpNode(Node):
             if gi is None or self._edges[0][0] is None:
                 return [None]
             shape = self._shapes[0]
-            if gi.shape != shape:
-                gi = F.sum_to(gi, shape)
+            try:
+                gshape = gi.shape
+            except AttributeError:  # a tuple (or anything but an array) for one input
+                raise _count_error(self, result) from None
+            if gshape != shape:
+                gi = _reduce(self, F, gi, 0)
             if gi.dtype != self._dtypes[0]:
                 gi = gi.astype(self._dtypes[0])
             return [gi]
+        # the contract costs two cheap checks here; the shape is checked only where it
+        # differs from the input's (where the engine has to reduce it anyway)
+        if type(result) not in _SEQUENCES or len(result) != len(self._edges):
+            raise _count_error(self, result)
         out = []
-        for gi, shape, dtype, edge in zip(result, self._shapes, self._dtypes, self._edges):
+        for i, (gi, shape, dtype, edge) in enumerate(
+                zip(result, self._shapes, self._dtypes, self._edges)):
             if gi is None or edge[0] is None:
                 out.append(None)
                 continue
             if gi.shape != shape:
-                gi = F.sum_to(gi, shape)
+                gi = _reduce(self, F, gi, i)
             if gi.dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
                 gi = gi.astype(dtype)
             out.append(gi)
@@ -173,15 +182,20 @@ class OpNode(Node):
         if op.uses_shapes:
             kwargs["shapes"] = self._shapes
         result = op.vjp(F, grads[0], **kwargs)
-        if len(op.inputs) == 1 and not op.variadic:
+        if self._single:
+            if type(result) in _SEQUENCES:
+                raise _count_error(self, result)
             result = (result,)
+        elif type(result) not in _SEQUENCES or len(result) != len(self._edges):
+            raise _count_error(self, result)
         out = []
-        for gi, shape, dtype, (target, _) in zip(result, self._shapes, self._dtypes, self._edges):
+        for i, (gi, shape, dtype, (target, _)) in enumerate(
+                zip(result, self._shapes, self._dtypes, self._edges)):
             if gi is None or target is None:
                 out.append(None)
                 continue
-            if gi.shape != shape:
-                gi = F.sum_to(gi, shape)
+            if tuple(gi.shape) != shape:
+                gi = _reduce(self, F, gi, i)
             if getattr(gi, "_data", gi).dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
                 gi = F.astype(gi, dtype)
             out.append(gi)
@@ -199,6 +213,47 @@ class OpNode(Node):
 
 
 _NS: tuple = ()
+_SEQUENCES = (tuple, list)
+
+
+def _input_labels(node: "OpNode") -> list[str]:
+    op = node.op
+    if op.variadic:
+        return [f"{op.inputs[0].lstrip('*')}[{i}]" for i in range(len(node._edges))]
+    return list(op.inputs)
+
+
+def _count_error(node: "OpNode", result: Any) -> BackwardContractError:
+    """A registered VJP that returned the wrong number of gradients (a ``zip`` would
+    silently drop the missing ones and leave an input's ``.grad`` None)."""
+    labels = _input_labels(node)
+    if type(result) in _SEQUENCES:
+        got = f"{len(result)} gradient(s)"
+    else:
+        got = f"a single {type(result).__name__}"
+    return BackwardContractError(
+        f"the VJP of registered op {node.op.name!r} ({node._name}) returned {got} for "
+        f"{len(labels)} input(s) ({', '.join(labels)}): return "
+        + ("one gradient (not a tuple)" if node._single else
+           "a tuple with exactly one gradient per input, None for inputs that get none"))
+
+
+def _reduce(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
+    """Sum a broadcast gradient back to input ``i``'s shape, after checking that it is one:
+    a gradient of any other shape is a wrong VJP (a reshape would silently hide it)."""
+    shape = node._shapes[i]
+    gshape = tuple(gi.shape)
+    try:
+        ok = np.broadcast_shapes(gshape, shape) == gshape
+    except ValueError:
+        ok = False
+    if not ok and [d for d in gshape if d != 1] != [d for d in shape if d != 1]:
+        # (only unit axes differ: the same elements, a reshape is exact)
+        raise BackwardContractError(
+            f"the VJP of registered op {node.op.name!r} ({node._name}) returned a gradient of "
+            f"shape {gshape} for input {i} ({_input_labels(node)[i]}) of shape {shape}: return "
+            f"the input's shape, or a shape that broadcasts to it (the engine sums it back)")
+    return F.sum_to(gi, shape)
 
 
 def _namespaces() -> tuple:
