@@ -35,7 +35,8 @@ __version__ = "0.1.0"
 
 # The checker loads on first access: ``import verigrad`` for the tape alone, or for the
 # pytest plugin, stays light.
-_LAZY = {"check": "checker", "gradcheck": "checker", "CheckReport": "checker",
+_LAZY = {"check": "checker", "gradcheck": "checker", "gradgradcheck": "checker",
+         "CheckReport": "checker",
          "GradcheckError": "checker"}
 
 

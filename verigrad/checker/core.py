@@ -23,6 +23,7 @@ from . import finite_diff as fd
 from .compare import ROUNDING_FACTOR, unit_roundoff
 from .local import FD_SAFETY, LocalFinding, check_nodes
 from .problem import CheckInputError, Problem, make_problem
+from .second_order import extend_report
 from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
 
 __all__ = ["check", "CheckInputError", "DEFAULTS"]
@@ -57,7 +58,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
           atol: float | None = None, eps: float | None = None, use_symbolic: bool = True,
           names: Sequence[str] | None = None, max_rows: int = 16,
           progress: Callable[[str, float], None] | None = None,
-          values: dict[str, Any] | None = None, **named: Any) -> CheckReport:
+          values: dict[str, Any] | None = None, order: int = 1, **named: Any) -> CheckReport:
     """Check the gradients of ``fn`` at ``inputs`` with three opinions and return a report.
 
     ``fn`` is a callable on tensors (a ``Function.apply`` too) with its inputs given
@@ -138,6 +139,8 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     scalar = bool(report.entries) and report.entries[0].output is None
     report.closed_form = lambda: _closed_form(problem, scalar)
     report.seconds = time.perf_counter() - t0
+    if order != 1:  # the double backward of custom Functions: see second_order.py
+        extend_report(report, problem, order, seed, use_symbolic)
     return report
 
 
