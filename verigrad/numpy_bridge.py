@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import ops as O
+from .autograd.grad_mode import _state
 from .registry import REGISTRY, OpDef
 from .tensor import Tensor
 
@@ -266,9 +267,14 @@ def _qualname(func: Any) -> str:
 
 
 def _unrecorded(what: str, why: str, func: Any, args: Any, kwargs: dict) -> Any:
-    """numpy on the plain arrays, as without the protocols; refused while recording."""
-    if _RECORDING.get() and (_needs_grad(args) or _needs_grad(kwargs)):
-        raise Unrecordable(what, why)
+    """numpy on the plain arrays for tensors without gradients; for ones that need them the
+    same refusal as ``np.asarray(tensor)`` (an :class:`Unrecordable` while recording)."""
+    if _state.enabled and (_needs_grad(args) or _needs_grad(kwargs)):
+        if _RECORDING.get():
+            raise Unrecordable(what, why)
+        raise RuntimeError(f"{what} cannot be recorded on the tape ({why}): it would drop the "
+                           f"tensor from the graph; use tensor.detach().numpy() for numpy's "
+                           f"result, or verigrad ops")
     return func(*_plain(args), **_plain(kwargs))
 
 
@@ -302,20 +308,27 @@ def __array_function__(self: Tensor, func: Any, types: tuple, args: tuple, kwarg
     return _unrecorded(_qualname(func), why, func, args, kwargs)
 
 
-_tensor_array = Tensor.__array__
+def _guarded(method: Callable, what: str) -> Callable:
+    """``method`` refused while recording on a tensor that needs its gradient: the value
+    leaves the tape (a float, a list, a plain array) and the reference would miss a term."""
 
+    def guarded(self: Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self._requires_grad and _RECORDING.get() and _state.enabled:
+            raise Unrecordable(what, "the value leaves the tape, and its gradient with it")
+        return method(self, *args, **kwargs)
 
-def __array__(self: Tensor, dtype: Any = None, copy: Any = None) -> np.ndarray:
-    if _RECORDING.get() and self.requires_grad:
-        raise Unrecordable("np.asarray / np.array (the tensor became a plain numpy array)",
-                           "the conversion drops the gradient")
-    return _tensor_array(self, dtype, copy)
+    guarded.__name__ = method.__name__
+    guarded.__doc__ = method.__doc__
+    return guarded
 
 
 def _install() -> None:
     Tensor.__array_ufunc__ = __array_ufunc__
     Tensor.__array_function__ = __array_function__
-    Tensor.__array__ = __array__
+    for name, what in (("__array__", "np.asarray / np.array (the tensor became a numpy array)"),
+                       ("__float__", "float(tensor)"), ("item", "tensor.item()"),
+                       ("tolist", "tensor.tolist()"), ("numpy", "tensor.numpy()")):
+        setattr(Tensor, name, _guarded(getattr(Tensor, name), what))
 
 
 _install()
