@@ -24,6 +24,7 @@ from .ops import (abs, add, bmm, cat, clamp, clone, cos, div, dot, eq, exp, expa
                   prod, reciprocal, relu, reshape, rsub, sigmoid, sin, softmax, softplus, sqrt,
                   squeeze, stack, sub, sum, tan, tanh, transpose, unsqueeze, view, where)
 from . import _methods  # noqa: F401  (binds Tensor methods and operators)
+from . import numpy_bridge  # noqa: F401  (numpy's __array_ufunc__/__array_function__ on Tensor)
 from .tensor import Tensor, as_tensor, tensor
 from .parse import Expression, ExpressionError
 from .expression import build_graph, parse_expression
@@ -36,8 +37,8 @@ __version__ = "0.1.0"
 # The checker loads on first access: ``import verigrad`` for the tape alone, or for the
 # pytest plugin, stays light.
 _LAZY = {"check": "checker", "gradcheck": "checker", "gradgradcheck": "checker",
-         "CheckReport": "checker",
-         "GradcheckError": "checker"}
+         "CheckReport": "checker", "GradcheckError": "checker",
+         "check_grad": "scipy_check", "check_jacobian": "scipy_check"}
 
 
 def __getattr__(name: str):

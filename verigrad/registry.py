@@ -86,6 +86,7 @@ class OpDef:
     keep: frozenset = frozenset()  # input positions the node keeps (what the VJP reads)
     keep_all: bool = False         # a variadic op whose VJP reads its inputs
     node_cls: type = field(default=None, repr=False)  # type: ignore[assignment]
+    numpy: tuple[str, ...] = ()    # the numpy function(s) this op stands for (np.<name>)
 
     @property
     def variadic(self) -> bool:
@@ -101,9 +102,12 @@ class OpDef:
 
 def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = (),
           forward: Callable, vjp: Callable | None, mirror: Callable | None,
-          elementwise: bool = False, domain: Domain | None = None, doc: str = "") -> OpDef:
+          elementwise: bool = False, domain: Domain | None = None, doc: str = "",
+          numpy: str | Sequence[str] | None = None) -> OpDef:
     """Declare an op overload. ``name`` is ``base`` or ``base.overload``; overloads of one
     base are numbered in declaration order, which therefore follows PyTorch's numbering.
+    ``numpy`` names the numpy function(s) the op stands for; by default ``np.<base>`` where
+    numpy has one (``()``: none).
 
     >>> op = REGISTRY["mul"]
     >>> op.grad_fn_name, op.inputs
@@ -132,7 +136,9 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
     domain = domain or Domain()
     if domain.cases is None:
         domain = replace(domain, cases=UNARY_CASES if len(inputs) == 1 else BINARY_CASES)
-    op = OpDef(name=name, base=base, inputs=inputs, params=params, forward=forward, vjp=vjp,
+    if numpy is None:
+        numpy = (base,) if callable(getattr(np, base, None)) else ()
+    op = OpDef(name=name, base=base, numpy=(numpy,) if isinstance(numpy, str) else tuple(numpy), inputs=inputs, params=params, forward=forward, vjp=vjp,
                mirror=mirror, elementwise=elementwise, domain=domain,
                doc=doc, overload_index=index, grad_fn_name=grad_fn_name(base, index),
                saved=tuple(saved), uses_out="out" in uses, uses_needs="needs" in uses,

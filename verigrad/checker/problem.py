@@ -33,6 +33,9 @@ class Problem:
     call: Callable[[list[Any]], Any]    # tensors/values in argument order -> output(s)
     expr: Expression | None = None
     notes: list[str] = field(default_factory=list)
+    # a claimed derivative to check instead of the tape's: (arguments, cotangent rows) ->
+    # rows @ J, J the claimed Jacobian over the flat differentiable inputs (vg.check_grad)
+    claimed: Callable[[list[Any], np.ndarray], np.ndarray] | None = None
 
     @property
     def diff_index(self) -> list[int]:
@@ -159,7 +162,9 @@ def _display_name(fn: Callable) -> str:
 
 def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
                  names: Sequence[str] | None = None) -> Problem:
-    """Normalise ``vg.check``'s arguments."""
+    """Normalise ``vg.check``'s arguments (a ready Problem is used as it is)."""
+    if isinstance(fn, Problem):
+        return fn
     if isinstance(fn, (str, Expression)):
         expr = parse_expression(fn)
         if inputs:

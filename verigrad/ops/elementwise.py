@@ -14,14 +14,16 @@ NONZERO = ((-3.0, -0.3), (0.3, 3.0))
 ANY = ((-2.0, 2.0),)
 
 
-def _unary(name, forward, vjp, mirror, domain=ANY, params=(), cases=None, doc=""):
+def _unary(name, forward, vjp, mirror, domain=ANY, params=(), cases=None, doc="", numpy=None):
     return defop(name, inputs=("x",), params=params, forward=forward, vjp=vjp, mirror=mirror,
-                 elementwise=True, domain=Domain(intervals=(domain,), cases=cases), doc=doc)
+                 elementwise=True, domain=Domain(intervals=(domain,), cases=cases), doc=doc,
+                 numpy=numpy)
 
 
-def _binary(name, forward, vjp, mirror, domain=(ANY, ANY), inputs=("x", "y"), doc=""):
+def _binary(name, forward, vjp, mirror, domain=(ANY, ANY), inputs=("x", "y"), doc="",
+            numpy=None):
     return defop(name, inputs=inputs, forward=forward, vjp=vjp, mirror=mirror, elementwise=True,
-                 domain=Domain(intervals=domain), doc=doc)
+                 domain=Domain(intervals=domain), doc=doc, numpy=numpy)
 
 
 def _cfunctions():
@@ -68,7 +70,7 @@ def _in_range(x, lo, hi):
     return mask
 
 
-NEG = _unary("neg", np.negative, lambda F, g: -g, lambda x: -x)
+NEG = _unary("neg", np.negative, lambda F, g: -g, lambda x: -x, numpy="negative")
 EXP = _unary("exp", np.exp, lambda F, g, out: g * out, lambda x: sp.exp(x))
 LOG = _unary("log", np.log, lambda F, g, x: g / x, lambda x: sp.log(x), POS)
 # SymPy's codegen log1p/expm1: log(1 + x) at 30 digits is 0 for x = 1e-129
@@ -100,7 +102,7 @@ SOFTPLUS = _unary(
 POW_SCALAR_EXP = _unary(
     "pow.Tensor_Scalar", lambda x, exponent: np.power(x, exponent),
     lambda F, g, x, exponent: g * 0 if exponent == 0 else g * exponent * x ** (exponent - 1),
-    lambda x, exponent: x ** exponent, POS, params=("exponent",),
+    lambda x, exponent: x ** exponent, POS, params=("exponent",), numpy="power",
     cases=lambda rng: [(((3,),), {"exponent": 2}), (((2, 3),), {"exponent": -1.5}),
                        (((),), {"exponent": 0.5}), (((2,),), {"exponent": 3})])
 CLAMP_TENSOR = defop(
@@ -110,20 +112,22 @@ CLAMP_TENSOR = defop(
         g * _in_range(x, min, max),
         None if min is None else g * (x < min),
         None if max is None else g * (x > max)),
-    mirror=_clamp_mirror, elementwise=True,
+    mirror=_clamp_mirror, elementwise=True, numpy="clip",
     domain=Domain(intervals=(ANY, ((-2.0, -0.5),), ((0.5, 2.0),)),
                   cases=lambda rng: [(((3,), (3,), (3,)), {}), (((2, 3), (3,), ()), {})]))
 CLAMP = _unary("clamp", _clamp, lambda F, g, x, min, max: g * _in_range(x, min, max),
                _clamp_mirror, ((-2.0, -1.1), (-0.9, 0.9), (1.1, 2.0)), params=("min", "max"),
+               numpy="clip",
                cases=lambda rng: [(((5,),), {"min": -1.0, "max": 1.0}),
                                   (((2, 3),), {"min": -1.0, "max": None}),
                                   (((),), {"min": None, "max": 1.0})])
 
 ADD = _binary("add", np.add, lambda F, g: (g, g), operator.add)
-SUB = _binary("sub", np.subtract, lambda F, g: (g, -g), operator.sub)
-MUL = _binary("mul", np.multiply, lambda F, g, x, y: (g * y, g * x), operator.mul)
+SUB = _binary("sub", np.subtract, lambda F, g: (g, -g), operator.sub, numpy="subtract")
+MUL = _binary("mul", np.multiply, lambda F, g, x, y: (g * y, g * x), operator.mul,
+              numpy="multiply")
 DIV = _binary("div", np.true_divide, lambda F, g, x, y: (g / y, -g * x / (y * y)),
-              operator.truediv, (ANY, NONZERO))
+              operator.truediv, (ANY, NONZERO), numpy="divide")
 RSUB_TENSOR = _binary("rsub.Tensor", lambda x, y: y - x, lambda F, g: (-g, g),
                       lambda x, y: y - x)
 RSUB_SCALAR = _unary("rsub.Scalar", lambda x, other: other - x, lambda F, g: -g,
@@ -134,7 +138,7 @@ POW_TENSOR = _binary(
     lambda F, g, x, y, out: (
         g * y * x ** (y - 1),
         g * F.where((x == 0) * (y >= 0), 0, out * F.log(x))),
-    operator.pow, (POS, ANY))
+    operator.pow, (POS, ANY), numpy="power")
 
 
 def _pow_scalar_base_vjp(F, g, x, out, base):
@@ -146,7 +150,7 @@ def _pow_scalar_base_vjp(F, g, x, out, base):
 
 POW_SCALAR_BASE = _unary(
     "pow.Scalar", lambda x, base: np.power(base, x), _pow_scalar_base_vjp,
-    lambda x, base: base ** x, params=("base",),
+    lambda x, base: base ** x, params=("base",), numpy="power",
     cases=lambda rng: [(((3,),), {"base": 2.0}), (((2, 2),), {"base": 0.5})])
 MAXIMUM = _binary("maximum", np.maximum,
                   lambda F, g, x, y: (g * (x > y) + 0.5 * g * (x == y),
@@ -168,8 +172,9 @@ WHERE = defop(
 
 
 def _comparison(name, forward, mirror):
+    # the numpy function is the forward itself (np.greater for gt)
     return defop(name, inputs=("x", "y"), forward=forward, vjp=None, mirror=mirror,
-                 elementwise=True, domain=Domain(intervals=(ANY, ANY)))
+                 elementwise=True, domain=Domain(intervals=(ANY, ANY)), numpy=forward.__name__)
 
 
 GT = _comparison("gt", np.greater, lambda x, y: sp.StrictGreaterThan(x, y))

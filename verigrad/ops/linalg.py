@@ -24,13 +24,13 @@ def _mirror_dot(u, v):
     return _obj_reduce(np.asarray(u, dtype=object) * np.asarray(v, dtype=object), None, False, sp.Add)
 
 
-MM = defop("mm", inputs=("x", "y"), forward=np.matmul,
+MM = defop("mm", inputs=("x", "y"), forward=np.matmul, numpy="matmul",
            vjp=lambda F, g, x, y, needs: (g @ F.mT(y) if needs[0] else None,
                                           F.mT(x) @ g if needs[1] else None),
            mirror=_mirror_mm,
            domain=Domain(intervals=(((-2.0, 2.0),),),
                          cases=lambda rng: [(((2, 3), (3, 4)), {}), (((1, 1), (1, 3)), {})]))
-MV = defop("mv", inputs=("x", "y"), forward=np.matmul,
+MV = defop("mv", inputs=("x", "y"), forward=np.matmul, numpy="matmul",
            vjp=lambda F, g, x, y, needs: (F.expand_dims(g, -1) * y if needs[0] else None,
                                           F.mT(x) @ g if needs[1] else None),
            mirror=_mirror_mv,
@@ -38,7 +38,7 @@ MV = defop("mv", inputs=("x", "y"), forward=np.matmul,
 DOT = defop("dot", inputs=("x", "y"), forward=np.dot, vjp=lambda F, g, x, y: (g * y, g * x),
             mirror=_mirror_dot,
             domain=Domain(intervals=(((-2.0, 2.0),),), cases=lambda rng: [(((4,), (4,)), {})]))
-BMM = defop("bmm", inputs=("x", "y"), forward=np.matmul,
+BMM = defop("bmm", inputs=("x", "y"), forward=np.matmul, numpy="matmul",
             vjp=lambda F, g, x, y, needs: (g @ F.mT(y) if needs[0] else None,
                                            F.mT(x) @ g if needs[1] else None),
             mirror=_mirror_mm,

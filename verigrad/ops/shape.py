@@ -14,10 +14,10 @@ def _cases(*cs):
     return Domain(intervals=(((-2.0, 2.0),),), cases=lambda rng: list(cs))
 
 
-def _shape_op(name, forward, cases, params, vjp=None, inputs=("x",)):
+def _shape_op(name, forward, cases, params, vjp=None, inputs=("x",), numpy=None):
     vjp = vjp or (lambda F, g, shapes: F.reshape(g, shapes[0]))
     return defop(name, inputs=inputs, params=params, forward=forward, vjp=vjp, mirror=forward,
-                 domain=_cases(*cases))
+                 domain=_cases(*cases), numpy=numpy)
 
 
 def _view(x, shape):
@@ -72,21 +72,25 @@ def _split(F, g, dim, shapes):
 
 
 VIEW = _shape_op("view", _view, [(((2, 3),), {"shape": (3, 2)}), (((4,),), {"shape": (2, 2)})],
-                 ("shape",))
-UNSAFE_VIEW = _shape_op("_unsafe_view", _reshape, [(((2, 3),), {"shape": (6,)})], ("shape",))
+                 ("shape",), numpy="reshape")
+UNSAFE_VIEW = _shape_op("_unsafe_view", _reshape, [(((2, 3),), {"shape": (6,)})], ("shape",),
+                        numpy="reshape")
 # x[...] and x[:, :] in PyTorch: a new view of the whole tensor
 ALIAS = _shape_op("alias", lambda x: np.asarray(x).view(), [(((2, 3),), {})], (),
                   lambda F, g: g)
 CLONE = defop("clone", forward=np.copy, vjp=lambda F, g: g, mirror=np.copy, domain=_cases(
-    (((2, 3),), {})))
+    (((2, 3),), {})), numpy="copy")
 TRANSPOSE = _shape_op("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
                       [(((2, 3),), {"dim0": 0, "dim1": 1}), (((2, 3, 4),), {"dim0": -1, "dim1": 0})],
-                      ("dim0", "dim1"), lambda F, g, dim0, dim1: F.swapaxes(g, dim0, dim1))
+                      ("dim0", "dim1"), lambda F, g, dim0, dim1: F.swapaxes(g, dim0, dim1),
+                      numpy="swapaxes")
 PERMUTE = _shape_op("permute", lambda x, dims: np.transpose(x, dims),
                     [(((2, 3, 4),), {"dims": (2, 0, 1)}), (((2, 3),), {"dims": (1, 0)})], ("dims",),
-                    lambda F, g, dims: F.transpose(g, tuple(np.argsort([d % len(dims) for d in dims]))))
+                    lambda F, g, dims: F.transpose(g, tuple(np.argsort([d % len(dims) for d in dims]))),
+                    numpy="transpose")
 UNSQUEEZE = _shape_op("unsqueeze", lambda x, dim: np.expand_dims(x, dim),
-                      [(((3,),), {"dim": 0}), (((2, 3),), {"dim": -1})], ("dim",))
+                      [(((3,),), {"dim": 0}), (((2, 3),), {"dim": -1})], ("dim",),
+                      numpy="expand_dims")
 # PyTorch's overloads: squeeze() 0, squeeze(dim) 1, squeeze(dims) 2
 SQUEEZE = _shape_op("squeeze", lambda x: np.squeeze(x), [(((1, 3, 1),), {})], ())
 SQUEEZE_DIM = _shape_op("squeeze.dim", lambda x, dim: _squeeze_dims(x, (dim,)),
@@ -96,11 +100,11 @@ SQUEEZE_DIMS = _shape_op("squeeze.dims", _squeeze_dims, [(((1, 3, 1),), {"dims":
 EXPAND = _shape_op("expand", lambda x, size: np.broadcast_to(x, size),
                    [(((3,),), {"size": (2, 3)}), (((2, 1),), {"size": (2, 4)})], ("size",),
                    # the engine sums a broadcast gradient back to the input's shape
-                   lambda F, g: g)
+                   lambda F, g: g, numpy="broadcast_to")
 CAT = defop("cat", inputs=("*tensors",), params=("dim",),
             forward=lambda *tensors, dim: np.concatenate(tensors, axis=dim),
             vjp=lambda F, g, dim, shapes: _split(F, g, dim % len(shapes[0]), shapes),
-            mirror=lambda *tensors, dim: np.concatenate(tensors, axis=dim),
+            mirror=lambda *tensors, dim: np.concatenate(tensors, axis=dim), numpy="concatenate",
             domain=_cases((((2,), (3,)), {"dim": 0}), (((2, 2), (2, 1), (2, 3)), {"dim": 1})))
 STACK = defop("stack", inputs=("*tensors",), params=("dim",),
               forward=lambda *tensors, dim: np.stack(tensors, axis=dim),
@@ -110,7 +114,8 @@ STACK = defop("stack", inputs=("*tensors",), params=("dim",),
               domain=_cases((((2,), (2,)), {"dim": 0}), (((2, 3), (2, 3), (2, 3)), {"dim": -1})))
 SELECT = _shape_op("select", _select, [(((3,),), {"dim": 0, "index": 1}),
                                         (((2, 3),), {"dim": 1, "index": -1})], ("dim", "index"),
-                   lambda F, g, dim, index, shapes: F.select_backward(g, shapes[0], dim, index))
+                   lambda F, g, dim, index, shapes: F.select_backward(g, shapes[0], dim, index),
+                   numpy=())  # np.select is another function (choices by conditions)
 SLICE = _shape_op("slice", _slice, [(((5,),), {"dim": 0, "start": 1, "stop": 4, "step": 2}),
                                      (((2, 4),), {"dim": 1, "start": None, "stop": -1, "step": None})],
                   ("dim", "start", "stop", "step"),

@@ -1,0 +1,79 @@
+"""vg.check_grad in scipy's convention: scipy's own functions pass, mutants are named."""
+import numpy as np
+import pytest
+
+import verigrad as vg
+
+so = pytest.importorskip("scipy.optimize")
+X0 = np.array([1.3, 0.7, 0.8, 1.9, 1.2])
+
+
+def rosen(x):  # scipy's formula, without scipy's np.asarray
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2.0) ** 2.0 + (1 - x[:-1]) ** 2.0, axis=0)
+
+
+def test_scipy_rosen_passes():
+    r = vg.check_grad(rosen, so.rosen_der, X0, hess=so.rosen_hess, nearby=1)
+    assert r.verdict == "pass"
+
+
+def test_scipy_own_rosen_falls_back_with_a_note():
+    r = vg.check_grad(so.rosen, so.rosen_der, X0, nearby=0)
+    assert r.verdict == "pass"
+    assert any("np.asarray" in n and "finite differences" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("delta", [1e-3, 1e-7])
+def test_wrong_entry_is_named(delta):
+    def jac(x):
+        g = so.rosen_der(x)
+        g[2] += delta
+        return g
+
+    r = vg.check_grad(rosen, jac, X0, nearby=0)
+    assert r.verdict == "fail"
+    assert [e.label for e in r.entries if e.status == "fail"] == ["x[2]"]
+    assert r.culprit.grad_fn == "jac"
+
+
+def test_wrong_hess_is_blamed_not_jac():
+    def hess(x):
+        h = so.rosen_hess(x)
+        h[0, 1] += 1.0
+        return h
+
+    r = vg.check_grad(rosen, so.rosen_der, X0, hess=hess, nearby=0)
+    assert r.verdict == "fail"
+    assert [c.grad_fn for c in r.culprits] == ["hess"]
+    assert "H[0, 1]" in [e.label for e in r.entries if e.status == "fail"]
+
+
+def residuals(x):
+    return np.stack([x[0] ** 2 + x[1], np.sin(x[0]) * x[1] - x[2], 3e7 * x[1] ** 2 * x[2]])
+
+
+def jacobian(x):
+    return np.array([[2 * x[0], 1.0, 0.0], [np.cos(x[0]) * x[1], np.sin(x[0]), -1.0],
+                     [0.0, 6e7 * x[1] * x[2], 3e7 * x[1] ** 2]])
+
+
+def test_jacobian_and_stiff_terms_pass():
+    assert vg.check_jacobian(residuals, jacobian, [0.3, 2.0, 0.5], nearby=1).verdict == "pass"
+
+
+def test_transposed_jacobian_is_named():
+    r = vg.check_jacobian(residuals, lambda x: jacobian(x).T, [0.3, 2.0, 0.5], nearby=0)
+    assert r.verdict == "fail"
+    assert any("transpose" in n for n in r.notes)
+
+
+def test_wrong_sign_row_is_named():
+    def jac(x):
+        J = jacobian(x)
+        J[1] *= -1
+        return J
+
+    r = vg.check_jacobian(residuals, jac, [0.3, 2.0, 0.5], nearby=0)
+    assert r.verdict == "fail"
+    assert any("[1]" in n and "sign" in n for n in r.notes)
+    assert all(e.label.startswith("d fun[1]") for e in r.entries if e.status == "fail")
