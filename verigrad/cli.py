@@ -32,9 +32,12 @@ import os
 import re
 import sys
 import threading
+import warnings
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
+
+from .checker.options import MAX_NEARBY, MAX_SEED, backend_warning
 
 __all__ = ["main", "parse_values", "slug", "EXIT_CODES", "UsageError"]
 
@@ -79,6 +82,28 @@ def _numbers_only(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+#: at most this many nested levels of brackets in one --at value (numpy's arrays stop at 64
+#: dimensions; deeper text is a typo, and would only exhaust Python's recursion limit)
+MAX_DEPTH = 32
+
+
+def _depth(text: str) -> int:
+    """How deeply the brackets of ``text`` nest (counted without parsing it)."""
+    depth = deepest = 0
+    for c in text:
+        if c == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == "]":
+            depth -= 1
+    return deepest
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 12]}...{text[-6:]} " \
+        f"({len(text)} characters)"
+
+
 def parse_values(items: Sequence[str], dtype: str = "float64") -> dict[str, Any]:
     """``["x=2", "A=[[1,2],[3,4]]"]`` -> ``{"x": array(2.), "A": array(...)}`` (JSON values,
     never evaluated), in ``dtype``.
@@ -94,28 +119,41 @@ def parse_values(items: Sequence[str], dtype: str = "float64") -> dict[str, Any]
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise UsageError(f"--at {item!r}: expected NAME=VALUE, {examples}")
+            raise UsageError(f"--at {_shorten(item)!r}: expected NAME=VALUE, {examples}")
         if not name.isidentifier():
-            raise UsageError(f"--at {item!r}: {name!r} is not a valid input name")
+            raise UsageError(f"--at {_shorten(item)!r}: {_shorten(name)!r} is not a valid "
+                             f"input name")
         if name in values:
             raise UsageError(f"--at: {name} is given twice")
+        shown = f"--at {name}={_shorten(text)}"
+        if _depth(text) > MAX_DEPTH:
+            raise UsageError(f"{shown}: the brackets nest {_depth(text)} deep; at most "
+                             f"{MAX_DEPTH} levels ({examples})")
         try:
             raw = json.loads(text, parse_constant=_reject_constant)
-        except ValueError:
-            raise UsageError(f"--at {name}={text}: not a JSON number or array of numbers "
+        except (ValueError, RecursionError) as e:
+            if "digits" in str(e):   # Python refuses integers of over 4300 digits
+                raise UsageError(f"{shown}: the number is too large for {dtype} (at most "
+                                 f"{float(np.finfo(dtype).max):.4g})") from None
+            raise UsageError(f"{shown}: not a JSON number or array of numbers "
                              f"({examples})") from None
         if not _numbers_only(raw):
-            raise UsageError(f"--at {name}={text}: only numbers and arrays of numbers are "
+            raise UsageError(f"{shown}: only numbers and arrays of numbers are "
                              f"values ({examples})")
         try:
-            arr = np.array(raw, dtype=dtype)
+            with np.errstate(all="ignore"):   # an overflow is refused below, in one line
+                arr = np.array(raw, dtype=dtype)
+        except OverflowError:
+            raise UsageError(f"{shown}: the number is too large for {dtype} (at most "
+                             f"{float(np.finfo(dtype).max):.4g})") from None
         except ValueError:
-            raise UsageError(f"--at {name}={text}: the nested lists are not a rectangular "
+            raise UsageError(f"{shown}: the nested lists are not a rectangular "
                              f"array (every row needs the same length)") from None
         if arr.size == 0:
-            raise UsageError(f"--at {name}={text}: the array is empty")
+            raise UsageError(f"{shown}: the array is empty")
         if not np.all(np.isfinite(arr)):
-            raise UsageError(f"--at {name}={text}: values must be finite in {dtype}")
+            raise UsageError(f"{shown}: values must be finite in {dtype} (at most "
+                             f"{float(np.finfo(dtype).max):.4g} in magnitude)")
         values[name] = arr
     return values
 
@@ -149,7 +187,10 @@ def _load_function(file: str, attr: str) -> Callable:
     try:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's file, reported in a line
-        raise UsageError(f"{file}: importing it raised {type(e).__name__}: {e}") from None
+        from .checker.problem import _where
+
+        raise UsageError(f"{file}: importing it raised {type(e).__name__}: {e}"
+                         f"{_where(e)}") from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -271,16 +312,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="an expression, or a function of tensors in a Python file")
         p.add_argument("--at", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
                        help="the point: a JSON number or array per input")
-        p.add_argument("--seed", type=int, default=0, help="seed of every random choice "
-                       "(default 0)")
+        p.add_argument("--seed", type=_seed, default=0, help="seed of every random choice, "
+                       "a whole number >= 0 (default 0)")
         p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                        help="dtype the inputs are built in (default float64)")
         p.add_argument("--rtol", type=_nonneg, default=None, help="relative tolerance, "
                        "replacing the derived one (tape vs reference: atol + rtol*|ref|)")
         p.add_argument("--atol", type=_nonneg, default=None, help="absolute tolerance, "
                        "replacing the derived one")
-        p.add_argument("--nearby", type=_count, default=3, help="seeded nearby points also "
-                       "checked (default 3)")
+        p.add_argument("--nearby", type=_nearby, default=3, help="seeded nearby points also "
+                       f"checked, 0 to {MAX_NEARBY} (default 3)")
 
     check = sub.add_parser("check", help="check and print a summary", epilog=_EPILOG,
                            allow_abbrev=False,
@@ -311,14 +352,22 @@ def _nonneg(text: str) -> float:
     return v
 
 
-def _count(text: str) -> int:
+def _whole(text: str, high: int) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+        raise argparse.ArgumentTypeError(f"{_shorten(text)!r} is not a whole number") from None
+    if not 0 <= v <= high:
+        raise argparse.ArgumentTypeError(f"{_shorten(text)!r} is out of range: use 0 to {high}")
     return v
+
+
+def _seed(text: str) -> int:
+    return _whole(text, MAX_SEED)
+
+
+def _nearby(text: str) -> int:
+    return _whole(text, MAX_NEARBY)
 
 
 def _run_check(args: argparse.Namespace, progress: Callable) -> tuple[Any, str]:
@@ -373,7 +422,9 @@ def _run_check(args: argparse.Namespace, progress: Callable) -> tuple[Any, str]:
     except Exception as e:  # noqa: BLE001 - the user's code failed: one line, exit 2
         if os.environ.get("VERIGRAD_DEBUG"):
             raise
-        raise UsageError(f"the check could not run: {type(e).__name__}: {e} (set "
+        from .checker.problem import _where
+
+        raise UsageError(f"the check could not run: {type(e).__name__}: {e}{_where(e)} (set "
                          f"VERIGRAD_DEBUG=1 for the traceback)") from None
 
 
@@ -396,7 +447,12 @@ def _main(argv: Sequence[str] | None) -> int:
                              f"(comma-separated)")
         if args.out is not None:
             _writable(args.out)   # before a long check, not after
-    with _Progress(sys.stderr) as progress:
+    warning = backend_warning()
+    if warning:
+        print(f"verigrad: warning: {warning}", file=sys.stderr)
+    with _Progress(sys.stderr) as progress, warnings.catch_warnings():
+        # said once above; the check would warn again
+        warnings.filterwarnings("ignore", message=re.escape(warning or "") + "$")
         report, name = _run_check(args, progress)
     code = EXIT_CODES.get(report.verdict, USAGE)
     if args.command == "check":
@@ -427,8 +483,13 @@ def _writable(directory: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``verigrad`` command with ``argv`` (default ``sys.argv[1:]``); returns the
     exit status: 0 pass, 1 fail, 2 usage error or bad input, 3 inconclusive."""
+    import numpy as np
+
     try:
-        return _main(argv)
+        # the check reports overflow, nan and division by zero in its own words; numpy's
+        # RuntimeWarnings (from the user's function at probe points) would only repeat them
+        with np.errstate(all="ignore"):
+            return _main(argv)
     except UsageError as e:
         print(f"verigrad: error: {e}", file=sys.stderr)
         return USAGE

@@ -177,9 +177,11 @@ class GradcheckFixture:
         report_format = opts.pop("report_format", None)
         check_opts = {k: v for k, v in opts.items() if v is not None or k not in _SETTINGS}
 
-        report = verigrad.check(fn, *inputs, **check_opts)
+        number = len(self.reports) + 1
+        report, problem = _run(verigrad, fn, inputs, check_opts)
+        if problem:  # failed outside the except block: no chained traceback in the message
+            pytest.fail(f"gradcheck {number}: {problem}", pytrace=False)
         self.reports.append(report)
-        number = len(self.reports)
         saved = _save(report, report_dir, report_format, self._item.nodeid, number) \
             if report_dir else None
 
@@ -217,6 +219,23 @@ class GradcheckFixture:
         records = self._item.stash.setdefault(_records_key, [])
         records.append(_Record(number, report.verdict, _details(report, number, check_opts,
                                                                 saved)))
+
+
+def _run(verigrad: Any, fn: Any, inputs: tuple, options: dict[str, Any]
+         ) -> tuple[Any, str | None]:
+    """``verigrad.check``, and the one line that says why it could not run (bad input, or
+    the user's code raising: then where in the user's file)."""
+    from verigrad.checker.problem import _where
+    from verigrad.errors import VerigradError
+    from verigrad.parse import ExpressionError
+
+    try:
+        return verigrad.check(fn, *inputs, **options), None
+    except (ValueError, TypeError, ExpressionError, VerigradError) as e:
+        # CheckInputError is a ValueError; an ExpressionError's caret block is its message
+        return None, f"{e}{_where(e)}"
+    except Exception as e:  # noqa: BLE001 - the user's code (a backward, say) raised
+        return None, f"the check could not run: {type(e).__name__}: {e}{_where(e)}"
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from ..tensor import Tensor, tensor
 from . import finite_diff as fd
 from .compare import ROUNDING_FACTOR, unit_roundoff
 from .local import FD_SAFETY, LocalFinding, check_nodes
+from .options import validate_options
 from .problem import CheckInputError, Problem, make_problem
 from .second_order import extend_report
 from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
@@ -77,6 +78,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     >>> report.verdict, report.ok
     ('pass', True)
     """
+    validate_options(**{k: v for k, v in locals().items() if k not in ("fn", "inputs")})
     t0 = time.perf_counter()
     problem = make_problem(fn, inputs, {**named, **(values or {})}, names)
     opts = dict(DEFAULTS, seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps,

@@ -79,8 +79,12 @@ class Problem:
         except CheckInputError:
             raise
         except Exception as e:  # the user's function failed at this point: say where
-            raise CheckInputError(f"{self.expression} raised {type(e).__name__}: {e}") from e
+            raise CheckInputError(f"{self.expression} raised {type(e).__name__}: {e}"
+                                  f"{_where(e)}") from e
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if not outs:
+            raise CheckInputError(f"{self.expression} returned an empty "
+                                  f"{type(out).__name__}: return the tensor(s) to check")
         for k, o in enumerate(outs):
             if not isinstance(o, Tensor):
                 raise CheckInputError(f"{self.expression} must return tensors, but output {k} "
@@ -203,6 +207,7 @@ def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
     if not inputs:
         raise CheckInputError("vg.check(fn, *inputs) needs at least one input")
     arg_names = list(names) if names is not None else _param_names(fn, len(inputs))
+    _check_names(arg_names, len(inputs), names is not None)
     kinds, vals, dtypes = [], [], []
     for name, v in zip(arg_names, inputs):
         # tensors keep their requires_grad (as in torch's gradcheck); numbers, lists and
@@ -226,6 +231,40 @@ def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
                               "arrays, or tensors with requires_grad=True")
     return Problem(expression=_display_name(fn), names=arg_names, kinds=kinds, values=vals,
                    user_dtypes=dtypes, call=lambda args: fn(*args))
+
+
+def _check_names(names: list[str], n: int, given: bool) -> None:
+    """One name per input, no name twice (the report keys entries by name)."""
+    if given and len(names) != n:
+        raise CheckInputError(f"names={names!r} has {len(names)} name(s) for {n} input(s): "
+                              f"give one name per input")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise CheckInputError(f"input name {name!r} is used twice in names={names!r}: "
+                                  f"give each input its own name")
+        seen.add(name)
+
+
+def _where(e: BaseException) -> str:
+    """`` (at file.py:12 in f)``: the deepest frame of the user's own code in ``e``'s
+    traceback (not verigrad's, not an installed library's), or ``""`` if there is none."""
+    import os
+    import sysconfig
+    import traceback
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    libraries = tuple({os.path.abspath(p) + os.sep for key in ("stdlib", "platstdlib",
+                                                              "purelib", "platlib")
+                       if (p := sysconfig.get_paths().get(key))})
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if not os.path.abspath(f.filename).startswith(package)
+              and not os.path.abspath(f.filename).startswith(libraries)
+              and not f.filename.startswith("<frozen")]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" (at {f.filename}:{f.lineno} in {f.name})"
 
 
 def _functions() -> dict[str, Any]:

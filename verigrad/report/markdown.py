@@ -194,12 +194,15 @@ def latex_text(text: str) -> str:
     table = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
              "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}",
              "<": r"\textless{}", ">": r"\textgreater{}"}
-    return "".join(table.get(c, c) for c in text)
+    return "".join(table.get(c, c) for c in " ".join(text.splitlines()))
 
 
 def safe_latex(latex: str) -> str:
     """LaTeX from SymPy, with ``<``, ``>`` and ``&`` (markup in Markdown/HTML, and only ever
     from odd symbol names here) replaced by LaTeX commands."""
+    # `$` would end the `$$` block and a blank line the paragraph: neither is ever SymPy's
+    # own, only an odd input name's
+    latex = " ".join(latex.replace("$", r"\$").split("\n"))
     return latex.replace("&", r"\&").replace("<", r"\lt ").replace(">", r"\gt ")
 
 
