@@ -18,6 +18,9 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import verigrad.parse as parse_module
+import verigrad.parsing.convert as parsing_convert
+import verigrad.parsing.errors as parsing_errors
+import verigrad.parsing.ir as parsing_ir
 from verigrad.parse import (
     ALIASES,
     ALLOWED_KEYWORDS,
@@ -233,7 +236,8 @@ def test_module_constants():
     )
     assert dict(ALIASES) == {"ln": "log"}
     assert dict(CONSTANTS) == {"pi": math.pi, "e": math.e}
-    assert ALLOWED_KEYWORDS == frozenset({"dim", "keepdim", "min", "max"})
+    # the params of the expression functions' rows: reductions, clamp's bounds, softplus's
+    assert ALLOWED_KEYWORDS == frozenset({"dim", "keepdim", "min", "max", "beta", "threshold"})
     assert (MAX_LENGTH, MAX_NODES, MAX_DEPTH, MAX_EXPONENT) == (2000, 500, 200, 1000)
 
 
@@ -291,7 +295,7 @@ HOSTILE = [
     ("x.y(1)", "attribute access is not allowed", 1, 3),
     ("sin(*x)", "starred arguments", 4, 6),
     ("sin(**x)", "keyword unpacking (**x) is not allowed", 4, 7),
-    ("sum(x, axis=0)", "unknown keyword 'axis'; allowed keywords: dim, keepdim, max, min", 7, 11),
+    ("sum(x, axis=0)", "unknown keyword 'axis'; allowed keywords: beta, dim, keepdim, max, min, threshold", 7, 11),
     ("sum(x, dim=y)", "keyword 'dim' must be an integer or a tuple of integers", 11, 12),
     ("sum(x, dim=[0])", "keyword 'dim' must be", 11, 14),
     ("sum(x, dim=())", "keyword 'dim' must be", 11, 13),
@@ -448,7 +452,13 @@ def test_ir_constructors_validate():
     with pytest.raises(ValueError):
         BinOp("//", Var("x"), Num(2))
     with pytest.raises(ValueError):
-        Call("sum", (Var("x"),), (("axis", 0),))
+        Call("sum", (Var("x"),), (("_axis", 0),))
+    with pytest.raises(ValueError):
+        Call("sum", (Var("x"),), (("keepdim", 0),))
+    # which keywords exist is the parser's vocabulary, not the IR's
+    assert Call("sum", (Var("x"),), (("axis", 0),)).kwargs == (("axis", 0),)
+    with pytest.raises(ExpressionError, match="unknown keyword 'axis'"):
+        parse("sum(x, axis=0)")
     assert Num(np.float64(1.5)).value.__class__ is float
     assert Call("sum", [Var("x")], [("dim", [0, 1])]).kwargs == (("dim", (0, 1)),)
 
@@ -485,29 +495,39 @@ def test_no_warnings_leak():
             parse(text)
 
 
-def test_module_is_a_safe_leaf():
-    source = Path(parse_module.__file__).read_text()
+_PARTS = [parsing_errors, parsing_ir, parsing_convert]
+
+
+@pytest.mark.parametrize("module", [parse_module] + _PARTS, ids=lambda m: m.__name__)
+def test_modules_are_safe(module):
+    """No evaluation anywhere; the parser's parts import only the standard library and each
+    other, and verigrad.parse adds only the registry (its vocabulary)."""
+    source = Path(module.__file__).read_text()
     tree = ast.parse(source)
     banned = {"eval", "exec", "compile", "sympify", "parse_expr", "__import__", "getattr", "importlib"}
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not names & banned
+    siblings = {"errors", "ir", "convert"} if module in _PARTS else {"parsing.errors", "parsing.ir",
+                                                                    "parsing.convert", "registry"}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports: parse.py is a leaf"
+            if node.level:
+                assert node.level == 1 and node.module in siblings, node.module
+                continue
             modules = [node.module or ""]
         else:
             continue
-        for module in modules:
-            root = module.split(".")[0]
-            assert root == "__future__" or root in sys.stdlib_module_names, module
+        for module_name in modules:
+            root = module_name.split(".")[0]
+            assert root == "__future__" or root in sys.stdlib_module_names, module_name
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(parse_module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 5
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS) for m in [parse_module] + _PARTS]
+    assert sum(r.failed for r in results) == 0 and sum(r.attempted for r in results) > 5
 
 
 # ---------------------------------------------------------------------------
@@ -538,6 +558,9 @@ kwarg_values = {
     "min": st.one_of(st.integers(-10, 10), st.floats(-1e3, 1e3, allow_nan=False)),
     "max": st.one_of(st.integers(-10, 10), st.floats(-1e3, 1e3, allow_nan=False)),
 }
+_NUMBER = st.one_of(st.integers(-10, 10), st.floats(-1e3, 1e3, allow_nan=False))
+# every other keyword (beta, threshold...) takes a number
+kwarg_values.update({k: _NUMBER for k in ALLOWED_KEYWORDS if k not in kwarg_values})
 kwargs = st.lists(st.sampled_from(sorted(ALLOWED_KEYWORDS)), unique=True, max_size=2).flatmap(
     lambda keys: st.tuples(*[st.tuples(st.just(k), kwarg_values[k]) for k in keys])
 )

@@ -9,6 +9,8 @@ graph, and finite differences, compared by a checker that names the faulty op.
 >>> y.backward(); x.grad
 tensor(4.)
 """
+import sys as _sys
+
 from . import autograd
 from ._dtype import (bool, complex64, complex128, dtype, float16, float32, float64,  # noqa: A004
                      get_default_dtype, int8, int16, int32, int64, set_default_dtype, uint8)
@@ -18,11 +20,10 @@ from .creation import (Generator, arange, empty, eye, from_numpy, full, full_lik
 from .errors import (BackwardContractError, DtypeGradError, GraphFreedError, InplaceOnLeafError,
                      NoGradFnError, NonScalarBackwardError, SavedTensorModifiedError, ShapeError,
                      VerigradError)
-from .ops import (abs, add, bmm, cat, clamp, clone, cos, div, dot, eq, exp, expand,  # noqa: A004
-                  expm1, flatten, ge, getitem, gt, le, log, log1p, log_softmax, logsumexp, lt,
-                  matmul, max, maximum, mean, min, minimum, mm, mul, mv, ne, neg, permute, pow,
-                  prod, reciprocal, relu, reshape, rsub, sigmoid, sin, softmax, softplus, sqrt,
-                  squeeze, stack, sub, sum, tan, tanh, transpose, unsqueeze, view, where)
+from . import ops
+# vg.exp, vg.sum, ...: every public op function, from the registry's faces (and kept in step
+# with them: an op declared later appears here too)
+ops.bind(_sys.modules[__name__], "function")
 from . import _methods  # noqa: F401  (binds Tensor methods and operators)
 from . import numpy_bridge  # noqa: F401  (numpy's __array_ufunc__/__array_function__ on Tensor)
 from .tensor import Tensor, as_tensor, tensor

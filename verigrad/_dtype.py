@@ -8,9 +8,6 @@ import numpy as np
 __all__ = ["dtype", "float16", "float32", "float64", "complex64", "complex128", "int8", "int16",
            "int32", "int64", "uint8", "bool", "get_default_dtype", "set_default_dtype", "to_numpy_dtype"]
 
-_py_bool = bool
-
-
 class dtype:
     """A tensor element type: ``verigrad.float32`` prints as it does in PyTorch (``torch.float32``)."""
 

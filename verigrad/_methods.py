@@ -1,4 +1,9 @@
-"""Tensor methods and operators: thin bindings to the public op functions."""
+"""Tensor methods and operators: thin bindings to the public op functions.
+
+The methods named after ops (``x.exp()``, ``x.sum(dim=0)``) come from the registry's faces
+(``Face.on("method")``) and follow it as ops are declared; the operators and the few methods
+that are not ops (``argmax``, ``double``...) are bound here.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,14 +12,6 @@ import numpy as np
 
 from . import ops as O
 from .tensor import Tensor, _wrap
-
-_SAME_NAME = ["neg", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-              "sigmoid", "relu", "reciprocal", "pow", "clamp", "add", "sub", "mul", "div",
-              "maximum", "minimum", "sum", "mean", "prod", "max", "min", "logsumexp", "softmax",
-              "log_softmax", "matmul", "mm", "mv", "dot", "bmm", "reshape", "view", "transpose",
-              "permute", "unsqueeze", "squeeze", "expand", "flatten", "clone", "to", "gt", "ge",
-              "lt", "le", "eq", "ne"]
-
 
 def _bool_op(fn):
     def method(self: Tensor, other: Any = None) -> Tensor:
@@ -35,16 +32,13 @@ def _mT(self: Tensor) -> Tensor:
 
 
 def _install() -> None:
-    for name in _SAME_NAME:
-        setattr(Tensor, name, getattr(O, name))
+    O.bind(Tensor, "method")
     T = Tensor
-    T.clip = O.clamp
     T.where = lambda self, condition, other: O.where(condition, self, other)
     T.double = lambda self: O.to(self, "float64")
     T.float = lambda self: O.to(self, "float32")
     T.type_as = lambda self, other: O.to(self, other.dtype)
     T.contiguous = lambda self: self
-    T.softplus = O.softplus
     T.square = lambda self: O.pow(self, 2)
     T.argmax = lambda self, dim=None, keepdim=False: _wrap(np.asarray(
         np.argmax(self._data, axis=dim, keepdims=keepdim if dim is not None else False),

@@ -1,34 +1,54 @@
 """Expression strings to tape graphs, through the safe parser (never ``eval``)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import ops
-from .parse import DEFAULT_FUNCTIONS, Expression, ExpressionError, parse
+from .parse import Expression, ExpressionError, parse
+from .registry import FACES, on_change
 from .tensor import Tensor, tensor
 
 __all__ = ["FUNCTIONS", "parse_expression", "build_graph"]
 
+_TABLE: dict[str, Any] = {}
 
-def _extremum(reduce: Any, pairwise: Any) -> Any:
-    # in an expression, max(a, b) means the elementwise maximum; max(x) the largest element
-    def fn(x: Any, other: Any = None, dim: Any = None, keepdim: bool = False) -> Any:
-        if other is not None:
-            return pairwise(x, other)
-        if dim is not None:
-            return reduce(x, dim, keepdim).values
-        return reduce(x)
 
-    return fn
+@on_change
+def _forget() -> None:
+    _TABLE.clear()
+
+
+class _Functions(Mapping):
+    """The functions an expression may call, by name (the parser refuses any other): the
+    registry's faces on the ``expression`` surface, each with its expression form (``max(a,
+    b)`` is the elementwise maximum there), always as the registry is now."""
+
+    def _table(self) -> dict[str, Any]:
+        if not _TABLE:
+            for face in FACES.values():
+                if face.on("expression"):
+                    form = face.expression
+                    _TABLE[face.name] = form if callable(form) else ops.callable_of(face)
+        return _TABLE
+
+    def __getitem__(self, name: str) -> Any:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f"<expression functions: {', '.join(self)}>"
 
 
 #: the functions an expression may call, by name (the parser refuses any other)
-FUNCTIONS: dict[str, Any] = {name: getattr(ops, name) for name in DEFAULT_FUNCTIONS
-                             if name not in ("max", "min")}
-FUNCTIONS["max"] = _extremum(ops.max, ops.maximum)
-FUNCTIONS["min"] = _extremum(ops.min, ops.minimum)
+FUNCTIONS: Mapping[str, Any] = _Functions()
 
 
 def parse_expression(text: str | Expression) -> Expression:

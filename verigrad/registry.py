@@ -16,16 +16,22 @@ reduces them to each input's shape in one place.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["OpDef", "Domain", "defop", "REGISTRY", "grad_fn_name"]
+__all__ = ["OpDef", "Domain", "Face", "defop", "public", "scratch", "on_change", "REGISTRY",
+           "FACES", "grad_fn_name"]
 
 #: name -> OpDef, in declaration order
 REGISTRY: dict[str, "OpDef"] = {}
 _BASE_COUNT: dict[str, int] = {}
+#: public name -> Face, in declaration order (what ``vg.<name>``, ``Tensor.<name>`` and the
+#: expression parser are built from)
+FACES: dict[str, "Face"] = {}
+_LISTENERS: list[Callable[[], None]] = []
 
 
 def grad_fn_name(base: str, overload_index: int) -> str:
@@ -45,6 +51,14 @@ class Domain:
 
     intervals: Sequence[Sequence[tuple[float, float]]] = ((( -2.0, 2.0),),)
     cases: Callable[[np.random.Generator], list] | None = None
+    #: per input, the open interval ``(lo, hi)`` where the derivative exists, or ``None`` for
+    #: everywhere; for edges the SymPy mirror does not show as a kink (``a ** b`` with a tensor
+    #: exponent needs ``a > 0``), so point pickers can stay clear of them
+    defined: Sequence[tuple[float, float] | None] = ()
+
+    def defined_on(self, index: int) -> tuple[float, float] | None:
+        """The interval input ``index`` must stay in for a derivative, or ``None``."""
+        return self.defined[index] if index < len(self.defined) else None
 
     def sample(self, rng: np.random.Generator, shape: tuple, index: int) -> np.ndarray:
         parts = self.intervals[min(index, len(self.intervals) - 1)]
@@ -87,6 +101,8 @@ class OpDef:
     keep_all: bool = False         # a variadic op whose VJP reads its inputs
     node_cls: type = field(default=None, repr=False)  # type: ignore[assignment]
     numpy: tuple[str, ...] = ()    # the numpy function(s) this op stands for (np.<name>)
+    public: str | None = None      # the Face this overload belongs to (None: internal)
+    arguments: tuple[str, ...] = ()  # inputs and params in the public function's order
 
     @property
     def variadic(self) -> bool:
@@ -103,22 +119,44 @@ class OpDef:
 def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = (),
           forward: Callable, vjp: Callable | None, mirror: Callable | None,
           elementwise: bool = False, domain: Domain | None = None, doc: str = "",
-          numpy: str | Sequence[str] | None = None) -> OpDef:
+          numpy: str | Sequence[str] | None = None,
+          public: str | bool = True, method: bool | None = None,
+          expression: bool | None = None, aliases: Sequence[str] | Mapping[str, Any] = (),
+          arguments: Sequence[str] | None = None) -> OpDef:
     """Declare an op overload. ``name`` is ``base`` or ``base.overload``; overloads of one
     base are numbered in declaration order, which therefore follows PyTorch's numbering.
     ``numpy`` names the numpy function(s) the op stands for; by default ``np.<base>`` where
     numpy has one (``()``: none).
 
+    The public face: the overload belongs to the function ``public`` (default: the base name;
+    ``False``, or a base starting with ``_``, keeps it internal). Overloads of one function
+    share a :class:`Face`; a face with one overload and no :func:`public` dispatcher gets a
+    generated function taking ``arguments`` (default: inputs, then params, with the forward's
+    defaults). ``method`` (default: not variadic), ``expression`` (default: no) and
+    ``aliases`` (names on every surface, or a mapping name -> surfaces) say where it appears;
+    see :class:`Face`.
+
     >>> op = REGISTRY["mul"]
-    >>> op.grad_fn_name, op.inputs
-    ('MulBackward0', ('x', 'y'))
+    >>> op.grad_fn_name, op.inputs, op.public
+    ('MulBackward0', ('x', 'y'), 'mul')
     """
     if name in REGISTRY:
         raise ValueError(f"op {name!r} is declared twice")
     base = name.split(".")[0]
     index = _BASE_COUNT.get(base, 0)
-    _BASE_COUNT[base] = index + 1
     inputs, params = tuple(inputs), tuple(params)
+    plain = tuple(i.lstrip("*") for i in inputs) + params
+    arguments = plain if arguments is None else tuple(arguments)
+    if sorted(arguments) != sorted(plain):
+        raise TypeError(f"{name}: arguments {arguments} must order the inputs and params "
+                        f"{plain}")
+    if public is True:
+        public = None if base.startswith("_") else base
+    elif public is False:
+        public = None
+    if public is None and (method is not None or expression is not None or aliases):
+        raise TypeError(f"{name} is internal (public=False): it has no method, expression or "
+                        f"aliases to declare")
     saved: list[int] = []
     uses = set()
     if vjp is not None:
@@ -138,17 +176,199 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
         domain = replace(domain, cases=UNARY_CASES if len(inputs) == 1 else BINARY_CASES)
     if numpy is None:
         numpy = (base,) if callable(getattr(np, base, None)) else ()
-    op = OpDef(name=name, base=base, numpy=(numpy,) if isinstance(numpy, str) else tuple(numpy), inputs=inputs, params=params, forward=forward, vjp=vjp,
+    numpy = (numpy,) if isinstance(numpy, str) else tuple(numpy)
+    op = OpDef(name=name, base=base, numpy=numpy, inputs=inputs, params=params, forward=forward, vjp=vjp,
                mirror=mirror, elementwise=elementwise, domain=domain,
                doc=doc, overload_index=index, grad_fn_name=grad_fn_name(base, index),
                saved=tuple(saved), uses_out="out" in uses, uses_needs="needs" in uses,
                uses_shapes="shapes" in uses, vjp_params=tuple(p for p in params if p in uses),
-               keep=frozenset(saved), keep_all=bool(saved) and inputs[0].startswith("*"))
+               keep=frozenset(saved), keep_all=bool(saved) and inputs[0].startswith("*"),
+               public=public, arguments=arguments)
     from .autograd.node import make_node_class  # late: node imports nothing from here at import
 
+    face = None
+    if public is not None:  # checked before anything is registered: a refused row leaves no trace
+        face = FACES.get(public) or Face(public)
+        _declare(face, method=method, expression=expression, aliases=aliases)
     op.node_cls = make_node_class(op)
     REGISTRY[name] = op
+    _BASE_COUNT[base] = index + 1
+    if face is not None:
+        FACES.setdefault(public, face).rows.append(op)
+    _changed()
     return op
+
+
+# --- the public face ----------------------------------------------------------------------
+
+SURFACES = frozenset({"function", "method", "expression"})
+
+
+@dataclass(eq=False)
+class Face:
+    """One public function name and where it appears: ``vg.<name>`` (``function``),
+    ``Tensor.<name>`` (``method``) and the expression parser (``expression``).
+
+    Everything is declared once, on a row (:func:`defop`) or on the dispatcher
+    (:func:`public`); what is not declared has a default. The keywords an expression may pass
+    are derived: the parameters of the (expression) function that are params of its rows.
+
+    >>> f = FACES["softplus"]
+    >>> f.on("function"), f.on("method"), f.on("expression"), f.keywords
+    (True, True, True, ('beta', 'threshold'))
+    """
+
+    name: str
+    rows: list = field(default_factory=list)    # the OpDefs this function records
+    fn: Callable | None = None                  # hand-written dispatcher (see public())
+    generated: Callable | None = None           # built by verigrad.ops from a single row
+    method: bool | None = None
+    function: bool | None = None
+    expression: bool | Callable | None = None   # a callable: the form expressions call
+    aliases: dict = field(default_factory=dict)  # alias -> frozenset of surfaces
+    declared_keywords: tuple | None = None
+
+    @property
+    def callable(self) -> Callable | None:
+        """The public function (the dispatcher, else the generated one)."""
+        return self.fn or (self.generated if len(self.rows) == 1 else None)
+
+    @property
+    def expression_callable(self) -> Callable | None:
+        """What an expression's call runs (an expression-specific form, or the function)."""
+        return self.expression if callable(self.expression) else self.callable
+
+    def on(self, surface: str) -> bool:
+        """Whether the function appears on ``surface`` (function, method or expression)."""
+        if surface == "function":
+            return self.function is not False
+        if surface == "method":
+            if self.method is not None:
+                return self.method
+            return not any(op.variadic for op in self.rows)
+        if surface == "expression":
+            return bool(self.expression)
+        raise ValueError(f"unknown surface {surface!r}; one of {sorted(SURFACES)}")
+
+    def names(self, surface: str) -> tuple[str, ...]:
+        """The name and the aliases under which the function appears on ``surface``."""
+        if not self.on(surface):
+            return ()
+        return (self.name,) + tuple(a for a, where in self.aliases.items() if surface in where)
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """Keyword arguments an expression may pass (literals): declared, or the parameters
+        of the expression's function that are params of this function's rows."""
+        if self.declared_keywords is not None:
+            return self.declared_keywords
+        fn = self.expression_callable
+        if fn is None:
+            return ()
+        params = {p for op in self.rows for p in op.params}
+        return tuple(p for p in inspect.signature(fn).parameters if p in params)
+
+    def __repr__(self) -> str:
+        return f"<face {self.name}: {', '.join(op.name for op in self.rows) or 'no rows'}>"
+
+
+def _face(name: str) -> Face:
+    face = FACES.get(name)
+    if face is None:
+        face = FACES[name] = Face(name)
+    return face
+
+
+def _declare(face: Face, **values: Any) -> None:
+    """Set face attributes; each may be declared once (or again with the same value). All
+    are checked before any is set."""
+    aliases = values.pop("aliases", ())
+    if isinstance(aliases, str):
+        aliases = (aliases,)
+    if not isinstance(aliases, Mapping):
+        aliases = {a: SURFACES for a in aliases}
+    aliases = {a: frozenset((w,) if isinstance(w, str) else w) for a, w in aliases.items()}
+    for alias, where in aliases.items():
+        if not where <= SURFACES:
+            raise ValueError(f"alias {alias!r} of {face.name}: surfaces {sorted(where)} are not "
+                             f"among {sorted(SURFACES)}")
+        if face.aliases.get(alias, where) != where:
+            raise ValueError(f"alias {alias!r} of {face.name} is declared twice")
+    values = {k: v for k, v in values.items() if v is not None}
+    for attr, value in values.items():
+        current = getattr(face, attr)
+        if current is not None and current is not value and current != value:
+            raise ValueError(f"{face.name}: {attr} is declared twice ({current!r} and "
+                             f"{value!r}); declare it once, on one row or on the dispatcher")
+    face.aliases.update(aliases)
+    for attr, value in values.items():
+        setattr(face, attr, value)
+
+
+def public(name: str | None = None, *, method: bool | None = None,
+           function: bool | None = None, expression: bool | Callable | None = None,
+           aliases: Sequence[str] | Mapping[str, Any] = (),
+           keywords: Sequence[str] | None = None) -> Callable[[Callable], Callable]:
+    """Attach a hand-written dispatcher (argument normalisation, overload choice) to the face
+    ``name`` (default: the function's name), with the face attributes not declared on rows.
+
+    >>> FACES["pow"].fn.__name__, [op.name for op in FACES["pow"].rows][:1]
+    ('pow', ['pow.Tensor_Scalar'])
+    """
+    def attach(fn: Callable) -> Callable:
+        face = _face(name or fn.__name__)
+        if face.fn is not None and face.fn is not fn:
+            raise ValueError(f"{face.name!r} has two dispatchers: {face.fn} and {fn}")
+        face.fn = fn
+        _declare(face, method=method, function=function, expression=expression,
+                 aliases=aliases,
+                 declared_keywords=None if keywords is None else tuple(keywords))
+        _changed()
+        return fn
+
+    return attach
+
+
+def on_change(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener()`` after every change of the registry (the surfaces re-sync)."""
+    _LISTENERS.append(listener)
+    return listener
+
+
+def _changed() -> None:
+    for listener in list(_LISTENERS):
+        listener()
+
+
+@contextmanager
+def scratch() -> Iterator[None]:
+    """Ops declared inside are gone afterwards, from the registry and every surface: for
+    tests that declare an op.
+
+    >>> import verigrad as vg
+    >>> with scratch():
+    ...     _ = defop("twice", forward=lambda x: 2 * x, vjp=lambda F, g: 2 * g,
+    ...               mirror=lambda x: 2 * x, elementwise=True)
+    ...     vg.twice(vg.tensor(3.0)).item()
+    6.0
+    >>> hasattr(vg, "twice"), "twice" in REGISTRY
+    (False, False)
+    """
+    registry, counts = dict(REGISTRY), dict(_BASE_COUNT)
+    faces = {n: (f, {**vars(f), "rows": list(f.rows), "aliases": dict(f.aliases)})
+             for n, f in FACES.items()}
+    try:
+        yield
+    finally:
+        REGISTRY.clear()
+        REGISTRY.update(registry)
+        _BASE_COUNT.clear()
+        _BASE_COUNT.update(counts)
+        FACES.clear()
+        for n, (f, state) in faces.items():
+            vars(f).update(state)
+            FACES[n] = f
+        _changed()
 
 
 

@@ -427,14 +427,20 @@ def _moderate(a: np.ndarray, dt: np.dtype, max_magnitude: float) -> bool:
 
 
 def _pow_bases_clear(view: Any, radius: float) -> bool:
-    """``a ** b`` with a tensor exponent is defined for ``a > 0`` only (its derivative in
-    ``b`` is ``a**b * log(a)``), but the mirror's kink detector treats a symbolic exponent as
-    smooth, so the edge ``a = 0`` is checked here, with the detector's relative radius."""
+    """Inputs stay inside each op's declared derivative domain (``Domain.defined``, e.g. the
+    base of ``a ** b`` with a tensor exponent is > 0), with the kink detector's relative
+    radius: edges the mirror's kink detector cannot see because it treats them as smooth."""
     for node in view.nodes:
         op = getattr(node, "op", None)
-        if op is not None and op.name == "pow.Tensor_Tensor":
-            base = np.asarray(view.input_values(node)[0], dtype=np.float64)
-            if np.any(base <= radius * (1 + np.abs(base))):
+        if op is None or not op.domain.defined:
+            continue
+        for k, value in enumerate(view.input_values(node)):
+            bounds = op.domain.defined_on(k)
+            if bounds is None:
+                continue
+            v = np.asarray(value, dtype=np.float64)
+            margin = radius * (1 + np.abs(v))
+            if np.any(v <= bounds[0] + margin) or np.any(v >= bounds[1] - margin):
                 return False
     return True
 

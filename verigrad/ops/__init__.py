@@ -1,32 +1,33 @@
 """Public op functions (``vg.exp``, ``vg.sum``, ...) over the declarations in this package.
 
-Each function only picks the overload and normalises arguments; the math lives in the
-declarations (elementwise.py, reduce.py, linalg.py, shape.py).
+The functions come from the registry's faces (:class:`verigrad.registry.Face`): a function
+with one overload and nothing to normalise is generated from its row; the others are the
+dispatchers below, each attached to its face with :func:`~verigrad.registry.public`, which
+only pick the overload and normalise arguments. The math lives in the declarations
+(elementwise.py, reduce.py, linalg.py, shape.py). ``__all__``, ``vg.<name>`` and the Tensor
+methods are derived from the faces, so a new op is one row.
 """
 from __future__ import annotations
 
 import builtins
+import inspect
 import numbers
+import sys
 from typing import Any, Sequence
 
 import numpy as np
 
 from .. import _dtype
 from ..errors import ShapeError
+from ..registry import FACES, Face, on_change, public
 from ..tensor import MaxResult, MinResult, Tensor, _vbox, _wrap, apply, as_tensor
 from . import elementwise as E
 from . import linalg as L
 from . import reduce as R
 from . import shape as S
 
-__all__ = [
-    "neg", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-    "sigmoid", "relu", "reciprocal", "softplus", "pow", "clamp", "add", "sub", "mul", "div",
-    "rsub", "maximum", "minimum", "where", "gt", "ge", "lt", "le", "eq", "ne", "sum", "mean",
-    "prod", "max", "min", "logsumexp", "softmax", "log_softmax", "matmul", "mm", "mv", "dot",
-    "bmm", "reshape", "view", "transpose", "permute", "unsqueeze", "squeeze", "expand", "cat",
-    "stack", "getitem", "clone", "flatten",
-]
+#: the public function names, derived from the registry's faces (kept in sync by _bind)
+__all__: list[str] = []
 
 Number = (numbers.Number, np.generic)
 # this module defines max/min/sum/abs/pow as ops; keep the builtins at hand
@@ -49,44 +50,7 @@ def _operand(y: Any) -> Any:
     return as_tensor(y)
 
 
-def _unary(op, public: str):
-    def fn(input: Tensor) -> Tensor:
-        return apply(op, (_t(input),))
-
-    fn.__name__ = fn.__qualname__ = public
-    fn.__doc__ = (f"Elementwise ``{public}`` (records ``{op.grad_fn_name}``).\n\n"
-                  f"    >>> import verigrad as vg\n"
-                  f"    >>> vg.{public}(vg.tensor([0.5, 1.5], requires_grad=True)).grad_fn.name()\n"
-                  f"    '{op.grad_fn_name}'\n")
-    return fn
-
-
-neg = _unary(E.NEG, "neg")
-exp = _unary(E.EXP, "exp")
-log = _unary(E.LOG, "log")
-log1p = _unary(E.LOG1P, "log1p")
-expm1 = _unary(E.EXPM1, "expm1")
-sqrt = _unary(E.SQRT, "sqrt")
-abs = _unary(E.ABS, "abs")  # noqa: A001 - PyTorch's name
-sin = _unary(E.SIN, "sin")
-cos = _unary(E.COS, "cos")
-tan = _unary(E.TAN, "tan")
-tanh = _unary(E.TANH, "tanh")
-sigmoid = _unary(E.SIGMOID, "sigmoid")
-relu = _unary(E.RELU, "relu")
-reciprocal = _unary(E.RECIPROCAL, "reciprocal")
-
-
-def softplus(input: Tensor, beta: float = 1, threshold: float = 20) -> Tensor:
-    """``log(1 + exp(beta*x)) / beta``, linear where ``beta*x > threshold`` (as PyTorch).
-
-    >>> import verigrad as vg
-    >>> vg.softplus(vg.tensor(0.0, dtype=vg.float64))
-    tensor(0.6931, dtype=verigrad.float64)
-    """
-    return apply(E.SOFTPLUS, (_t(input),), {"beta": beta, "threshold": threshold})
-
-
+@public()
 def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001 - PyTorch's name
     """``input ** exponent``; either side may be a Python number.
 
@@ -102,6 +66,7 @@ def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001 - PyTorch's name
     return apply(E.POW_SCALAR_EXP, (_t(input),), {"exponent": exponent})
 
 
+@public(expression=True, aliases={"clip": ("function", "method")})
 def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
     """Limit values to ``[min, max]``; bounds may be numbers or tensors.
 
@@ -118,26 +83,7 @@ def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A
     return apply(E.CLAMP, (_t(input),), {"min": min, "max": max})
 
 
-def add(input: Any, other: Any) -> Tensor:
-    """``input + other`` with broadcasting."""
-    return apply(E.ADD, (_t(input), _operand(other)))
-
-
-def sub(input: Any, other: Any) -> Tensor:
-    """``input - other`` with broadcasting."""
-    return apply(E.SUB, (_t(input), _operand(other)))
-
-
-def mul(input: Any, other: Any) -> Tensor:
-    """``input * other`` with broadcasting."""
-    return apply(E.MUL, (_t(input), _operand(other)))
-
-
-def div(input: Any, other: Any) -> Tensor:
-    """``input / other`` (true division) with broadcasting."""
-    return apply(E.DIV, (_t(input), _operand(other)))
-
-
+@public(method=False)
 def rsub(input: Any, other: Any) -> Tensor:
     """``other - input`` (what ``2 - x`` records, as in PyTorch)."""
     other = _operand(other)
@@ -146,16 +92,8 @@ def rsub(input: Any, other: Any) -> Tensor:
     return apply(E.RSUB_SCALAR, (_t(input),), {"other": other})
 
 
-def maximum(input: Any, other: Any) -> Tensor:
-    """Elementwise maximum; at ties each side gets half the gradient (as PyTorch)."""
-    return apply(E.MAXIMUM, (_t(input), _t(other)))
-
-
-def minimum(input: Any, other: Any) -> Tensor:
-    """Elementwise minimum; at ties each side gets half the gradient (as PyTorch)."""
-    return apply(E.MINIMUM, (_t(input), _t(other)))
-
-
+# Tensor.where(condition, other) takes its arguments in another order: bound in _methods
+@public(method=False, expression=True, keywords=())
 def where(condition: Any, input: Any, other: Any) -> Tensor:
     """``input`` where ``condition`` holds, else ``other``.
 
@@ -169,18 +107,6 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
         raise TypeError(f"where expected a bool condition, got {cond.dtype}; compare first "
                         f"(x > 0)")
     return apply(E.WHERE, (_operand(input), _operand(other)), {"condition": cond})
-
-
-def _compare(op):
-    def fn(input: Any, other: Any) -> Tensor:
-        return apply(op, (_t(input), _operand(other)))
-
-    fn.__name__ = op.name
-    fn.__doc__ = f"Elementwise comparison ``{op.name}`` (a bool tensor, not differentiable)."
-    return fn
-
-
-gt, ge, lt, le, eq, ne = (_compare(op) for op in (E.GT, E.GE, E.LT, E.LE, E.EQ, E.NE))
 
 
 # --- reductions -------------------------------------------------------------------------
@@ -207,16 +133,20 @@ def _check_dims(dim: Any, ndim: int) -> Any:
 
 
 sum = _dim_op(R.SUM, R.SUM_DIM)  # noqa: A001
-sum.__name__, sum.__doc__ = "sum", """Sum of all elements, or along ``dim`` (int or tuple).
+sum.__name__, sum.__qualname__, sum.__doc__ = "sum", "sum", """Sum of all elements, or along ``dim`` (int or tuple).
 
     >>> import verigrad as vg
     >>> vg.sum(vg.tensor([[1.0, 2.0], [3.0, 4.0]]), dim=0)
     tensor([4., 6.])
     """
+public(expression=True)(sum)
 mean = _dim_op(R.MEAN, R.MEAN_DIM)
-mean.__name__, mean.__doc__ = "mean", "Mean of all elements, or along ``dim``."
+mean.__name__, mean.__qualname__ = "mean", "mean"
+mean.__doc__ = "Mean of all elements, or along ``dim``."
+public(expression=True)(mean)
 
 
+@public(expression=True)
 def prod(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Product of all elements, or along one ``dim`` (exact gradients with zeros)."""
     x = _t(input)
@@ -241,17 +171,34 @@ def _extremum(full, per_dim, arg, result):
     return fn
 
 
+def _pairwise_or_reduce(reduce: Any, pairwise: Any) -> Any:
+    # in an expression, max(a, b) means the elementwise maximum; max(x) the largest element
+    def form(x: Any, other: Any = None, dim: Any = None, keepdim: bool = False) -> Any:
+        if other is not None:
+            return pairwise(x, other)
+        if dim is not None:
+            return reduce(x, dim, keepdim).values
+        return reduce(x)
+
+    return form
+
+
 max = _extremum(R.MAX, R.MAX_DIM, np.argmax, MaxResult)  # noqa: A001
-max.__name__, max.__doc__ = "max", """Largest element, or ``(values, indices)`` along ``dim``.
+max.__name__, max.__qualname__, max.__doc__ = "max", "max", """Largest element, or ``(values, indices)`` along ``dim``.
 
     >>> import verigrad as vg
     >>> vg.max(vg.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1).indices
     tensor([1, 0])
     """
 min = _extremum(R.MIN, R.MIN_DIM, np.argmin, MinResult)  # noqa: A001
-min.__name__, min.__doc__ = "min", "Smallest element, or ``(values, indices)`` along ``dim``."
+min.__name__, min.__qualname__ = "min", "min"
+min.__doc__ = "Smallest element, or ``(values, indices)`` along ``dim``."
+# the global lookups run at call time: maximum/minimum are generated from their rows below
+public(expression=_pairwise_or_reduce(max, lambda a, b: maximum(a, b)))(max)  # noqa: F821
+public(expression=_pairwise_or_reduce(min, lambda a, b: minimum(a, b)))(min)  # noqa: F821
 
 
+@public(expression=True)
 def logsumexp(input: Tensor, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
     """``log(sum(exp(x)))`` along ``dim``, computed stably.
 
@@ -263,12 +210,14 @@ def logsumexp(input: Tensor, dim: int | Sequence[int], keepdim: bool = False) ->
     return apply(R.LOGSUMEXP, (x,), {"dim": _check_dims(dim, x.ndim), "keepdim": keepdim})
 
 
+@public(expression=True)
 def softmax(input: Tensor, dim: int) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``dim``."""
     x = _t(input)
     return apply(R.SOFTMAX, (x,), {"dim": _check_dims(dim, x.ndim)})
 
 
+@public(expression=True)
 def log_softmax(input: Tensor, dim: int) -> Tensor:
     """``x - logsumexp(x)`` along ``dim``."""
     x = _t(input)
@@ -284,6 +233,7 @@ def _cannot(a: Tensor, b: Tensor) -> ShapeError:
                       f"{'only' if b.ndim == 1 else 'second-to-last'} dimension of the second")
 
 
+@public(expression=True)
 def matmul(input: Any, other: Any) -> Tensor:
     """Matrix product with numpy's rules (1-D operands are vectors, leading dims broadcast).
 
@@ -319,6 +269,7 @@ def matmul(input: Any, other: Any) -> Tensor:
     return apply(S.UNSAFE_VIEW, (out,), {"shape": batch + (a.shape[-2], b.shape[-1])})
 
 
+@public()
 def mm(input: Tensor, mat2: Tensor) -> Tensor:
     """2-D matrix product."""
     a, b = _t(input), _t(mat2)
@@ -327,16 +278,19 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:
     return matmul(a, b)
 
 
+@public()
 def mv(input: Tensor, vec: Tensor) -> Tensor:
     """Matrix-vector product."""
     return matmul(input, vec)
 
 
+@public()
 def dot(input: Tensor, other: Tensor) -> Tensor:
     """Inner product of two 1-D tensors."""
     return matmul(input, other)
 
 
+@public()
 def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     """Batched product of 3-D tensors."""
     return apply(L.BMM, (_t(input), _t(mat2)))
@@ -357,6 +311,7 @@ def _shape_arg(shape: tuple) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+@public()
 def view(input: Tensor, *shape: Any) -> Tensor:
     """A view with another shape; fails if the memory layout does not allow it (use reshape)."""
     x = _t(input)
@@ -368,6 +323,7 @@ def view(input: Tensor, *shape: Any) -> Tensor:
                          f".reshape(...) instead ({e})") from None
 
 
+@public()
 def reshape(input: Tensor, *shape: Any) -> Tensor:
     """Same data in another shape: a view when possible, else a copy (as PyTorch).
 
@@ -385,20 +341,17 @@ def reshape(input: Tensor, *shape: Any) -> Tensor:
         except ValueError as e:
             raise ShapeError(f"shape {list(shape)} is invalid for input of size {x.numel()} "
                              f"({e})") from None
-        return apply(S.UNSAFE_VIEW, (clone(x),), {"shape": shape})
+        return apply(S.UNSAFE_VIEW, (apply(S.CLONE, (x,)),), {"shape": shape})
     return view(x, shape)
 
 
+@public()
 def flatten(input: Tensor) -> Tensor:
     """All elements in one dimension."""
     return reshape(input, (-1,))
 
 
-def clone(input: Tensor) -> Tensor:
-    """A copy that stays in the graph."""
-    return apply(S.CLONE, (_t(input),))
-
-
+@public()
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     """Swap two dimensions (a view)."""
     x = _t(input)
@@ -406,6 +359,7 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     return _as_view(apply(S.TRANSPOSE, (x,), {"dim0": dim0, "dim1": dim1}), x)
 
 
+@public()
 def permute(input: Tensor, *dims: Any) -> Tensor:
     """Reorder dimensions (a view)."""
     x = _t(input)
@@ -415,6 +369,7 @@ def permute(input: Tensor, *dims: Any) -> Tensor:
     return _as_view(apply(S.PERMUTE, (x,), {"dims": dims}), x)
 
 
+@public()
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
     """Insert a dimension of size 1 at ``dim`` (a view)."""
     x = _t(input)
@@ -422,6 +377,7 @@ def unsqueeze(input: Tensor, dim: int) -> Tensor:
     return _as_view(apply(S.UNSQUEEZE, (x,), {"dim": dim}), x)
 
 
+@public()
 def squeeze(input: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
     """Remove dimensions of size 1 (all, one, or several; others are left alone)."""
     x = _t(input)
@@ -434,6 +390,7 @@ def squeeze(input: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
     return _as_view(apply(S.SQUEEZE_DIMS, (x,), {"dims": dims}), x)
 
 
+@public()
 def expand(input: Tensor, *sizes: Any) -> Tensor:
     """Broadcast to a larger shape without copying (``-1`` keeps a size)."""
     x = _t(input)
@@ -446,6 +403,7 @@ def expand(input: Tensor, *sizes: Any) -> Tensor:
     return _as_view(apply(S.EXPAND, (x,), {"size": full}), x)
 
 
+@public()
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along an existing dimension.
 
@@ -460,6 +418,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return apply(S.CAT, ts, {"dim": dim})
 
 
+@public()
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new dimension."""
     ts = tuple(_t(t) for t in tensors)
@@ -473,6 +432,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return apply(S.STACK, ts, {"dim": dim})
 
 
+@public(method=False)  # Tensor.__getitem__
 def getitem(input: Tensor, key: Any) -> Tensor:
     """``x[key]`` as PyTorch records it: ints select, slices slice and ``None`` unsqueezes
     (in that order, dimension by dimension); integer-array or mask indices then index what is
@@ -557,6 +517,7 @@ def _index(x: Tensor, key: tuple) -> Tensor:
     return apply(S.INDEX, (x,), {"key": key})
 
 
+@public(function=False)  # a Tensor method only, as in PyTorch
 def to(input: Tensor, dtype: Any) -> Tensor:
     """A copy in another dtype (records ``ToCopyBackward0``); the same tensor if it matches."""
     x = _t(input)
@@ -566,3 +527,116 @@ def to(input: Tensor, dtype: Any) -> Tensor:
     if x._data.dtype.kind not in "fc":  # no graph possible; apply() would re-cast int->float
         return _wrap(x._data.astype(target.np))
     return apply(S.TO_COPY, (x,), {"dtype": target.np, "src": x._data.dtype})
+
+
+# --- functions generated from single rows, and the surfaces kept in sync with the faces ----
+
+# the row's generic input names become PyTorch's argument names
+_ARG_NAMES = {"x": "input", "y": "other"}
+_MISSING = object()
+
+
+def _defaults(fn: Any) -> dict[str, Any]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature (np.exp)
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _generate(face: Face) -> Any:
+    """The public function of a face with one row and no dispatcher: tensors in, params as
+    arguments (with the forward's defaults), nothing else."""
+    if len(face.rows) != 1:
+        raise TypeError(f"{face.name!r} has {len(face.rows)} overloads "
+                        f"({', '.join(op.name for op in face.rows)}) and no dispatcher; attach "
+                        f"one with @verigrad.registry.public")
+    op = face.rows[0]
+    inputs = [i.lstrip("*") for i in op.inputs]
+    if op.variadic:
+        def call(a: dict) -> Tensor:
+            return apply(op, tuple(_t(t) for t in a[inputs[0]]),
+                         {p: a[p] for p in op.params})
+    elif op.arguments == tuple(inputs) and len(inputs) == 1:  # the hot paths: no binding
+        def fn(input: Any) -> Tensor:
+            return apply(op, (_t(input),))
+    elif op.arguments == tuple(inputs) and len(inputs) == 2:
+        def fn(input: Any, other: Any) -> Tensor:
+            return apply(op, (_t(input), _operand(other)))
+    else:
+        def call(a: dict) -> Tensor:
+            tensors = tuple((_t if k == 0 else _operand)(a[_ARG_NAMES.get(n, n)])
+                            for k, n in enumerate(inputs))
+            return apply(op, tensors, {p: a[p] for p in op.params})
+    if op.variadic or op.arguments != tuple(inputs) or len(inputs) > 2:
+        defaults = _defaults(op.forward)
+        parameters, seen_default = [], False
+        for n in reversed(op.arguments):  # a default only where every later one has one
+            default = defaults.get(n, inspect.Parameter.empty)
+            if default is inspect.Parameter.empty:
+                seen_default = True
+            parameters.append(inspect.Parameter(
+                _ARG_NAMES.get(n, n) if n in inputs else n,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=inspect.Parameter.empty if seen_default else default))
+        signature = inspect.Signature(parameters[::-1])
+
+        def fn(*args: Any, **kwargs: Any) -> Tensor:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return call(bound.arguments)
+
+        fn.__signature__ = signature  # type: ignore[attr-defined]
+    fn.__name__ = fn.__qualname__ = face.name
+    fn.__module__ = __name__
+    what = "Elementwise " if op.elementwise else ""
+    fn.__doc__ = f"{what}``{face.name}`` (records ``{op.grad_fn_name}``)."
+    if op.doc:
+        fn.__doc__ += f"\n\n{op.doc}"
+    if not op.differentiable:
+        fn.__doc__ += " Not differentiable."
+    elif op.elementwise and len(inputs) == 1:
+        fn.__doc__ += (f"\n\n    >>> import verigrad as vg\n"
+                       f"    >>> vg.{face.name}(vg.tensor([0.5, 1.5], requires_grad=True))"
+                       f".grad_fn.name()\n    '{op.grad_fn_name}'\n")
+    return fn
+
+
+def callable_of(face: Face) -> Any:
+    """The public function of ``face`` (its dispatcher, else generated once from its row)."""
+    if face.fn is not None:
+        return face.fn
+    if face.generated is None or len(face.rows) != 1:  # a second overload needs a dispatcher
+        face.generated = _generate(face)
+    return face.generated
+
+
+def bind(target: Any, surface: str) -> Any:
+    """Keep ``target``'s attributes (a module or a class) equal to the faces on ``surface``,
+    now and after every registry change; what a scratch op added is removed with it."""
+    added: dict[str, Any] = {}  # name -> what the attribute was before (or _MISSING)
+
+    def sync() -> None:
+        want = {n: callable_of(face) for face in FACES.values() for n in face.names(surface)}
+        for n in [n for n in added if n not in want]:
+            before = added.pop(n)
+            if before is _MISSING:
+                delattr(target, n)
+            else:
+                setattr(target, n, before)
+        for n, fn in want.items():
+            if n not in added:
+                before = vars(target).get(n, _MISSING)
+                if before is fn:
+                    continue  # the dispatcher's own def
+                added[n] = before
+            setattr(target, n, fn)
+        if surface == "function" and target is sys.modules[__name__]:
+            __all__[:] = list(want)
+
+    sync()
+    on_change(sync)
+    return sync
+
+
+bind(sys.modules[__name__], "function")

@@ -14,10 +14,10 @@ def _cases(*cs):
     return Domain(intervals=(((-2.0, 2.0),),), cases=lambda rng: list(cs))
 
 
-def _shape_op(name, forward, cases, params, vjp=None, inputs=("x",), numpy=None):
+def _shape_op(name, forward, cases, params, vjp=None, inputs=("x",), **face):
     vjp = vjp or (lambda F, g, shapes: F.reshape(g, shapes[0]))
     return defop(name, inputs=inputs, params=params, forward=forward, vjp=vjp, mirror=forward,
-                 domain=_cases(*cases), numpy=numpy)
+                 domain=_cases(*cases), **face)
 
 
 def _view(x, shape):
@@ -77,7 +77,8 @@ UNSAFE_VIEW = _shape_op("_unsafe_view", _reshape, [(((2, 3),), {"shape": (6,)})]
                         numpy="reshape")
 # x[...] and x[:, :] in PyTorch: a new view of the whole tensor
 ALIAS = _shape_op("alias", lambda x: np.asarray(x).view(), [(((2, 3),), {})], (),
-                  lambda F, g: g)
+                  lambda F, g: g,
+                  public=False)
 CLONE = defop("clone", forward=np.copy, vjp=lambda F, g: g, mirror=np.copy, domain=_cases(
     (((2, 3),), {})), numpy="copy")
 TRANSPOSE = _shape_op("transpose", lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
@@ -115,27 +116,32 @@ STACK = defop("stack", inputs=("*tensors",), params=("dim",),
 SELECT = _shape_op("select", _select, [(((3,),), {"dim": 0, "index": 1}),
                                         (((2, 3),), {"dim": 1, "index": -1})], ("dim", "index"),
                    lambda F, g, dim, index, shapes: F.select_backward(g, shapes[0], dim, index),
-                   numpy=())  # np.select is another function (choices by conditions)
+                   public=False, numpy=())  # np.select is another function
 SLICE = _shape_op("slice", _slice, [(((5,),), {"dim": 0, "start": 1, "stop": 4, "step": 2}),
                                      (((2, 4),), {"dim": 1, "start": None, "stop": -1, "step": None})],
                   ("dim", "start", "stop", "step"),
                   lambda F, g, dim, start, stop, step, shapes: F.slice_backward(
-                      g, shapes[0], dim, start, stop, step))
+                      g, shapes[0], dim, start, stop, step),
+                  public=False)
 INDEX = _shape_op("index", lambda x, key: x[key],
                   [(((4,),), {"key": (np.array([0, 2, 2]),)}),
                    (((2, 3),), {"key": (np.array([True, False]), slice(None))})], ("key",),
-                  lambda F, g, key, shapes: F.index_put(g, shapes[0], key))
+                  lambda F, g, key, shapes: F.index_put(g, shapes[0], key),
+                  public=False)
 SELECT_BACKWARD = _shape_op("select_backward", _select_backward,
                             [(((3,),), {"shape": (2, 3), "dim": 0, "index": 1})],
                             ("shape", "dim", "index"),
-                            lambda F, g, dim, index: F.select(g, dim, index))
+                            lambda F, g, dim, index: F.select(g, dim, index),
+                            public=False)
 SLICE_BACKWARD = _shape_op("slice_backward", _slice_backward,
                            [(((2,),), {"shape": (5,), "dim": 0, "start": 1, "stop": 4, "step": 2})],
                            ("shape", "dim", "start", "stop", "step"),
-                           lambda F, g, dim, start, stop, step: F.slice(g, dim, start, stop, step))
+                           lambda F, g, dim, start, stop, step: F.slice(g, dim, start, stop, step),
+                           public=False)
 INDEX_PUT = _shape_op("index_put", _index_put,
                       [(((3,),), {"shape": (4,), "key": (np.array([0, 2, 2]),)})], ("shape", "key"),
-                      lambda F, g, key: F.index(g, key))
+                      lambda F, g, key: F.index(g, key),
+                      public=False)
 TO_COPY = defop("_to_copy", params=("dtype", "src"), forward=lambda x, dtype, src: x.astype(dtype),
                 vjp=lambda F, g, src: F.astype(g, src), mirror=lambda x, dtype, src: x,
                 domain=_cases((((3,),), {"dtype": np.float32, "src": np.float64}),
@@ -158,8 +164,3 @@ def _normalize_key(key):
             raise IndexError(f"tensors used as indices must be integer or bool, got {k.dtype}")
         out.append(k)
     return tuple(out)
-
-
-def is_basic(key: tuple) -> bool:
-    return all(k is None or k is Ellipsis or isinstance(k, (int, np.integer, slice))
-               and not isinstance(k, bool) for k in key)
