@@ -6,6 +6,7 @@ the same VJPs on tensors with grad mode on, which records the backward itself.
 from __future__ import annotations
 
 import operator
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -192,6 +193,7 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
     _state.enabled = create_graph
     pop_buf = buffers.pop
     get_buf = buffers.get
+    owned: set = set()  # nodes whose output-0 gradient buffer only the engine references
     try:
         with np.errstate(all="ignore"):  # VJPs evaluate both branches of where()
             for leaf, g in leaf_roots:
@@ -208,7 +210,17 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                         i = cap.get((node, nr))
                         if i is not None and g is not None:
                             results[i] = _add(results[i], g)
-                in_grads = node._backward(grads, create_graph)
+                if node in owned:
+                    owned.discard(node)
+                    # the VJP may overwrite its incoming gradient: nothing else holds it
+                    # (captured or retained gradients were copied or stored above: not owned)
+                    in_grads = node._backward(grads, False, not cap and not node._retain)
+                else:
+                    in_grads = node._backward(grads, create_graph)
+                # drop this loop's stale references (the buffer list just popped may still be
+                # bound to ``buf``): they would count against ownership below
+                del grads
+                buf = prev = None
                 if not retain_graph:
                     node._free()
                 if not in_grads:
@@ -216,31 +228,61 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                 for (target, nr), gi in zip(node._edges, in_grads):
                     if gi is None or target is None:
                         continue
+                    # a gradient nothing but this loop references (not the incoming gradient
+                    # passed through, not one array handed to two inputs as add does, not a
+                    # view, not saved data) is the engine's to reuse
+                    mine = (type(gi) is np.ndarray and gi.base is None and not create_graph
+                            and _refcount(gi) == _FRESH_REFS)
                     if isinstance(target, Node):
                         buf = get_buf(target)
                         if buf is None:
                             buf = buffers[target] = [None] * target.n_outputs
                             buf[nr] = gi
+                            if mine and nr == 0:
+                                owned.add(target)
                         else:
-                            buf[nr] = gi if buf[nr] is None else buf[nr] + gi
+                            prev = buf[nr]
+                            if prev is None:
+                                buf[nr] = gi
+                                if mine and nr == 0:
+                                    owned.add(target)
+                            elif (nr == 0 and target in owned and prev.shape == gi.shape
+                                  and prev.dtype == gi.dtype):
+                                np.add(prev, gi, out=prev)  # bitwise prev + gi, no new buffer
+                            else:
+                                buf[nr] = prev = prev + gi
+                                if nr == 0 and type(prev) is np.ndarray and not create_graph:
+                                    owned.add(target)
                     elif (cap is None and only is None and not create_graph
                           and target._grad is not None and not target._grad._requires_grad):
                         target._grad._data += gi  # the common case of _deliver_leaf, inline
                     else:
-                        # a fresh array a registered VJP made for this input alone (not the
-                        # incoming gradient passed through, not handed to two inputs as add
-                        # does) becomes the leaf's .grad without a copy
-                        owned = (not create_graph and type(gi) is np.ndarray and gi.base is None
-                                 and isinstance(node, OpNode) and gi.flags.writeable
-                                 and all(gi is not x for x in grads)
-                                 and sum(x is gi for x in in_grads) == 1)
+                        # a gradient the engine owns becomes the leaf's .grad without a copy
                         _deliver_leaf(target, gi, cap, results, create_graph, only, Tensor, _wrap,
-                                      owned)
+                                      mine and gi.flags.writeable)
     finally:
         _state.enabled = prev_mode
 
 
 _SEQ = operator.attrgetter("_seq")
+
+
+def _refcount(x: Any) -> int:
+    return sys.getrefcount(x)
+
+
+def _fresh_refs() -> int:
+    """What ``_refcount`` reports, inside the delivery loop of ``_run``, for an array nothing
+    else references (measured, not assumed: interpreters differ in borrowed references).
+    Where the interpreter has no reference counts, nothing is ever treated as owned."""
+    if not hasattr(sys, "getrefcount"):
+        return -1
+    for _, gi in zip(((None, 0),), [np.empty(1)]):
+        return _refcount(gi)
+    return -1
+
+
+_FRESH_REFS = _fresh_refs()
 
 
 def _retain(node: Node, grads: list, create_graph: bool, Tensor: type, _wrap: Any) -> None:

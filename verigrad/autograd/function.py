@@ -110,7 +110,7 @@ class FunctionCtx(Node):
                      if isinstance(a, Tensor))
 
     # --- engine interface ------------------------------------------------------------
-    def _backward(self, grads: list, create_graph: bool) -> list:
+    def _backward(self, grads: list, create_graph: bool, owned: bool = False) -> list:
         from ..tensor import Tensor, _wrap
 
         if self._freed:

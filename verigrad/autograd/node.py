@@ -44,7 +44,7 @@ class Node:
             out.append((target, nr))
         return tuple(out)
 
-    def _backward(self, grads: list, create_graph: bool) -> Sequence[Any]:
+    def _backward(self, grads: list, create_graph: bool, owned: bool = False) -> Sequence[Any]:
         raise NotImplementedError
 
     def _free(self) -> None:
@@ -103,7 +103,9 @@ class OpNode(Node):
     _single = True       # one tensor input: the VJP returns a bare gradient
     _saved_names: tuple = ()  # ((input index, VJP keyword), ...) for non-variadic ops
 
-    def _backward(self, grads: list, create_graph: bool) -> Sequence[Any]:
+    def _backward(self, grads: list, create_graph: bool, owned: bool = False) -> Sequence[Any]:
+        """Gradients for the inputs. ``owned``: nothing but the engine holds ``grads[0]``, so
+        the VJP may write into it (its ``F.g_*`` forms)."""
         if self._guard:
             self._check_saved()
         if create_graph:
@@ -130,7 +132,7 @@ class OpNode(Node):
             kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
         if op.uses_shapes:
             kwargs["shapes"] = self._shapes
-        F = _NS[0] if _NS else _namespaces()[0]
+        F = (_NS or _namespaces())[2 if owned else 0]
         result = op.vjp(F, grads[0], **kwargs)
         if self._single:
             gi = result
@@ -202,10 +204,19 @@ class OpNode(Node):
         return out
 
     def _free(self) -> None:
-        # inputs stay for the symbolic mirror; the flag gives PyTorch's error on a re-run
+        # the flag gives PyTorch's error on a re-run. Saved intermediate arrays go as soon as
+        # the node has run, so the next VJPs reuse their memory instead of asking the kernel
+        # for fresh pages; the symbolic mirror replays a dropped input from the leaves (the
+        # same forward on the same values: the same bits). Leaves and constants stay; 0-d
+        # inputs stay too (nothing to gain, and it keeps scalar graphs cheap).
         if self._guard:
             self._out = None
             self._freed = True
+            if self._saved_names and any(self._shapes):
+                edges = self._edges
+                self._inputs = tuple(
+                    None if t is not None and isinstance(edges[i][0], Node) and shape else t
+                    for i, (t, shape) in enumerate(zip(self._inputs, self._shapes)))
 
     @property
     def metadata(self) -> dict:
@@ -257,12 +268,13 @@ def _reduce(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
 
 
 def _namespaces() -> tuple:
-    """(numpy namespace, tensor namespace), imported once (ops import this module)."""
+    """(numpy, tensor, numpy-with-owned-gradient namespaces), imported once (ops import
+    this module)."""
     global _NS
     if not _NS:
         from ..ops import namespaces
 
-        _NS = (namespaces.NUMPY, namespaces.TENSOR)
+        _NS = (namespaces.NUMPY, namespaces.TENSOR, namespaces.NUMPY_OWNED)
     return _NS
 
 

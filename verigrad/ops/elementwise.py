@@ -13,6 +13,11 @@ POS = ((0.2, 4.0),)
 NONZERO = ((-3.0, -0.3), (0.3, 3.0))
 ANY = ((-2.0, 2.0),)
 
+# VJPs use F.imul/F.mul_into/F.irsub/... on temporaries they made (numpy writes into them instead of
+# allocating) and F.g_mul/F.g_div/F.g_neg on the incoming gradient (overwritten only when the
+# engine owns it); every such form computes the same ufunc on the same operands as the
+# plain expression it replaces, so gradients are bitwise unchanged.
+
 
 def _unary(name, forward, vjp, mirror, domain=ANY, params=(), cases=None, doc="", **face):
     return defop(name, inputs=("x",), params=params, forward=forward, vjp=vjp, mirror=mirror,
@@ -70,30 +75,33 @@ def _in_range(x, lo, hi):
     return mask
 
 
-NEG = _unary("neg", np.negative, lambda F, g: -g, lambda x: -x, numpy="negative")
-EXP = _unary("exp", np.exp, lambda F, g, out: g * out, lambda x: sp.exp(x), expression=True)
-LOG = _unary("log", np.log, lambda F, g, x: g / x, lambda x: sp.log(x), POS, expression=True,
+NEG = _unary("neg", np.negative, lambda F, g: F.g_neg(g), lambda x: -x, numpy="negative")
+EXP = _unary("exp", np.exp, lambda F, g, out: F.g_mul(g, out), lambda x: sp.exp(x), expression=True)
+LOG = _unary("log", np.log, lambda F, g, x: F.g_div(g, x), lambda x: sp.log(x), POS, expression=True,
              aliases={"ln": "expression"})
 # SymPy's codegen log1p/expm1: log(1 + x) at 30 digits is 0 for x = 1e-129
-LOG1P = _unary("log1p", np.log1p, lambda F, g, x: g / (x + 1), lambda x: _cfunctions().log1p(x),
-               ((-0.8, 3.0),), expression=True)
-EXPM1 = _unary("expm1", np.expm1, lambda F, g, out: g * (out + 1),
+LOG1P = _unary("log1p", np.log1p, lambda F, g, x: F.g_div(g, x + 1),
+               lambda x: _cfunctions().log1p(x), ((-0.8, 3.0),), expression=True)
+EXPM1 = _unary("expm1", np.expm1, lambda F, g, out: F.mul_into(g, out + 1),
                lambda x: _cfunctions().expm1(x), expression=True)
-SQRT = _unary("sqrt", np.sqrt, lambda F, g, out: g / (2 * out), lambda x: sp.sqrt(x), POS,
+SQRT = _unary("sqrt", np.sqrt, lambda F, g, out: F.g_div(g, 2 * out), lambda x: sp.sqrt(x), POS,
               expression=True)
-ABS = _unary("abs", np.abs, lambda F, g, x: g * F.sign(x), lambda x: sp.Abs(x), NONZERO,
+ABS = _unary("abs", np.abs, lambda F, g, x: F.mul_into(g, F.sign(x)), lambda x: sp.Abs(x),
+             NONZERO, expression=True)
+SIN = _unary("sin", np.sin, lambda F, g, x: F.mul_into(g, F.cos(x)), lambda x: sp.sin(x),
              expression=True)
-SIN = _unary("sin", np.sin, lambda F, g, x: g * F.cos(x), lambda x: sp.sin(x), expression=True)
-COS = _unary("cos", np.cos, lambda F, g, x: -g * F.sin(x), lambda x: sp.cos(x), expression=True)
-TAN = _unary("tan", np.tan, lambda F, g, out: g * (1 + out * out), lambda x: sp.tan(x),
-             ((-1.2, 1.2),), expression=True)
-TANH = _unary("tanh", np.tanh, lambda F, g, out: g * (1 - out * out), lambda x: sp.tanh(x),
-              expression=True)
-SIGMOID = _unary("sigmoid", _sigmoid, lambda F, g, out: g * out * (1 - out),
+COS = _unary("cos", np.cos, lambda F, g, x: F.mul_into(F.g_neg(g), F.sin(x)),
+             lambda x: sp.cos(x), expression=True)
+TAN = _unary("tan", np.tan, lambda F, g, out: F.mul_into(g, F.iadd(out * out, 1)),
+             lambda x: sp.tan(x), ((-1.2, 1.2),), expression=True)
+TANH = _unary("tanh", np.tanh, lambda F, g, out: F.mul_into(g, F.irsub(out * out, 1)),
+              lambda x: sp.tanh(x), expression=True)
+SIGMOID = _unary("sigmoid", _sigmoid, lambda F, g, out: F.imul(F.g_mul(g, out), 1 - out),
                  lambda x: 1 / (1 + sp.exp(-x)), ((-4.0, 4.0),), expression=True)
 RELU = _unary("relu", lambda x: np.maximum(x, 0), lambda F, g, out: g * (out > 0),
               lambda x: sp.Max(x, 0), NONZERO, expression=True)
-RECIPROCAL = _unary("reciprocal", np.reciprocal, lambda F, g, out: -g * out * out,
+RECIPROCAL = _unary("reciprocal", np.reciprocal,
+                    lambda F, g, out: F.imul(F.imul(F.g_neg(g), out), out),
                     lambda x: 1 / x, NONZERO)
 SOFTPLUS = _unary(
     "softplus", _softplus,
@@ -105,7 +113,8 @@ SOFTPLUS = _unary(
                        (((2, 3),), {"beta": 2.0, "threshold": 5})], expression=True)
 POW_SCALAR_EXP = _unary(
     "pow.Tensor_Scalar", lambda x, exponent: np.power(x, exponent),
-    lambda F, g, x, exponent: g * 0 if exponent == 0 else g * exponent * x ** (exponent - 1),
+    lambda F, g, x, exponent: g * 0 if exponent == 0 else F.imul(F.g_mul(g, exponent),
+                                                                  x ** (exponent - 1)),
     lambda x, exponent: x ** exponent, POS, params=("exponent",), numpy="power",
     cases=lambda rng: [(((3,),), {"exponent": 2}), (((2, 3),), {"exponent": -1.5}),
                        (((),), {"exponent": 0.5}), (((2,),), {"exponent": 3})])
@@ -128,13 +137,15 @@ CLAMP = _unary("clamp", _clamp, lambda F, g, x, min, max: g * _in_range(x, min, 
 
 ADD = _binary("add", np.add, lambda F, g: (g, g), operator.add)
 SUB = _binary("sub", np.subtract, lambda F, g: (g, -g), operator.sub, numpy="subtract")
-MUL = _binary("mul", np.multiply, lambda F, g, x, y: (g * y, g * x), operator.mul,
+# g * y first: the second product may then overwrite g (when the engine owns it)
+MUL = _binary("mul", np.multiply, lambda F, g, x, y: (g * y, F.g_mul(g, x)), operator.mul,
               numpy="multiply")
-DIV = _binary("div", np.true_divide, lambda F, g, x, y: (g / y, -g * x / (y * y)),
+DIV = _binary("div", np.true_divide,
+              lambda F, g, x, y: (g / y, F.idiv(F.imul(F.g_neg(g), x), y * y)),
               operator.truediv, (ANY, NONZERO), numpy="divide")
 RSUB_TENSOR = _binary("rsub.Tensor", lambda x, y: y - x, lambda F, g: (-g, g),
                       lambda x, y: y - x)
-RSUB_SCALAR = _unary("rsub.Scalar", lambda x, other: other - x, lambda F, g: -g,
+RSUB_SCALAR = _unary("rsub.Scalar", lambda x, other: other - x, lambda F, g: F.g_neg(g),
                      lambda x, other: other - x, params=("other",),
                      cases=lambda rng: [(((3,),), {"other": 2.0}), (((),), {"other": -1})])
 POW_TENSOR = _binary(

@@ -39,6 +39,76 @@ def _argmax_mask(x, dim):
                                             for a in range(x.ndim)]) == idx
 
 
+def _reusable(a, b) -> bool:
+    """Whether ``a op b`` can be written into ``a`` with the same result: ``a`` a writable
+    array (numpy scalars and 0-d arrays gain nothing) whose shape and dtype the result keeps
+    (no upcast by ``b``, no broadcast beyond ``a``)."""
+    if type(a) is not np.ndarray or not a.ndim:
+        return False
+    tb = type(b)
+    if tb is float or tb is int:
+        return a.dtype.kind == "f"  # a weak Python scalar keeps the array's float dtype
+    if tb is not np.ndarray and not isinstance(b, np.generic):
+        return False
+    if b.dtype != a.dtype:
+        return False
+    if b.shape != a.shape:
+        try:
+            if np.broadcast_shapes(a.shape, b.shape) != a.shape:
+                return False
+        except ValueError:
+            return False
+    return a.flags.writeable
+
+
+# In-place forms for VJPs: ``F.imul(a, b)`` is ``a * b`` where ``a`` is a temporary the VJP
+# made itself (a fresh result it uses nowhere else; ``F.mul_into(a, t)``: ``a * t`` into the
+# temporary ``t``), so numpy may write into it instead of
+# asking for a new buffer. The value is bitwise the same (one ufunc, same operands); the
+# tensor namespace simply records the out-of-place op.
+def _imul(a, b):
+    return np.multiply(a, b, out=a) if _reusable(a, b) else a * b
+
+
+def _mul_into(a, t):
+    """``a * t`` written into the temporary ``t`` (operands in this order, as recorded)."""
+    return np.multiply(a, t, out=t) if _reusable(t, a) else a * t
+
+
+def _iadd(a, b):
+    return np.add(a, b, out=a) if _reusable(a, b) else a + b
+
+
+def _isub(a, b):
+    return np.subtract(a, b, out=a) if _reusable(a, b) else a - b
+
+
+def _irsub(a, b):
+    """``b - a``, written into ``a``."""
+    return np.subtract(b, a, out=a) if _reusable(a, b) else b - a
+
+
+def _idiv(a, b):
+    return np.true_divide(a, b, out=a) if _reusable(a, b) else a / b
+
+
+def _ineg(a):
+    return np.negative(a, out=a) if type(a) is np.ndarray and a.ndim and a.flags.writeable \
+        else -a
+
+
+def _plain_mul(a, b):
+    return a * b
+
+
+def _plain_div(a, b):
+    return a / b
+
+
+def _plain_neg(a):
+    return -a
+
+
 NUMPY = SimpleNamespace(
     sign=np.sign, cos=np.cos, sin=np.sin, exp=np.exp, log=np.log,
     sigmoid=lambda x: 1 / (1 + np.exp(-x)),
@@ -51,7 +121,14 @@ NUMPY = SimpleNamespace(
     select_backward=S._select_backward, slice_backward=S._slice_backward,
     index_put=S._index_put, argmax_mask=_argmax_mask,
     astype=lambda x, dtype: x.astype(dtype), sum_to=sum_to,
+    imul=_imul, mul_into=_mul_into, iadd=_iadd, isub=_isub, irsub=_irsub, idiv=_idiv, ineg=_ineg,
+    # ``g_*``: the same on the incoming gradient, which only the engine may let a VJP
+    # overwrite: in NUMPY they never do, in NUMPY_OWNED (gradients nothing else holds) they do
+    g_mul=_plain_mul, g_div=_plain_div, g_neg=_plain_neg,
 )
+
+#: NUMPY for a node whose incoming gradient is a buffer the engine owns outright
+NUMPY_OWNED = SimpleNamespace(**dict(vars(NUMPY), g_mul=_imul, g_div=_idiv, g_neg=_ineg))
 
 
 def _tensor_namespace() -> SimpleNamespace:
@@ -82,6 +159,15 @@ def _tensor_namespace() -> SimpleNamespace:
             g = O.sum(g, axes, True)
         return O.reshape(g, shape) if tuple(g.shape) != tuple(shape) else g
 
+    def mul(a, b):
+        return a * b
+
+    def div(a, b):
+        return a / b
+
+    def neg(a):
+        return -a
+
     def op(o):
         return lambda x, *a, **k: apply(o, (t(x),), dict(zip(o.params, a), **k))
 
@@ -97,6 +183,8 @@ def _tensor_namespace() -> SimpleNamespace:
         index_put=op(S.INDEX_PUT),
         argmax_mask=lambda x, dim: as_tensor(_argmax_mask(t(x)._data, dim)),
         astype=lambda x, dtype: O.to(x, dtype), sum_to=sum_to_,
+        imul=mul, mul_into=mul, iadd=lambda a, b: a + b, isub=lambda a, b: a - b,
+        irsub=lambda a, b: b - a, idiv=div, ineg=neg, g_mul=mul, g_div=div, g_neg=neg,
     )
 
 

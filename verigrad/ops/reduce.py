@@ -148,10 +148,10 @@ LOGSUMEXP = _red(
         np.vectorize(sp.exp, otypes=[object])(np.asarray(x, dtype=object)), dim, keepdim, sp.Add)),
     ("dim", "keepdim"), DIM_CASES, (((-3.0, 3.0),),))
 SOFTMAX = _red("softmax", _softmax,
-               lambda F, g, out, dim: out * (g - F.sum(g * out, int(dim), True)),
+               lambda F, g, out, dim: F.mul_into(out, g - F.sum(g * out, int(dim), True)),
                _softmax_mirror, ("dim",),
                lambda rng: [(((4,),), {"dim": 0}), (((2, 3),), {"dim": 1}), (((2, 3),), {"dim": -2})])
 LOG_SOFTMAX = _red("log_softmax", _log_softmax,
-                   lambda F, g, out, dim: g - F.exp(out) * F.sum(g, int(dim), True),
+                   lambda F, g, out, dim: F.irsub(F.imul(F.exp(out), F.sum(g, int(dim), True)), g),
                    _log_softmax_mirror, ("dim",),
                    lambda rng: [(((4,),), {"dim": 0}), (((2, 3),), {"dim": 1})])
