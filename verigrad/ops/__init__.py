@@ -18,6 +18,7 @@ from . import elementwise as E
 from . import linalg as L
 from . import reduce as R
 from . import shape as S
+from . import nn as _nn  # noqa: F401  (rows the torch bridge maps aten ops onto)
 
 __all__ = [
     "neg", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
