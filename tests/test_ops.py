@@ -121,6 +121,10 @@ GOLDEN_NAMES = {
     "select": "SelectBackward0", "slice": "SliceBackward0", "index": "IndexBackward0",
     "select_backward": "SelectBackwardBackward0", "slice_backward": "SliceBackwardBackward0",
     "index_put": "IndexPutBackward0", "_to_copy": "ToCopyBackward0",
+    # verigrad/ops/nn.py (rows the torch bridge maps aten ops onto)
+    "erf": "ErfBackward0", "rsqrt": "RsqrtBackward0", "silu": "SiluBackward0",
+    "cumsum": "CumsumBackward0", "index_select": "IndexSelectBackward0",
+    "gather": "GatherBackward0", "triu": "TriuBackward0", "tril": "TrilBackward0",
 }
 
 

@@ -79,6 +79,9 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     ('pass', True)
     """
     validate_options(**{k: v for k, v in locals().items() if k not in ("fn", "inputs")})
+    from ..torch import _hook  # torch code is translated by verigrad.torch (never imports torch)
+    if _hook.wanted(fn, inputs):
+        return _hook.dispatch(locals())
     t0 = time.perf_counter()
     problem = make_problem(fn, inputs, {**named, **(values or {})}, names)
     opts = dict(DEFAULTS, seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps,

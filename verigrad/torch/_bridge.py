@@ -1,0 +1,682 @@
+"""Torch code as a verigrad tape graph: shadow execution at the aten level.
+
+The user's torch function runs on float64 CPU copies of its inputs under a
+``TorchDispatchMode``. Every aten call on a traced tensor is also applied, by the rule in
+``_aten.RULES``, to the verigrad tensors shadowing its arguments, so the verigrad graph is
+the torch computation op for op and each node's mirror, domain and kinks come from its
+registry row. ``torch._decomp`` decomposes ops without a rule; what is left becomes a node
+that runs the aten op (and torch's derivative of it) and is checked by finite differences.
+
+A custom ``torch.autograd.Function`` is recorded around ``apply`` (its boundary is not in
+the aten stream): it becomes a verigrad Function of the same name whose forward runs the
+torch forward, whose backward calls the user's ``backward`` on torch's own ctx (so a
+gradient of the wrong shape is seen before torch would sum it) and whose SymPy mirror
+is the mirror of the aten ops traced inside its forward. Each call re-traces, so control
+flow that depends on values is followed at every point the checker evaluates.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import threading
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_flatten
+
+import verigrad as vg
+from verigrad.autograd.function import Function as VgFunction
+from verigrad.errors import BackwardContractError
+from verigrad.ops import shape as S
+from verigrad.tensor import Tensor as VgTensor
+from verigrad.tensor import apply as vg_apply
+
+from ._aten import RULES, numpy_dtype
+
+__all__ = ["check", "check_module", "trace"]
+
+_TorchFunction = torch.autograd.Function
+_ORIG_APPLY = _TorchFunction.__dict__["apply"].__func__
+_local = threading.local()  # the tracing envs of this thread, innermost last
+_patch_lock = threading.Lock()
+_patch_depth = [0]
+
+# aten ops whose result is a view of their first argument: a write into the view is
+# scattered back into the base (``R[i, j] = v``)
+_VIEW_KEYS: dict[str, Callable] = {
+    "aten::select.int": lambda a, base: (slice(None),) * (int(a[1]) % max(base.ndim, 1))
+    + (int(a[2]),),
+    "aten::slice.Tensor": lambda a, base: (slice(None),) * (
+        int(a[1] if len(a) > 1 else 0) % max(base.ndim, 1))
+    + (slice(a[2] if len(a) > 2 else None, a[3] if len(a) > 3 else None,
+             a[4] if len(a) > 4 else 1),),
+    "aten::alias.default": lambda a, base: (Ellipsis,),
+}
+_RESHAPE_VIEWS = {"aten::view.default", "aten::_unsafe_view.default"}
+
+
+class Trace:
+    """What one traced run saw: shadows, view parents, and ops verigrad could not map."""
+
+    def __init__(self) -> None:
+        self.shadow: dict[int, tuple[torch.Tensor, VgTensor]] = {}
+        self.parent: dict[int, tuple[torch.Tensor, Any]] = {}
+        self.unmapped: dict[str, int] = {}
+        self.decomposed: set[str] = set()
+        self.functions: list[str] = []
+        self.notes: list[str] = []
+
+    def traced(self, a: Any) -> bool:
+        return isinstance(a, torch.Tensor) and id(a) in self.shadow
+
+    def set(self, t: torch.Tensor, v: Any) -> None:
+        if v is None or not isinstance(v, VgTensor):
+            self.shadow.pop(id(t), None)
+        else:
+            self.shadow[id(t)] = (t, v)
+
+    def V(self, a: Any) -> Any:
+        """The verigrad value standing for a torch value."""
+        if isinstance(a, torch.Tensor):
+            hit = self.shadow.get(id(a))
+            return hit[1] if hit is not None else constant(a)
+        return a
+
+
+def constant(t: torch.Tensor) -> VgTensor:
+    t = t.detach()
+    if t.dtype in (torch.bfloat16,):
+        t = t.float()
+    return vg.tensor(np.array(t.cpu().numpy()))
+
+
+def to_torch(v: VgTensor) -> torch.Tensor:
+    return torch.from_numpy(np.array(v._data))
+
+
+def _camel(name: str) -> str:
+    base = name.split("::")[-1].split(".")[0]
+    return "".join(p[:1].upper() + p[1:] for p in base.split("_") if p) or "Aten"
+
+
+_DECOMP: dict = {}
+
+
+def _decompositions() -> dict:
+    """torch's decompositions into core aten ops (not into prims, which have no derivative
+    in torch and no row here)."""
+    if not _DECOMP:
+        from torch._decomp import core_aten_decompositions
+
+        _DECOMP.update(core_aten_decompositions())
+    return _DECOMP
+
+
+class _Shadow(TorchDispatchMode):
+    def __init__(self, env: Trace) -> None:
+        super().__init__()
+        self.env = env
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None):
+        kwargs = kwargs or {}
+        env = self.env
+        flat, _ = tree_flatten((args, kwargs))
+        if not any(env.traced(a) for a in flat):
+            return func(*args, **kwargs)
+        name = func.name()
+        if "." not in name.split("::")[-1]:
+            name += ".default"  # torch names the default overload without a suffix
+        if func._schema.is_mutable and args and isinstance(args[0], torch.Tensor):
+            return self._inplace(func, name, args, kwargs)
+        return self._functional(func, name, args, kwargs)
+
+    def _functional(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
+        env = self.env
+        rule = RULES.get(name) or RULES.get(name.split(".")[0])
+        if rule is not None:
+            out = func(*args, **kwargs)
+            res = rule(env.V, args, kwargs, out, name)
+            _bind(env, out, res)
+            if name in _VIEW_KEYS or name in _RESHAPE_VIEWS:
+                env.parent[id(out)] = (args[0], name, args)
+            return out
+        decomp = _decompositions().get(func)
+        if decomp is not None:
+            with _Shadow(env):
+                out = decomp(*args, **kwargs)
+            if out is not NotImplemented:
+                env.decomposed.add(name)
+                return out
+        return _unmapped(env, func, name, args, kwargs)
+
+    def _inplace(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
+        env = self.env
+        target = args[0]
+        packet = func._overloadpacket.__name__.rstrip("_")
+        functional = getattr(getattr(torch.ops.aten, packet, None), func._overloadname, None)
+        if functional is None or functional._schema.is_mutable:
+            env.notes.append(f"{name} writes in place and has no functional form verigrad "
+                             f"maps; later uses of its result are constants")
+            out = func(*args, **kwargs)
+            env.set(target, None)
+            return out
+        # the shadow is computed on the values before the write; torch then writes
+        before = target.clone()
+        fargs = (before,) + tuple(args[1:])
+        env.shadow[id(before)] = (before, env.V(target)) if env.traced(target) else None
+        if env.shadow[id(before)] is None:
+            del env.shadow[id(before)]
+        with _Shadow(env):
+            new = functional(*fargs, **kwargs)
+        value = env.V(new) if env.traced(new) else None
+        with _disable_current_modes():
+            out = func(*args, **kwargs)
+        _assign(env, target, value)
+        return out
+
+
+def _bind(env: Trace, out: Any, res: Any) -> None:
+    if isinstance(out, torch.Tensor):
+        if out.is_floating_point() or out.is_complex():
+            env.set(out, res if not isinstance(res, tuple) else res[0])
+        return
+    if isinstance(out, (tuple, list)):
+        results = res if isinstance(res, (tuple, list)) else (res,)
+        for o, r in zip(out, results):
+            _bind(env, o, r)
+
+
+def _assign(env: Trace, target: torch.Tensor, value: Any) -> None:
+    """``target`` now holds ``value``; a view's base gets the value scattered into it."""
+    env.set(target, value)
+    link = env.parent.get(id(target))
+    if link is None:
+        return
+    base, name, vargs = link
+    base_v = env.V(base)
+    if value is None:
+        value = constant(target)
+    if name in _RESHAPE_VIEWS:
+        new = vg.reshape(value, tuple(base.shape))
+    else:
+        key = _VIEW_KEYS[name](vargs, base)
+        placed = vg_apply(S.INDEX_PUT, (value,), {"shape": tuple(base.shape), "key": key})
+        mask = np.zeros(tuple(base.shape), dtype=bool)
+        mask[key] = True
+        new = vg.where(mask, placed, base_v)
+    _assign(env, base, new)
+
+
+def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """An aten op verigrad has no row for: a node running the op (forward) and torch's own
+    derivative of it (backward), with no mirror, so the checker uses finite differences."""
+    out = func(*args, **kwargs)
+    flat, spec = tree_flatten((args, kwargs))
+    slots = [i for i, a in enumerate(flat) if env.traced(a) and a.is_floating_point()]
+    if not slots:
+        return out
+    env.unmapped[name] = env.unmapped.get(name, 0) + 1
+
+    def run(values: Sequence[torch.Tensor]) -> Any:
+        items = list(flat)
+        for i, v in zip(slots, values):
+            items[i] = v
+        a, k = spec.unflatten(items) if hasattr(spec, "unflatten") else \
+            torch.utils._pytree.tree_unflatten(items, spec)
+        return func(*a, **k)
+
+    def forward(ctx: Any, *vals: VgTensor) -> Any:
+        ts = [to_torch(v).requires_grad_(True) for v in vals]
+        with torch.enable_grad(), _disable_current_modes():
+            res = run(ts)
+        outs = res if isinstance(res, (tuple, list)) else (res,)
+        ctx._torch = (ts, outs)
+        vouts = tuple(constant(o) for o in outs if isinstance(o, torch.Tensor))
+        return vouts if isinstance(res, (tuple, list)) else vouts[0]
+
+    def backward(ctx: Any, *grads: Any) -> Any:
+        ts, outs = ctx._torch
+        pairs = [(o, to_torch(g)) for o, g in zip(outs, grads)
+                 if isinstance(o, torch.Tensor) and o.requires_grad and g is not None]
+        if not pairs:
+            raise BackwardContractError(f"torch has no derivative for {name}")
+        try:
+            gs = torch.autograd.grad([o for o, _ in pairs], ts, [g for _, g in pairs],
+                                     retain_graph=True, allow_unused=True)
+        except RuntimeError as e:
+            raise BackwardContractError(f"torch has no derivative for {name}: {e}") from None
+        return tuple(None if g is None else constant(g) for g in gs)
+
+    cls = type(_camel(name), (VgFunction,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward),
+        "__doc__": f"{name}: no verigrad mapping; checked by finite differences"})
+    with _disable_current_modes():
+        res = cls.apply(*[env.V(flat[i]) for i in slots])
+    _bind(env, out, res)
+    return out
+
+
+# --- custom torch.autograd.Function -------------------------------------------------------
+
+def _current() -> Trace | None:
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+def _patched_apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+    env = _current()
+    if env is None or cls.__dict__.get("_verigrad_internal"):
+        return _ORIG_APPLY(cls, *args, **kwargs)
+    flat, _ = tree_flatten((args, kwargs))
+    if not any(env.traced(a) for a in flat):
+        return _ORIG_APPLY(cls, *args, **kwargs)
+    with _disable_current_modes():
+        return _bridge_function(env, cls, args, kwargs)
+
+
+@contextlib.contextmanager
+def tracing(env: Trace):
+    """Shadow torch ops into ``env`` (and record custom Functions) inside the block."""
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    with _patch_lock:
+        if _patch_depth[0] == 0:
+            _TorchFunction.apply = classmethod(_patched_apply)
+        _patch_depth[0] += 1
+    stack.append(env)
+    try:
+        with _Shadow(env):
+            yield env
+    finally:
+        stack.pop()
+        with _patch_lock:
+            _patch_depth[0] -= 1
+            if _patch_depth[0] == 0:
+                _TorchFunction.apply = classmethod(_ORIG_APPLY)
+
+
+def _user_backward(cls: type) -> Callable:
+    """The backward torch itself would call (``vjp`` is its alias)."""
+    bw, vjp = cls.backward, getattr(cls, "vjp", None)
+    base_vjp = getattr(_TorchFunction, "vjp", None)
+    if vjp is not None and vjp is not base_vjp and bw is _TorchFunction.backward:
+        return vjp
+    return bw
+
+
+def _expandable(shape: tuple, desired: tuple) -> bool:
+    """torch's ``is_expandable_to``: when it holds, torch sums a gradient to the input."""
+    if len(shape) > len(desired):
+        return False
+    return all(s == d or s == 1 for s, d in zip(reversed(shape), reversed(desired)))
+
+
+def _bridge_function(env: Trace, cls: type, args: tuple, kwargs: dict) -> Any:
+    """Run ``cls.apply`` as a verigrad Function named like the torch one."""
+    label = cls.__qualname__
+    env.functions.append(label)
+    vargs = [env.V(a) if isinstance(a, torch.Tensor) else a for a in args]
+    info: dict[str, Any] = {}
+
+    def forward(ctx: Any, *vals: Any) -> Any:
+        inner = Trace()
+        targs, leaves, positions = [], [], []
+        for i, v in enumerate(vals):
+            if isinstance(v, VgTensor):
+                t = to_torch(v)
+                if t.is_floating_point():
+                    t.requires_grad_(True)
+                    leaf = vg.tensor(np.array(v._data), requires_grad=True)
+                    inner.set(t, leaf)
+                    leaves.append(leaf)
+                    positions.append(i)
+                targs.append(t)
+            else:
+                targs.append(v)
+        with torch.enable_grad(), vg.enable_grad(), tracing(inner):
+            res = _ORIG_APPLY(cls, *targs, **kwargs)
+        env.unmapped.update({k: env.unmapped.get(k, 0) + n for k, n in inner.unmapped.items()})
+        env.decomposed |= inner.decomposed
+        env.notes += inner.notes
+        touts = res if isinstance(res, tuple) else (res,)
+        tctx = next((o.grad_fn for o in touts if isinstance(o, torch.Tensor)
+                     and o.grad_fn is not None), None)
+        ctx._torch = (tctx, targs, touts)
+        inner_outs = [inner.V(o) if isinstance(o, torch.Tensor) else None for o in touts]
+        if "mirror" not in info:
+            info["mirror"] = _mirror_of(leaves, positions, inner_outs, touts)
+        vouts = []
+        for o in touts:
+            if not isinstance(o, torch.Tensor):
+                raise BackwardContractError(f"{label}.forward returned {type(o).__name__}; "
+                                            f"only tensors are supported as outputs")
+            vo = constant(o)
+            if o.is_floating_point() and not o.requires_grad:
+                ctx.mark_non_differentiable(vo)  # torch's mark_non_differentiable
+            vouts.append(vo)
+        return tuple(vouts) if isinstance(res, tuple) else vouts[0]
+
+    def backward(ctx: Any, *grads: Any) -> Any:
+        tctx, targs, touts = ctx._torch
+        if tctx is None:
+            raise BackwardContractError(f"torch recorded no graph for {label} (no output "
+                                        f"requires grad), so its backward cannot be called")
+        tg = [None if g is None else to_torch(g) for g in grads]
+        with torch.no_grad():
+            result = _user_backward(cls)(tctx, *tg)
+        result = result if isinstance(result, tuple) else (result,)
+        out = []
+        for i, r in enumerate(result):
+            if r is None or i >= len(targs):
+                out.append(None if r is None else r)
+                continue
+            if not isinstance(r, torch.Tensor):
+                raise BackwardContractError(
+                    f"{label}.backward returned {type(r).__name__} for input {i}; return a "
+                    f"tensor or None")
+            inp = targs[i]
+            if isinstance(inp, torch.Tensor) and tuple(r.shape) != tuple(inp.shape):
+                fate = (f"torch.autograd would silently sum it to {tuple(inp.shape)} "
+                        f"(torch.autograd.gradcheck passes it)"
+                        if _expandable(tuple(inp.shape), tuple(r.shape))
+                        else "torch.autograd raises on it")
+                raise BackwardContractError(
+                    f"{label}.backward ({_names(cls)[i] if i < len(_names(cls)) else i}) returned "
+                    f"a gradient of shape {tuple(r.shape)} for input {i} of shape "
+                    f"{tuple(inp.shape)}: {fate}. Return a gradient of exactly the input's "
+                    f"shape.")
+            out.append(constant(r.to(inp.dtype) if isinstance(inp, torch.Tensor) else r))
+        return tuple(out)
+
+    def symbolic(*syms: Any) -> Any:
+        mirror = info.get("mirror")
+        if mirror is None:
+            raise _NoMirror(label)
+        return mirror(*syms)
+
+    arg_names = _names(cls)
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        inspect.Parameter(arg_names[i] if i < len(arg_names) else f"arg{i}",
+                          inspect.Parameter.POSITIONAL_OR_KEYWORD) for i in range(len(args))]
+    forward.__signature__ = inspect.Signature(params)  # reports name inputs as torch's forward
+    ns = {"forward": staticmethod(forward), "backward": staticmethod(backward),
+          "__doc__": f"verigrad bridge of torch Function {label}", "__module__": cls.__module__,
+          "_verigrad_internal": True}
+    bridge = type(cls.__name__, (VgFunction,), ns)
+    res = bridge.apply(*vargs)
+    if info.get("mirror") is not None:
+        bridge.symbolic = staticmethod(symbolic)
+    else:
+        env.notes.append(f"{label}: its forward is not made of aten ops verigrad can mirror "
+                         f"(numpy, or an op without a mapping), so its backward is checked "
+                         f"by finite differences")
+    tres = res if isinstance(res, tuple) else (res,)
+    touts = tuple(to_torch(v) for v in tres)
+    for t, v in zip(touts, tres):
+        env.set(t, v)
+    return touts if isinstance(res, tuple) else touts[0]
+
+
+class _NoMirror(Exception):
+    pass
+
+
+def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
+               ) -> Callable | None:
+    """The SymPy mirror of a Function's traced forward, or None if some output left the
+    aten stream (computed through numpy, say)."""
+    from verigrad.symbolic.graph import GraphView
+    from verigrad.symbolic.mirror import _const, _replay
+
+    picked = []
+    for v, o in zip(inner_outs, touts):
+        if v is None or not o.is_floating_point():
+            picked.append(None)
+            continue
+        if v._grad_fn is None and not any(v is leaf for leaf in leaves):
+            if o.requires_grad:
+                return None  # differentiable in torch, a constant in the trace: not mirrored
+        picked.append(v)
+    graph_outs = [v for v in picked if v is not None and v._grad_fn is not None]
+    view = GraphView.of(graph_outs) if graph_outs else None
+
+    def mirror(*syms: Any) -> Any:
+        table = {id(leaf): np.asarray(syms[k], dtype=object).reshape(leaf.shape)
+                 for leaf, k in zip(leaves, positions)}
+        values = _replay(view, table, None) if view is not None else {}
+        outs = []
+        for v, o in zip(picked, touts):
+            if v is None:
+                outs.append(_const(o.detach().numpy()))
+            elif v._grad_fn is not None:
+                outs.append(values[(v._grad_fn, v._output_nr)])
+            elif id(v) in table:
+                outs.append(table[id(v)])
+            else:
+                outs.append(_const(v._data))
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+    return mirror
+
+
+def _names(cls: type) -> list[str]:
+    try:
+        params = [p.name for p in inspect.signature(cls.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return []
+    from torch.autograd.function import _is_setup_context_defined
+
+    return params if _is_setup_context_defined(cls.setup_context) else params[1:]
+
+
+# --- vg.check for torch callables ---------------------------------------------------------
+
+_NP_FLOAT = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16,
+             torch.bfloat16: np.float32}
+
+
+def _display(fn: Any) -> str:
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, type) and getattr(fn, "__name__", "") == "apply":
+        return f"{owner.__qualname__}.apply"
+    if isinstance(fn, torch.nn.Module):
+        return type(fn).__name__
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _arg_names(fn: Any, n: int) -> list[str]:
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, type) and issubclass(owner, _TorchFunction):
+        names = _names(owner)
+    else:
+        target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+        try:
+            names = [p.name for p in inspect.signature(target).parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            names = []
+    names = names[:n]
+    return names + [f"x{i}" for i in range(len(names), n)]
+
+
+class _Spec:
+    """How one user argument enters the check: differentiated (``diff``) or constant."""
+
+    def __init__(self, value: Any, any_tensor: bool) -> None:
+        self.user = value
+        if isinstance(value, torch.Tensor):
+            self.diff = value.requires_grad and (value.is_floating_point() or value.is_complex())
+            self.dtype = value.dtype
+            self.device = value.device
+            if self.diff:
+                np_dtype = _NP_FLOAT.get(value.dtype, np.float64)
+                self.array = value.detach().cpu().to(torch.float64).numpy().astype(np_dtype)
+            else:
+                self.const = value.detach().cpu() if value.device.type != "cpu" else value
+        elif not any_tensor and isinstance(value, (float, int, list, tuple, np.ndarray)) and \
+                not isinstance(value, bool):
+            # no torch tensor at all (vg.check(MyFn.apply, [1.0, 2.0])): numbers are inputs
+            self.diff, self.dtype, self.device = True, torch.float64, torch.device("cpu")
+            self.array = np.asarray(value, dtype=np.float64)
+        else:
+            self.diff, self.const = False, value
+
+
+def _convert(fn: Any, inputs: Sequence[Any]) -> tuple[list[_Spec], Callable, list[Trace]]:
+    any_tensor = any(isinstance(a, torch.Tensor) for a in inputs)
+    display = _display(fn)
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, type) and issubclass(owner, _TorchFunction) and \
+            getattr(fn, "__name__", "") == "apply":
+        # ``MyFn.apply`` was bound before tracing patched ``apply``: call it late
+        fn = (lambda cls: lambda *a, **k: cls.apply(*a, **k))(owner)
+    specs = [_Spec(a, any_tensor) for a in inputs]
+    traces: list[Trace] = []
+
+    def vg_fn(*vals: Any) -> Any:
+        env = Trace()
+        targs = []
+        for spec, v in zip(specs, vals):
+            if spec.diff:
+                t = to_torch(v)
+                env.set(t, v)
+                targs.append(t)
+            else:
+                targs.append(spec.const)
+        with tracing(env):
+            out = fn(*targs)
+        if not traces:
+            traces.append(env)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        vouts = [env.V(o) if isinstance(o, torch.Tensor) else o for o in outs]
+        return tuple(vouts) if isinstance(out, (tuple, list)) else vouts[0]
+
+    vg_fn.__qualname__ = vg_fn.__name__ = display
+    return specs, vg_fn, traces
+
+
+def check(fn: Any, *inputs: Any, names: Sequence[str] | None = None, **options: Any) -> Any:
+    """Check a torch callable with verigrad's three opinions, plus torch's own gradient.
+
+    Tensors that require grad are differentiated (in float64 on CPU; a float32 input is also
+    run in float32 and its rounding noted); other tensors and values are constants.
+    """
+    from verigrad.checker.core import check as core_check
+
+    specs, vg_fn, traces = _convert(fn, inputs)
+    if not any(s.diff for s in specs):
+        from verigrad.checker.problem import CheckInputError
+
+        raise CheckInputError("none of the inputs requires grad: pass the tensors to check "
+                              "with requires_grad=True (others are constants)")
+    names = list(names) if names is not None else _arg_names(fn, len(inputs))
+    args = [vg.tensor(s.array, requires_grad=True) if s.diff else s.const for s in specs]
+    report = core_check(vg_fn, *args, names=names, **options)
+    _annotate(report, traces, specs)
+    _compare_torch(report, fn, specs, names)
+    return report
+
+
+def _annotate(report: Any, traces: list[Trace], specs: list[_Spec]) -> None:
+    if not traces:
+        return
+    env = traces[0]
+    if env.unmapped:
+        ops = ", ".join(sorted(env.unmapped))
+        report.notes.append(f"aten ops without a verigrad mapping (each is a node running the "
+                            f"op and torch's derivative of it, checked by finite differences, "
+                            f"no mirror): {ops}")
+    if env.decomposed:
+        report.notes.append(f"decomposed by torch._decomp into mapped ops: "
+                            f"{', '.join(sorted(env.decomposed))}")
+    report.notes.extend(dict.fromkeys(env.notes))
+    odd = sorted({str(s.dtype) for s in specs if s.diff and s.dtype not in
+                  (torch.float64, torch.float32)})
+    if odd:
+        report.notes.append(f"inputs in {', '.join(odd)} were checked in float64 (and float32 "
+                            f"for the rounding note); that dtype's own rounding is coarser")
+    devices = sorted({str(s.device) for s in specs if s.diff and s.device.type != "cpu"})
+    if devices:
+        report.notes.append(f"inputs on {', '.join(devices)} were copied to the CPU")
+
+
+def _compare_torch(report: Any, fn: Any, specs: list[_Spec], names: list[str]) -> None:
+    """The whole gradient from ``torch.autograd.grad`` on the original code (torch's own
+    tape, the one the user runs) against the reference of each checked entry."""
+    entries = [e for e in report.entries if e.point == 0]
+    if not entries or any(isinstance(e.output, tuple) and e.output[:1] == ("v",)
+                          for e in entries):
+        return
+    leaves = [torch.tensor(s.array, dtype=torch.float64, requires_grad=True) if s.diff else None
+              for s in specs]
+    args = [leaf if s.diff else s.const for s, leaf in zip(specs, leaves)]
+    diff_leaves = [leaf for leaf in leaves if leaf is not None]
+    diff_names = [n for n, s in zip(names, specs) if s.diff]
+    try:
+        out = fn(*args)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        cache: dict[Any, list] = {}
+        bad = []
+        for e in entries:
+            if e.output not in cache:
+                cts = [torch.zeros_like(o) for o in outs]
+                if e.output is None:
+                    cts = [torch.ones_like(o) for o in outs]
+                else:
+                    k, idx = (e.output[0], e.output[1:]) if len(outs) > 1 else (0, e.output)
+                    cts[k][idx] = 1.0
+                pairs = [(o, c) for o, c in zip(outs, cts) if o.requires_grad]
+                gs = torch.autograd.grad([o for o, _ in pairs], diff_leaves,
+                                         [c for _, c in pairs], retain_graph=True,
+                                         allow_unused=True)
+                cache[e.output] = [np.zeros(t.shape) if g is None else g.detach().numpy()
+                                   for g, t in zip(gs, diff_leaves)]
+            got = float(cache[e.output][diff_names.index(e.input)][e.index])
+            ref = e.reference
+            if ref is None or e.tolerance is None or not np.isfinite(ref):
+                continue
+            if abs(got - ref) > e.tolerance and e.status != "inconclusive":
+                bad.append((e, got))
+    except Exception as err:  # noqa: BLE001 - torch's own backward failing is a finding
+        report.notes.append(f"torch.autograd.grad on {report.expression} raised "
+                            f"{type(err).__name__}: {str(err).splitlines()[0][:300]}")
+        report.verdict = "fail"
+        return
+    if bad:
+        e, got = bad[0]
+        report.notes.append(
+            f"torch.autograd.grad (torch's own tape) disagrees with the reference on "
+            f"{len(bad)} of {len(entries)} entries, first {e.label}: torch {got:.10g}, "
+            f"reference {e.reference:.10g}")
+        report.verdict = "fail"
+    else:
+        report.notes.append(f"torch.autograd.grad agrees with the reference on all "
+                            f"{len(entries)} checked entries")
+
+
+def check_module(module: torch.nn.Module, *inputs: Any, **options: Any) -> Any:
+    """Check a module's gradients with respect to its parameters (by their names) and the
+    inputs that require grad.
+
+    >>> import torch, verigrad.torch as vgt                            # doctest: +SKIP
+    >>> vgt.check_module(torch.nn.Linear(3, 2).double(), torch.randn(4, 3,
+    ...                  dtype=torch.float64)).verdict                 # doctest: +SKIP
+    'pass'
+    """
+    from torch.func import functional_call
+
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    n_in = len(inputs)
+
+    def call(*args: Any) -> Any:
+        return functional_call(module, {n: a for (n, _), a in zip(params, args[n_in:])},
+                               tuple(args[:n_in]))
+
+    call.__qualname__ = type(module).__name__
+    names = _arg_names(module, n_in) + [n for n, _ in params]
+    return check(call, *inputs, *[p for _, p in params], names=names, **options)
