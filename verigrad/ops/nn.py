@@ -66,7 +66,8 @@ def _cumsum_f(F, g, dim):
     return apply(CUMSUM, (g,), {"dim": dim})
 
 
-CUMSUM = defop("cumsum", params=("dim",), forward=lambda x, dim: _obj_cumsum(x, dim),
+# np.cumsum flattens without an axis: a different signature, not this op
+CUMSUM = defop("cumsum", params=("dim",), numpy=(), forward=lambda x, dim: _obj_cumsum(x, dim),
                vjp=lambda F, g, dim: _reverse_cumsum(F, g, dim),
                mirror=lambda x, dim: _obj_cumsum(x, dim),
                domain=Domain(cases=lambda rng: [(((4,),), {"dim": 0}), (((2, 3),), {"dim": 1}),
@@ -113,7 +114,8 @@ def _tri(name, np_fn):
     def mask(shape, diagonal):
         return np_fn(np.ones(shape[-2:], dtype=bool), diagonal)
 
-    return defop(name, params=("diagonal",),
+    # numpy's triu/tril take k=, not diagonal=: not mapped to the numpy protocol
+    return defop(name, params=("diagonal",), numpy=(),
                  forward=lambda x, diagonal: np.where(mask(np.shape(x), diagonal), x, 0),
                  vjp=lambda F, g, shapes, diagonal: F.where(mask(shapes[0], diagonal), g, 0),
                  mirror=lambda x, diagonal: np.where(mask(np.shape(x), diagonal), x, 0),
