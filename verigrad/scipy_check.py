@@ -34,7 +34,7 @@ import numpy as np
 from .autograd import enable_grad
 from .autograd.engine import grad as autograd_grad
 from .checker.core import check
-from .checker.problem import CheckInputError, Problem
+from .checker.problem import CheckInputError, Problem, _as_float_array
 from .checker.report import CheckReport, Culprit, Entry
 from .numpy_bridge import Unrecordable, recording
 from .tensor import Tensor, tensor
@@ -111,17 +111,6 @@ def _arg_names(fun: Callable, count: int) -> list[str]:
     return out
 
 
-def _float_array(name: str, v: Any) -> np.ndarray:
-    try:
-        a = np.asarray(v)
-    except Exception as e:  # noqa: BLE001 - ragged lists and the like
-        raise CheckInputError(f"{name} is not an array of numbers: {e}") from None
-    if a.dtype == object or a.dtype.kind not in "biuf":
-        raise CheckInputError(f"{name} must be real numbers (a float, list or numpy array), got "
-                              f"{type(v).__name__}"[:200])
-    return np.array(a, dtype=np.float64)
-
-
 def _as_output(out: Any) -> Any:
     """fun's result on tensors: one tensor (a list of 0-d tensors is stacked, as np.array
     would)."""
@@ -149,7 +138,7 @@ def _setup(fun: Callable, x0: Any, args: tuple, wrt: Any) -> _Setup:
     names = _arg_names(fun, count)
     values: list[Any] = [x0, *args]
     for w in wrt_t:
-        values[w] = _float_array(names[w], values[w])
+        values[w] = _as_float_array(names[w], values[w])[0]
     # fun on plain arrays: the values the tape must reproduce
     try:
         with np.errstate(all="ignore"):

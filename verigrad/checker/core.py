@@ -259,7 +259,7 @@ class _Sym:
 
 def _node_eps(findings: list[LocalFinding]) -> dict:
     """Each node's rounding allowance for the chained bound: the same model as its local
-    check (the precision it works in, and the multiple of it its error was measured at)."""
+    check (the precision it works in). Measured lost digits widen entries in ``_entries``."""
     return {f.node: ROUNDING_FACTOR * unit_roundoff(f.dtype) for f in findings}
 
 

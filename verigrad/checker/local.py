@@ -285,9 +285,9 @@ def _check_mirror(node: Node, ref: _Reference, outs: list[np.ndarray], dtype: np
     u = unit_roundoff(dtype)
     for k, (mo, fo) in enumerate(zip(ref.values, outs)):
         m = np.array(mo.tolist(), dtype=float).reshape(fo.shape)
-        big = max((float(np.max(np.abs(np.asarray(a, dtype=float)), initial=0.0))
-                   for a in (np.array(np.asarray(x, dtype=object).tolist(), dtype=float)
-                             for x in ref.sym)), default=0.0)
+        big = max((float(np.max(np.abs(np.array(np.asarray(x, dtype=object).tolist(),
+                                                   dtype=float)), initial=0.0))
+                   for x in ref.sym), default=0.0)
         n = max(1, sum(int(np.size(x)) for x in ref.sym))
         with np.errstate(all="ignore"):
             tol = 1e-8 * (np.abs(fo) + ref.sens[k]) + \

@@ -147,24 +147,16 @@ def _full_reduce(V, args, kwargs, out, name):
     return getattr(O, name)(V(args[0]))
 
 
-@rule("sum.dim_IntList")
-def _sum_dim(V, args, kwargs, out, name):
+@rule("sum.dim_IntList", "mean.dim")
+def _reduce_dim(V, args, kwargs, out, name):
+    reduce = O.sum if "sum" in name else O.mean
     dim = _dims(_kw(args, kwargs, 1, "dim"))
+    keepdim = _kw(args, kwargs, 2, "keepdim", False)
     x = V(args[0])
     if dim is None:
-        r = O.sum(x)
-        return O.reshape(r, (1,) * x.ndim) if _kw(args, kwargs, 2, "keepdim", False) else r
-    return O.sum(x, dim, _kw(args, kwargs, 2, "keepdim", False))
-
-
-@rule("mean.dim")
-def _mean_dim(V, args, kwargs, out, name):
-    dim = _dims(_kw(args, kwargs, 1, "dim"))
-    x = V(args[0])
-    if dim is None:
-        r = O.mean(x)
-        return O.reshape(r, (1,) * x.ndim) if _kw(args, kwargs, 2, "keepdim", False) else r
-    return O.mean(x, dim, _kw(args, kwargs, 2, "keepdim", False))
+        r = reduce(x)
+        return O.reshape(r, (1,) * x.ndim) if keepdim else r
+    return reduce(x, dim, keepdim)
 
 
 @rule("prod.dim_int")
