@@ -182,7 +182,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
                                  node_eps=_node_eps(res.findings))
         except (MirrorError, ValueError) as e:
             res.notes.append(f"symbolic reference unavailable: {e}")
-    elif opts["use_symbolic"] and res.findings:
+    elif opts["use_symbolic"] and any(f.method != "symbolic" for f in res.findings):
         why = next(f for f in res.findings if f.method != "symbolic")
         res.notes.append(f"symbolic reference unavailable for the whole graph because of "
                          f"{why.node.name()}: {why.note or why.method}")

@@ -23,6 +23,7 @@ from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView, node_forward
 from ..symbolic.kinks import rule_switches
 from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
+from ..symbolic.traced import mirror_missing
 from . import finite_diff as fd
 from .compare import (PROBE_SPREAD, PROBES, ROUNDING_FACTOR, digits_lost,
                       lost_digits_or_wrong, tolerance, unit_roundoff, working_precision)
@@ -158,8 +159,8 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
     if contract:
         return LocalFinding(node, path, "contract", False, note=contract, contract=contract)
     note = ""
-    if isinstance(node, FunctionCtx) and getattr(node._forward_cls, "symbolic", None) is None:
-        note = f"{node._forward_cls.__name__} has no symbolic staticmethod"
+    if isinstance(node, FunctionCtx) and mirror_missing(node):
+        note = mirror_missing(node)
     elif use_mirror and rule_cost(node, in_vals) <= RULE_COST_CAP:
         try:
             return _symbolic(node, path, in_vals, diff, outs, v, got, rng)

@@ -98,11 +98,9 @@ def _function_mirror(node: FunctionCtx, args: Sequence[Any]) -> tuple[np.ndarray
     cls = node._forward_cls
     sym = getattr(cls, "symbolic", None)
     if sym is None:
-        raise MirrorError(
-            f"{cls.__name__} (grad_fn {node.name()}) has no symbolic staticmethod, so verigrad "
-            f"cannot build an exact reference for it. Add `@staticmethod def symbolic(...)` "
-            f"returning the SymPy expression of forward; until then the check falls back to "
-            f"finite differences for this node.")
+        from .traced import traced_mirror  # traced graphs are mirrored like any graph
+
+        return traced_mirror(node, args)
     shapes = [m[0] for m in node._out_meta]
     call_args = [a[()] if isinstance(a, np.ndarray) and a.ndim == 0 else a for a in args]
     try:
@@ -452,6 +450,12 @@ def _symengine() -> Any:
     return None if _BACKEND["name"] == "sympy" else _import_symengine()
 
 
+def _opaque_functions() -> tuple:
+    from symengine.lib import symengine_wrapper as w
+
+    return (w.PyFunction, w.FunctionSymbol)
+
+
 def _to_symengine(expr: Any) -> Any:
     """Convert a SymPy object (our own expressions; never text) to SymEngine."""
     if not isinstance(expr, sp.Basic):
@@ -487,6 +491,10 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
             if t_se is None:
                 try:
                     t_se = _to_symengine(t)
+                    # SymEngine wraps functions it does not know (codegen's log1p) and then
+                    # differentiates them as constants: such terms stay in SymPy
+                    if t_se.atoms(_opaque_functions()):
+                        t_se = False
                 except Exception:  # noqa: BLE001 - a function SymEngine does not know
                     t_se = False
                 if memo is not None:
@@ -505,6 +513,16 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
 
 
 _CACHE: dict[Any, LocalRule] = {}
+
+
+def _trace_signature(node: FunctionCtx) -> Any:
+    """A traced forward's structure (branches taken), part of its rule's key."""
+    if getattr(node._forward_cls, "symbolic", None) is not None:
+        return None
+    from .traced import Trace, trace_of
+
+    t = trace_of(node)
+    return t.signature if isinstance(t, Trace) else None
 _CACHE_LIMIT = 512
 
 
@@ -524,7 +542,8 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
         # the class itself, never its id(): a class made in a factory may land at the
         # address of a freed one (the key keeps it alive until the cache is cleared)
         ident = ("fn", cls,
-                 tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)))
+                 tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)),
+                 _trace_signature(node))
         elementwise = False
     else:
         raise MirrorError(f"{node.name()} has no mirror")
