@@ -21,6 +21,7 @@ from ..symbolic.local import MirrorError
 from ..tensor import Tensor, tensor
 from . import finite_diff as fd
 from .compare import ROUNDING_FACTOR, unit_roundoff
+from .analytic import non_holomorphic
 from .local import FD_SAFETY, LocalFinding, check_nodes
 from .options import validate_options
 from .problem import CheckInputError, Problem, make_problem
@@ -188,7 +189,8 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
                          f"{why.node.name()}: {why.note or why.method}")
     res.symbolic = sym is not None
     # finite differences
-    fd_rows, fd_errs, fd_meth, fd_checked = _fd(problem, arrays, rows, opts, sym, full, res)
+    fd_rows, fd_errs, fd_meth, fd_checked = _fd(problem, arrays, rows, opts, sym, full, res,
+                                                view)
     if sym is None and fd_rows is not None:
         # FD is the reference: allow for the tape's own rounding (a 1000-term sum in a
         # matrix-vector backward), measured the way _noise measures f's
@@ -305,7 +307,7 @@ def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
 
 
 def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opts: dict,
-        sym: "_Sym | None", full: bool, res: _Point) -> tuple:
+        sym: "_Sym | None", full: bool, res: _Point, view: GraphView) -> tuple:
     """The FD witness: every entry for up to ``fd_full`` inputs, else a seeded sample (the
     choice depends on sizes only, so a report is reproducible). Nearby points with a
     mirror need no FD at all."""
@@ -325,7 +327,8 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
                              f"(seed {seed}); every node's backward is checked in full, by its "
                              f"mirror or by projections with bisection")
     # the complex step is a costly witness (complex BLAS is ~10x slower): small inputs only
-    f_complex = _complex_fn(problem) if len(cols) <= 64 else None
+    f_complex = _complex_fn(problem) if len(cols) <= 64 and not non_holomorphic(view) \
+        else None
     record = full and n <= 64
     f = problem.flat()
     ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, record_ladder=record)

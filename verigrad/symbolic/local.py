@@ -522,7 +522,7 @@ def _trace_signature(node: FunctionCtx) -> Any:
     from .traced import Trace, trace_of
 
     t = trace_of(node)
-    return t.signature if isinstance(t, Trace) else None
+    return t.signature if isinstance(t, Trace) and not t.problem else None
 _CACHE_LIMIT = 512
 
 

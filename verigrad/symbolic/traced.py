@@ -49,6 +49,7 @@ class Trace:
     leaves: tuple            # (input slot, traced leaf tensor) per float tensor input
     outputs: tuple           # traced output tensors, in the node's output order
     signature: tuple         # hashable structure, for rule caches (branches change it)
+    problem: str = ""        # why the trace is not the function ("" when it is)
 
 
 _TRACES: "weakref.WeakKeyDictionary[FunctionCtx, Trace | str]" = weakref.WeakKeyDictionary()
@@ -59,12 +60,13 @@ def mirror_missing(node: FunctionCtx) -> str:
     if getattr(node._forward_cls, "symbolic", None) is not None:
         return ""
     t = trace_of(node)
-    return "" if isinstance(t, Trace) else t
+    return t if isinstance(t, str) else t.problem
 
 
 def trace_of(node: FunctionCtx) -> "Trace | str":
-    """The validated trace of ``node``'s forward, or the reason there is none (cached per
-    node; the node keeps its inputs, so the trace is reproducible)."""
+    """The trace of ``node``'s forward (``problem`` says why it is not to be trusted, if it is
+    not), or why there is none (cached per node; the node keeps its inputs, so the trace is
+    reproducible)."""
     try:
         return _TRACES[node]
     except KeyError:
@@ -73,10 +75,13 @@ def trace_of(node: FunctionCtx) -> "Trace | str":
         result: Trace | str = _trace(node)
     except Exception as e:  # noqa: BLE001 - the user's forward, re-run on tape tensors
         result = f"its forward could not be traced ({type(e).__name__}: {e})"
-    if isinstance(result, str):
-        result = (f"{node._forward_cls.__name__} (grad_fn {node.name()}) has no symbolic "
-                  f"staticmethod and {result}; "
-                  f"add `@staticmethod def symbolic(...)` for an exact reference")
+    why = result if isinstance(result, str) else result.problem
+    if why:
+        why = (f"{node._forward_cls.__name__} (grad_fn {node.name()}) has no symbolic "
+               f"staticmethod and {why}; add `@staticmethod def symbolic(...)` for an exact "
+               f"reference")
+        result = why if isinstance(result, str) else Trace(
+            result.view, result.leaves, result.outputs, result.signature, why)
     _TRACES[node] = result
     return result
 
@@ -110,7 +115,7 @@ def _run_forward(cls: type, values: list[Any], grad_slots: set[int]) -> tuple[li
     return leaves, outs
 
 
-def _trace(node: FunctionCtx) -> "Trace | str":
+def _trace(node: FunctionCtx) -> "Trace | str":  # noqa: C901 - one straight recipe
     from ..autograd.engine import grad
     from ..autograd.grad_mode import enable_grad, no_grad
     from ..checker.finite_diff import derivative
@@ -153,16 +158,17 @@ def _trace(node: FunctionCtx) -> "Trace | str":
     dtype = min((t._data.dtype for _, t in leaves), key=lambda d: d.itemsize)
     est = derivative(f, x0, np.concatenate([d.reshape(-1) for d in u]), dtype=dtype)
     fd, err = float(est.value[0]), float(est.error[0])
-    if not (est.reliable and np.isfinite(fd) and np.isfinite(err)):
-        return "finite differences of its forward could not confirm the traced graph"
     scale = abs(fd) + abs(tape) + float(np.vdot(np.abs(x0), np.abs(np.concatenate(
         [d.reshape(-1) for d in u])))) * 1e-12
-    if abs(fd - tape) > 4 * err + _VALIDATION_RTOL * scale:
-        return (f"its traced forward is not the function here (the traced graph's "
-                f"derivative {tape:.6g}, finite differences {fd:.6g}: a .numpy(), .item() or "
-                f"detach() leaves the tape, or the point is on a kink of the formula)")
+    problem = ""
+    if not (est.reliable and np.isfinite(fd) and np.isfinite(err)):
+        problem = "finite differences of its forward could not confirm the traced graph"
+    elif abs(fd - tape) > 4 * err + _VALIDATION_RTOL * scale:
+        problem = (f"its traced forward is not the function here (the traced graph's "
+                   f"derivative {tape:.6g}, finite differences {fd:.6g}: a .numpy(), .item() "
+                   f"or detach() leaves the tape, or the point is on a kink of the formula)")
     view = GraphView.of([o for o in outs if o._grad_fn is not None]) if live else None
-    return Trace(view, tuple(leaves), tuple(outs), _signature(view, leaves, outs))
+    return Trace(view, tuple(leaves), tuple(outs), _signature(view, leaves, outs), problem)
 
 
 def _signature(view: GraphView | None, leaves: list, outs: list) -> tuple:
@@ -190,8 +196,8 @@ def traced_mirror(node: FunctionCtx, args: list[Any]) -> tuple[np.ndarray, ...]:
     from .mirror import _const, _replay
 
     t = trace_of(node)
-    if isinstance(t, str):
-        raise MirrorError(t)
+    if isinstance(t, str) or t.problem:
+        raise MirrorError(t if isinstance(t, str) else t.problem)
     syms = {id(leaf): np.asarray(args[i], dtype=object) for i, leaf in t.leaves}
     for leaf in t.view.leaves if t.view is not None else ():
         syms.setdefault(id(leaf), _const(leaf._data))  # a tensor the forward closed over
