@@ -54,6 +54,7 @@ class _Point:
     traces: list[FDTrace] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     symbolic: bool = False
+    claimed_rounding: float = 0.0  # relative rounding allowed for a claimed (user) derivative
 
 
 def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | None = None,
@@ -164,6 +165,10 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     # tape
     tape_rows, tape_error = _tape_rows(outs, leaves, rows, sizes) if problem.claimed is None \
         else (problem.claimed(args, rows), "")
+    if problem.claimed is not None and tape_rows.dtype.kind == "f" and tape_rows.dtype.itemsize < 8:
+        # a jac returned in float32 is judged at float32's precision, like a Function's
+        res.claimed_rounding = ROUNDING_FACTOR * unit_roundoff(tape_rows.dtype)
+        tape_rows = tape_rows.astype(np.float64)
     if tape_error:
         res.contract.append(tape_error)
     view = GraphView.of(outs)
@@ -506,7 +511,8 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                     e.status, e.reason = "inconclusive", "singularity" if singular or (
                         ref is not None and not math.isfinite(ref)) else "nan"
             elif sym is not None:
-                tol = _override(opts, s, bound + 2 * EPS64 * abs(rp) + 1e-300)
+                tol = _override(opts, s, bound + max(2 * EPS64, res.claimed_rounding) * abs(rp)
+                                + 1e-300)
                 e.tolerance = tol
                 compare_to = s if opts["rtol"] is not None or opts["atol"] is not None else rp
                 if abs(t - compare_to) > tol and abs(t - compare_to) <= tol * slack:
@@ -521,7 +527,8 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 if fe is None or not math.isfinite(fe):
                     e.status, e.reason = "inconclusive", "fd-unreliable"
                 else:
-                    tol = _override(opts, f, fe + EPS64 * SAFETY * (abs(t) + abs(f)) + 1e-300)
+                    tol = _override(opts, f, fe + max(EPS64 * SAFETY, res.claimed_rounding) * (
+                        abs(t) + abs(f)) + 1e-300)
                     e.tolerance = tol
                     if abs(t - f) > tol:
                         e.status, e.reason = "fail", "wrong"
