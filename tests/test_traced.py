@@ -165,3 +165,26 @@ def test_holomorphic_graphs_are_read_from_the_mirrors(make, bad):
 
     x = vg.tensor([0.0, 2.0], requires_grad=True)
     assert non_holomorphic(GraphView.of(make(x))) == bad
+
+
+def test_rules_of_one_class_closing_over_different_tensors_are_not_shared():
+    # one class whose forward reads a tensor that changes between checks: the cached rule
+    # of the first check must not be reused for the second
+    current = {}
+
+    class Scaled(vg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * current["w"]
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * current["w"].detach()
+
+    results = []
+    for scale in (2.0, 5.0, 2.0):
+        current["w"] = vg.tensor([scale, 1.0], requires_grad=True)
+        report = vg.check(lambda x: Scaled.apply(x).sum(), np.array([0.5, 1.5]))
+        results.append((report.verdict, _exact(report)))
+    assert results == [("pass", True)] * 3

@@ -181,8 +181,11 @@ def _signature(view: GraphView | None, leaves: list, outs: list) -> tuple:
     for n in nodes:
         kind = ("op", n.op.name, _freeze(n._params)) if isinstance(n, OpNode) else \
             ("fn", getattr(n, "_forward_cls", type(n)))
+        # constants and tensors the forward closed over are baked into the mirror: by value
         srcs = tuple((s.kind, index.get(id(s.node)), s.nr, leaf_slot.get(id(s.leaf)),
-                      None if s.kind != "const" else _freeze(s.value))
+                      _freeze(s.value) if s.kind == "const" else
+                      _freeze(s.leaf._data) if s.kind == "leaf" and id(s.leaf) not in leaf_slot
+                      else None)
                      for s in view.sources[n])
         sig.append((kind, srcs))
     tail = tuple((index.get(id(o._grad_fn)), o._output_nr, leaf_slot.get(id(o)), o.shape)
