@@ -30,9 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd.engine import grad
 from ..autograd.function import FunctionCtx
+from ..autograd.grad_mode import enable_grad, no_grad
 from ..autograd.node import OpNode
+from ..tensor import Tensor, _wrap, tensor
 from .graph import GraphView
+from .local import MirrorError, _freeze
+from .mirror import _const, _replay
 
 __all__ = ["Trace", "trace_of", "traced_mirror", "mirror_missing"]
 
@@ -87,15 +92,11 @@ def trace_of(node: FunctionCtx) -> "Trace | str":
 
 
 def _inputs_of(node: FunctionCtx) -> list[Any]:
-    from ..tensor import Tensor
-
     return [a._data if isinstance(a, Tensor) else a for a in node._inputs]
 
 
 def _run_forward(cls: type, values: list[Any], grad_slots: set[int]) -> tuple[list, list]:
     """``cls.forward`` on fresh tensors (slots in ``grad_slots`` require grad)."""
-    from ..tensor import Tensor, _wrap, tensor
-
     args, leaves = [], []
     for i, v in enumerate(values):
         if isinstance(v, np.ndarray):
@@ -116,9 +117,7 @@ def _run_forward(cls: type, values: list[Any], grad_slots: set[int]) -> tuple[li
 
 
 def _trace(node: FunctionCtx) -> "Trace | str":  # noqa: C901 - one straight recipe
-    from ..autograd.engine import grad
-    from ..autograd.grad_mode import enable_grad, no_grad
-    from ..checker.finite_diff import derivative
+    from ..checker.finite_diff import derivative  # numeric only; the checker package is above
 
     cls = node._forward_cls
     values = _inputs_of(node)
@@ -172,8 +171,6 @@ def _trace(node: FunctionCtx) -> "Trace | str":  # noqa: C901 - one straight rec
 
 
 def _signature(view: GraphView | None, leaves: list, outs: list) -> tuple:
-    from .local import _freeze
-
     nodes = view.nodes if view is not None else []
     index = {id(n): k for k, n in enumerate(nodes)}
     leaf_slot = {id(t): i for i, t in leaves}
@@ -195,9 +192,6 @@ def _signature(view: GraphView | None, leaves: list, outs: list) -> tuple:
 
 def traced_mirror(node: FunctionCtx, args: list[Any]) -> tuple[np.ndarray, ...]:
     """The node's outputs as SymPy object arrays of ``args``, replayed from its trace."""
-    from .local import MirrorError
-    from .mirror import _const, _replay
-
     t = trace_of(node)
     if isinstance(t, str) or t.problem:
         raise MirrorError(t if isinstance(t, str) else t.problem)
