@@ -23,6 +23,7 @@ from . import finite_diff as fd
 from .compare import ROUNDING_FACTOR, unit_roundoff
 from .local import FD_SAFETY, LocalFinding, check_nodes
 from .options import validate_options
+from .precision import mpmath_isolated
 from .problem import CheckInputError, Problem, make_problem
 from .second_order import extend_report
 from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
@@ -61,6 +62,7 @@ class _Point:
     magnitude: float = 0.0                         # largest value the forward is made of
 
 
+@mpmath_isolated  # mpmath's precision is process-wide: see checker/precision.py
 def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | None = None,
           atol: float | None = None, eps: float | None = None, use_symbolic: bool = True,
           names: Sequence[str] | None = None, max_rows: int = 16,
