@@ -20,7 +20,7 @@ from ..symbolic.kinks import find_kinks, one_sided_derivatives
 from ..symbolic.local import MirrorError
 from ..tensor import Tensor, tensor
 from . import finite_diff as fd
-from .compare import ROUNDING_FACTOR, unit_roundoff
+from .compare import ROUNDING_FACTOR, distinct, unit_roundoff
 from .local import FD_SAFETY, LocalFinding, check_nodes
 from .options import validate_options
 from .precision import mpmath_isolated
@@ -176,6 +176,11 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
         res.contract += _determinism(problem, arrays, outs)
     rows, labels = _rows(outs, m, opts["max_rows"], opts["seed"] + 7919 * point)
     res.rows = rows
+    if full and labels and labels[0] is not None and labels[0][0] == "v":
+        res.notes.append(f"the output has {m} entries: each entry 'd out[v, k] / ...' is "
+                         f"v_k . J for a seeded random cotangent v_k (a projection on a random "
+                         f"direction, seed {opts['seed']}); every node's backward is checked "
+                         f"on its own, and a wrong one is named with its element")
     # tape
     tape_rows, tape_error = _tape_rows(outs, leaves, rows, sizes) if problem.claimed is None \
         else (problem.claimed(args, rows), "")
@@ -792,13 +797,32 @@ def _culprits(findings: list[LocalFinding]) -> list[Culprit]:
             where = f" at [{', '.join(map(str, f.element))}]" if f.element else ""
             against = "its symbolic mirror" if f.method == "symbolic" else \
                 "finite differences of its forward"
-            rel = abs(f.got - f.expected) / abs(f.expected) if f.expected else math.inf
-            msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
-                   f"({f.input_name}){where}: expected {f.expected:.10g} from {against}, got "
-                   f"{f.got:.10g} (relative error {rel:.2g}; path {f.path})")
+            msg = _culprit_message(f, where, against)
         out.append(Culprit(f.node.name(), f.input_index, f.input_name, f.path, f.element,
                            f.expected, f.got, f.method, msg))
     return out
+
+
+def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
+    """Expected and got with the digits at which they differ, the error next to its
+    tolerance, and, for a projection on a random cotangent, the element's own derivative."""
+    exp, got = distinct(f.expected, f.got)
+    rel = abs(f.got - f.expected) / abs(f.expected) if f.expected else math.inf
+    msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
+           f"({f.input_name}){where}: expected {exp} from {against}, got {got} (error "
+           f"{f.max_abs_error:.2g} > tolerance {f.tolerance:.2g}, relative error {rel:.2g}; "
+           f"path {f.path})")
+    if f.projected:
+        msg += ("; these are v . J for a seeded random cotangent v on its output (a "
+                "projection on a random direction)")
+        if f.own is not None:
+            k, e, g, t = f.own
+            e_s, g_s = distinct(e, g)
+            out = "d out" + (f"[{', '.join(map(str, k))}]" if k else "")
+            msg += (f"; the element's own derivative {out} / d {f.input_name}"
+                    f"{'[' + ', '.join(map(str, f.element)) + ']' if f.element else ''}: "
+                    f"expected {e_s}, got {g_s} (tolerance {t:.2g})")
+    return msg
 
 
 # --- extras --------------------------------------------------------------------------------

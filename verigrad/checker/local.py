@@ -56,6 +56,11 @@ class LocalFinding:
     dtype: str = "float64"          # the precision the node works in (its tolerance's unit)
     precision: str = ""             # lost digits of a right formula (a warning, not a failure)
     slack: float = 1.0              # multiple of the rounding bound its error was measured at
+    #: expected/got above are v . J for a seeded random cotangent v (a projection on a random
+    #: direction of the output); ``own`` is the element's own derivative d out[k] / d in[j]
+    #: as (k, expected, got, tolerance; k None for a scalar output), when it was found
+    projected: bool = False
+    own: tuple | None = None
 
 
 def _input_name(node: Node, i: int) -> str:
@@ -171,6 +176,8 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
         note = "local rule too large to build symbolically"
     finding = _finite_differences(node, path, in_vals, diff, v, got, rng)
     finding.note = "; ".join(x for x in (note, finding.note) if x)
+    if not finding.ok and finding.input_index >= 0 and not finding.contract:
+        _own_derivative(finding, node, in_vals, diff, v, outs, None, np.dtype(np.float64))
     return finding
 
 
@@ -238,6 +245,8 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
         _compare(worst, node, i, e, g, tol)
     if not worst.ok:
         _classify(worst, node, rule, in_vals, diff, v, dtype, rng)
+    if not worst.ok and worst.input_index >= 0:
+        _own_derivative(worst, node, in_vals, diff, v, outs, rule, dtype)
     return worst
 
 
@@ -371,6 +380,74 @@ def _classify(worst: LocalFinding, node: Node, rule: Any, in_vals: list, diff: l
         worst.note = "; ".join(x for x in (worst.note, (
             f"the error is the same at {len(errors) - 1} points within {spread:g} relative: "
             f"a wrong formula, not rounding")) if x)
+
+
+#: a failing element's own derivative is looked for among at most this many output elements
+OWN_CANDIDATES = 16
+
+
+def _own_derivative(worst: LocalFinding, node: Node, in_vals: list, diff: list[int],
+                    v: list[np.ndarray], outs: list[np.ndarray], rule: Any,
+                    dtype: np.dtype) -> None:
+    """The failing element's own derivative, for the message: the local check compares
+    ``v . J`` for a random cotangent ``v`` (one pass finds any wrong entry), which is not a
+    number the user can look up. Each output element k (a few) is tried with a one-hot
+    cotangent; the one where the backward is most wrong is reported."""
+    i, j = worst.input_index, worst.element
+    sizes = [int(np.size(o)) for o in outs]
+    total = sum(sizes)
+    worst.projected = True
+    if total == 1:
+        c = float(np.asarray(v[0]).reshape(-1)[0])
+        if c:
+            worst.own = (None, worst.expected / c, worst.got / c, worst.tolerance / abs(c))
+        return
+    same = len(outs) == 1 and np.shape(outs[0]) == np.shape(in_vals[i])
+    flat_j = int(np.ravel_multi_index(j, np.shape(in_vals[i]))) if j else 0
+    candidates = [flat_j] if same else list(range(total)) if total <= OWN_CANDIDATES else []
+    bounds = np.cumsum([0] + sizes)
+    best = None
+    for k in candidates:
+        o = int(np.searchsorted(bounds, k, side="right") - 1)
+        onehot = [np.zeros(np.shape(x)) for x in outs]
+        onehot[o].reshape(-1)[k - bounds[o]] = 1.0
+        try:
+            got = _vjp(node, onehot)[i]
+            g = 0.0 if got is None else float(np.asarray(got)[j])
+            if rule is not None:
+                ref = _reference(node, rule, in_vals, onehot, [np.shape(x) for x in outs])
+                e = float(ref.expected_float(i, in_vals)[j])
+                t = float(tolerance(dtype, np.asarray(ref.scale[i])[j],
+                                    np.asarray(ref.terms[i])[j]))
+            else:
+                e, t = _fd_element(node, in_vals, i, j, onehot)
+        except Exception:  # noqa: BLE001 - the message then shows the projection only
+            return
+        ratio = abs(g - e) / max(t, 1e-300)
+        if best is None or ratio > best[0]:
+            label = tuple(j) if same else (
+                (o,) if len(outs) > 1 else ()) + tuple(
+                int(x) for x in np.unravel_index(k - bounds[o], np.shape(outs[o])))
+            best = (ratio, label, e, g, t)
+    if best is not None and best[0] > 1:
+        worst.own = best[1:]
+
+
+def _fd_element(node: Node, in_vals: list, i: int, j: tuple, onehot: list[np.ndarray]
+                ) -> tuple[float, float]:
+    x0 = np.asarray(in_vals[i], dtype=float)
+
+    def s(x: np.ndarray) -> np.ndarray:
+        vals = list(in_vals)
+        vals[i] = x.reshape(x0.shape)
+        return np.array([sum(float(np.sum(c * o)) for c, o in
+                             zip(onehot, node_forward(node, vals)))])
+
+    d = np.zeros(x0.size)
+    d[int(np.ravel_multi_index(j, x0.shape)) if j else 0] = 1.0
+    est = fd.derivative(s, x0.reshape(-1), d)
+    e = float(est.value[0])
+    return e, FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * abs(e)
 
 
 def _sensitivity(rule: Any, sym: list, parts: list, shapes: list) -> list[np.ndarray]:
