@@ -119,3 +119,11 @@ def test_one_sided_differences_see_kinks_and_only_kinks(f, x, kink):
     central = fd.derivative(f, np.array([x]), np.array([1.0]))
     if not kink:
         assert not central.kink_suspect[0]
+
+
+@pytest.mark.parametrize("x", [1e-5, 1e-7, 3e-8])
+def test_an_ill_conditioned_forward_is_no_broken_graph(x):
+    # (1 - cos x)/x**2 cancels catastrophically: FD differentiates the rounding staircase
+    # (-1e7 at 1e-7, with a confident error estimate); that is no cut in the graph
+    report = vg.check("(1 - cos(x)) / x**2", x=x)
+    assert report.verdict == "pass", str(report)

@@ -60,6 +60,7 @@ class _Point:
     fd_steps: dict = field(default_factory=dict)   # flat input j -> real FD step
     fd_fn: Any = None                              # (f, x) the FD ran on
     magnitude: float = 0.0                         # largest value the forward is made of
+    forward_error: Any = None                      # |float forward - exact|, per output entry
 
 
 @mpmath_isolated  # mpmath's precision is process-wide: see checker/precision.py
@@ -222,6 +223,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
         kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full)
     if sym is not None and fd_rows is not None:
         res.magnitude = _magnitude(view)
+        res.forward_error = _forward_error(outs, sym)
     outside = _outside_domain(outs, rows, singular, res)
     _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
              kink_cols, singular, opts, point, outside)
@@ -550,8 +552,10 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                     e.status, e.reason = "precision", "lost digits"
                 elif abs(t - compare_to) > tol:
                     e.status, e.reason = "fail", "wrong"
-                elif _fd_contradicts(t, s, f, fe, _resolution(res, r, j)):
-                    # tape and mirror agree, FD of the function itself does not: a cut in
+                elif abs(t - s) <= max(tol, 1e-10 * abs(s)) + s_err and \
+                        _fd_contradicts(t, s, f, fe, _resolution(res, r, j)):
+                    # tape and exact mirror agree (a forward too ill-conditioned for that
+                    # is one FD cannot differentiate either), FD of the function does not: a cut in
                     # the graph, unless the function has a kink the mirror does not know
                     # (a where() whose condition is data)
                     side = _probe_kink(problem, res, r, j)
@@ -641,7 +645,32 @@ def _resolution(res: _Point, r: int, j: int) -> float:
     step = res.fd_steps.get(j, 0.0)
     if not step > 0:
         return math.inf
-    return ROUNDING_FACTOR * EPS64 * res.magnitude * float(np.sum(np.abs(res.rows[r]))) / step
+    row = np.abs(res.rows[r])
+    floor = ROUNDING_FACTOR * EPS64 * res.magnitude * float(np.sum(row)) / step
+    if res.forward_error is not None:
+        # measured: the float forward's own error at the point, amplified by whatever
+        # follows the rounding ((1 - cos x) / x**2 at 1e-7 is off by 1e-4), over the step
+        floor += FD_SAFETY * float(row @ res.forward_error) / step
+    return floor
+
+
+def _forward_error(outs: list[Tensor], sym: _Sym) -> np.ndarray | None:
+    """|float forward - exact forward| per flat output entry (None if unavailable)."""
+    graphs = iter(sym.graphs)
+    parts = []
+    try:
+        for o in outs:
+            y = np.asarray(o._data, dtype=float).reshape(-1)
+            if not o.requires_grad:
+                parts.append(np.zeros(y.size))
+                continue
+            exact = np.array(np.asarray(next(graphs).value(), dtype=object).reshape(-1).tolist(),
+                             dtype=float)
+            with np.errstate(all="ignore"):
+                parts.append(np.nan_to_num(np.abs(y - exact), nan=np.inf))
+    except (StopIteration, MirrorError, ValueError, TypeError):
+        return None
+    return np.concatenate(parts)
 
 
 def _probe_kink(problem: Problem, res: _Point, r: int, j: int
