@@ -127,3 +127,16 @@ def test_an_ill_conditioned_forward_is_no_broken_graph(x):
     # (-1e7 at 1e-7, with a confident error estimate); that is no cut in the graph
     report = vg.check("(1 - cos(x)) / x**2", x=x)
     assert report.verdict == "pass", str(report)
+
+
+def test_a_kink_among_many_entries_without_a_mirror_hides_no_wrong_element():
+    # 101 entries: the node check bisects on random projections; the kink at x[50] is
+    # recognised there and the search goes on, so a wrong x[70] is still found
+    x = np.linspace(-1, 1, 101)
+    x[50] = 0.0
+    Relu = function("ReluMany", lambda x: np.maximum(x, 0), lambda g, x: g * (x > 0))
+    assert vg.check(lambda x: Relu.apply(x).sum(), x).verdict == "inconclusive"
+    Wrong = function("ReluManyWrong", lambda x: np.maximum(x, 0),
+                     lambda g, x: g * (x > 0) * (1 + 0.01 * (np.arange(x.size) == 70)))
+    report = vg.check(lambda x: Wrong.apply(x).sum(), x)
+    assert report.verdict == "fail" and report.culprit.element == (70,)

@@ -641,6 +641,9 @@ def _bisect(s: Any, x: np.ndarray, g: np.ndarray, coords: np.ndarray,
         est = fd.derivative(s, x, d)
         err = abs(float(est.value[0]) - g[j])
         tol = FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * abs(g[j])
+        if err > tol and _kinks_by_fd(s, x, g, np.where(np.arange(x.size) == j, est.value[0],
+                                                        g), np.full(x.size, tol)):
+            return None  # a kink, and the backward gives a subgradient: the other half decides
         return (j, float(est.value[0]), err, tol) if err > tol else None
     u = np.zeros_like(x)
     u[coords] = rng.standard_normal(coords.size)
