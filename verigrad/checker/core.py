@@ -132,7 +132,9 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     if verdict == "fail" and not culprits and any(
             e.status == "fail" and e.reason != "graph broken" for e in main.entries):
         main.notes.append("every op's backward matches its own reference, yet the composed "
-                          "gradient does not: the graph's wiring (not one op) is at fault")
+                          "gradient does not: the graph's wiring (not one op) is at fault, or "
+                          "the function is not its graph (a detach() or a .numpy() round trip "
+                          "cuts the gradient)")
     if not main.symbolic:
         main.notes.append("no complete symbolic mirror for this graph: finite differences are "
                           "the reference")
@@ -739,7 +741,8 @@ def _outside_domain(outs: list[Tensor], rows: np.ndarray, singular: bool,
     touched = np.any((rows != 0) & bad[None, :], axis=1)
     k = int(np.argmax(bad))
     what = "overflows to" if np.isinf(y[k]) else "gives"
-    res.notes.append(f"outside the domain: the forward {what} {y[k]} (output entry {k}); "
+    entry = f" (output entry {k})" if y.size > 1 else ""
+    res.notes.append(f"outside the domain: the forward {what} {y[k]}{entry}; "
                      f"no derivative is compared there: check at a point where the function "
                      f"is defined and finite")
     return touched
