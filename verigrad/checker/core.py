@@ -557,9 +557,9 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 elif abs(t - s) <= max(tol, 1e-10 * abs(s)) + s_err and \
                         _fd_contradicts(t, s, f, fe, _resolution(res, r, j)):
                     # tape and exact mirror agree (a forward too ill-conditioned for that
-                    # is one FD cannot differentiate either), FD of the function does not: a cut in
-                    # the graph, unless the function has a kink the mirror does not know
-                    # (a where() whose condition is data)
+                    # is one FD cannot differentiate either) and FD of the function does
+                    # not: a cut in the graph, unless the function has a kink the mirror
+                    # does not know (a where() whose condition is data)
                     side = _probe_kink(problem, res, r, j)
                     if side is not None and side[0] - side[2] <= t <= side[1] + side[2]:
                         e.status, e.reason = "inconclusive", "kink"
