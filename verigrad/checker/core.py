@@ -22,7 +22,7 @@ from ..tensor import Tensor, tensor
 from . import finite_diff as fd
 from .analytic import non_holomorphic
 from .compare import ROUNDING_FACTOR, distinct, unit_roundoff
-from .local import FD_SAFETY, LocalFinding, check_nodes
+from .local import FD_SAFETY, LocalFinding, check_nodes, graph_magnitude
 from .options import validate_options
 from .precision import mpmath_isolated
 from .problem import CheckInputError, Problem, make_problem
@@ -230,8 +230,9 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     singular = False
     if sym is not None:
         kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full)
+    if fd_rows is not None:
+        res.magnitude = graph_magnitude(view)
     if sym is not None and fd_rows is not None:
-        res.magnitude = _magnitude(view)
         res.forward_error = _forward_error(outs, sym)
     outside = _outside_domain(outs, rows, singular, res)
     _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
@@ -586,8 +587,11 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 if fe is None or not math.isfinite(fe):
                     e.status, e.reason = "inconclusive", "fd-unreliable"
                 else:
-                    tol = _override(opts, f, fe + max(EPS64 * SAFETY, res.claimed_rounding) * (
-                        abs(t) + abs(f)) + 1e-300)
+                    # what differences at their real step can resolve: lse(z) - z[3] at
+                    # z[3] = 40 rounds against 40, so its FD is 0 +- 1e-11, however confident
+                    seen = _resolution(res, r, j)
+                    tol = _override(opts, f, fe + (seen if math.isfinite(seen) else 0.0) + max(
+                        EPS64 * SAFETY, res.claimed_rounding) * (abs(t) + abs(f)) + 1e-300)
                     e.tolerance = tol
                     side = _kink_sides(numeric, res.rows[r])
                     if side is not None and side[0] - side[2] <= t <= side[1] + side[2]:
@@ -632,22 +636,6 @@ def _fd_contradicts(t: float, s: float, f: float | None, fe: float | None,
     tol = BROKEN_MARGIN * fe + resolution + \
         ROUNDING_FACTOR * EPS64 * (abs(t) + abs(f)) + 1e-300
     return abs(f - t) > tol and abs(f - s) > tol
-
-
-def _magnitude(view: GraphView) -> float:
-    """The largest finite value the forward is made of (leaves, constants, intermediates):
-    ``lse(z) - z[3]`` at z[3] = 40 rounds against 40, though its value is 1e-17."""
-    big = 0.0
-    for node in view.nodes:
-        for v in view.input_values(node):
-            if isinstance(v, (np.ndarray, float, int, np.floating)) and \
-                    np.asarray(v).dtype.kind in "fiu" and np.size(v):
-                a = np.abs(np.asarray(v, dtype=float))
-                big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
-    for o in view.outputs:
-        a = np.abs(np.asarray(o._data, dtype=float))
-        big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
-    return big
 
 
 def _resolution(res: _Point, r: int, j: int) -> float:

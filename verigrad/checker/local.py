@@ -23,7 +23,7 @@ from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView, node_forward
 from ..symbolic.kinks import rule_switches
 from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
-from ..symbolic.traced import mirror_missing
+from ..symbolic.traced import mirror_missing, trace_of
 from . import finite_diff as fd
 from .compare import (PROBE_SPREAD, PROBES, ROUNDING_FACTOR, digits_lost,
                       lost_digits_or_wrong, tolerance, unit_roundoff, working_precision)
@@ -562,12 +562,36 @@ def _compare(worst: LocalFinding, node: Node, i: int, expected: np.ndarray, got:
         worst.max_abs_error, worst.tolerance = float(err[j]), float(tol[j])
 
 
+def _node_magnitude(node: Node, in_vals: list) -> float:
+    """The largest value a node's forward is made of: its inputs and outputs, and for a
+    traced custom forward its intermediates too."""
+    big = 0.0
+    vals = list(in_vals)
+    try:
+        vals += node_forward(node, in_vals)
+    except Exception:  # noqa: BLE001 - the forward's failure is reported elsewhere
+        pass
+    for v in vals:
+        if isinstance(v, (np.ndarray, float, int, np.floating)) and np.size(v) and \
+                np.asarray(v).dtype.kind in "fiu":
+            a = np.abs(np.asarray(v, dtype=float))
+            big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
+    t = trace_of(node) if isinstance(node, FunctionCtx) else None
+    if t is not None and not isinstance(t, str) and t.view is not None:
+        big = max(big, graph_magnitude(t.view))
+    return big
+
+
 def _finite_differences(node: Node, path: str, in_vals: list, diff: list[int],
                         v: list[np.ndarray], got: list[Any], rng: np.random.Generator
                         ) -> LocalFinding:
     """``v . forward(inputs)`` differentiated along each coordinate (small inputs) or along
     random directions with bisection down to the wrong coordinates (large ones)."""
     worst = LocalFinding(node, path, "finite-differences", True)
+    # each evaluation of v . forward rounds against the magnitudes it is made of, which a
+    # confident-looking difference of a flat function does not show
+    rounding = ROUNDING_FACTOR * EPS64 * _node_magnitude(node, in_vals) * sum(
+        float(np.sum(np.abs(c))) for c in v)
     for i in diff:
         x0 = np.asarray(in_vals[i], dtype=float)
 
@@ -583,7 +607,10 @@ def _finite_differences(node: Node, path: str, in_vals: list, diff: list[int],
         if flat.size <= 32:
             ests = fd.partials(s, flat, range(flat.size))
             exp = np.array([e.value[0] for e in ests])
-            tol = FD_SAFETY * np.array([e.error[0] for e in ests]) + \
+            steps = np.array([e.step for e in ests])
+            with np.errstate(divide="ignore"):
+                seen = np.where(steps > 0, rounding / np.where(steps > 0, steps, 1.0), 0.0)
+            tol = FD_SAFETY * np.array([e.error[0] for e in ests]) + seen + \
                 EPS64 * SAFETY * (np.abs(exp) + 1e-300)
             kinked = _kinks_by_fd(s, flat, gflat, exp, tol)
             if kinked:
@@ -605,6 +632,22 @@ def _finite_differences(node: Node, path: str, in_vals: list, diff: list[int],
             worst.expected, worst.got = exp_j, float(g[idx])
             worst.max_abs_error, worst.tolerance = err_j, tol_j
     return worst
+
+
+def graph_magnitude(view: GraphView) -> float:
+    """The largest finite value the forward is made of (leaves, constants, intermediates):
+    ``lse(z) - z[3]`` at z[3] = 40 rounds against 40, though its value is 1e-17."""
+    big = 0.0
+    for node in view.nodes:
+        for v in view.input_values(node):
+            if isinstance(v, (np.ndarray, float, int, np.floating)) and \
+                    np.asarray(v).dtype.kind in "fiu" and np.size(v):
+                a = np.abs(np.asarray(v, dtype=float))
+                big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
+    for o in view.outputs:
+        a = np.abs(np.asarray(o._data, dtype=float))
+        big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
+    return big
 
 
 def _kinks_by_fd(s: Any, x: np.ndarray, g: np.ndarray, exp: np.ndarray, tol: np.ndarray
