@@ -1,9 +1,11 @@
 """numpy's protocols on ``vg.Tensor``: plain numpy code run on tensors is recorded on the tape.
 
 ``np.sin(t)``, ``np.sum(t, axis=0)``, ``a @ t``, ``np.where(t > 0, t, 0)`` call the verigrad op
-the registry declares for that numpy function (the ``numpy=`` field of each row), so the call
-gets a node, a backward and a SymPy mirror. The dispatch table is derived from the registry;
-nothing here lists op names.
+the registry declares for that numpy function (the ``numpy=`` field of each row, numpy's
+arguments renamed to the op's), or the function's numpy form (:func:`~verigrad.registry.numpy_form`,
+for a numpy signature that is not an op's: ``np.var``'s ``ddof``, ``np.linalg.norm``), so the
+call gets a node, a backward and a SymPy mirror. The dispatch table is derived from the
+registry; nothing here lists op names.
 
 What the tape cannot record (a numpy function without a row, ``out=``/``dtype=`` arguments,
 ``np.asarray(tensor)`` and the like) is computed by numpy on the plain arrays, as before. Inside
@@ -31,7 +33,7 @@ import numpy as np
 
 from . import ops as O
 from .autograd.grad_mode import _state
-from .registry import REGISTRY, OpDef
+from .registry import NUMPY_FORMS, REGISTRY, OpDef, on_change
 from .tensor import Tensor
 
 __all__ = ["Unrecordable", "recording", "is_recording", "mapped", "numpy_table"]
@@ -78,10 +80,10 @@ def recording() -> Iterator[None]:
     >>> x = vg.tensor([1.0, 2.0], requires_grad=True)
     >>> with recording():
     ...     try:
-    ...         np.linalg.norm(x)
+    ...         np.sort(x)
     ...     except Unrecordable as e:
     ...         print(e.what)
-    np.linalg.norm
+    np.sort
     """
     token = _RECORDING.set(True)
     try:
@@ -99,8 +101,9 @@ def is_recording() -> bool:
 @dataclass(frozen=True)
 class _Mapping:
     numpy_name: str
-    public: Callable        # the verigrad function that picks the overload
+    public: Callable | None  # the verigrad function that picks the overload
     rows: tuple[OpDef, ...]
+    form: Callable | None = None  # takes numpy's arguments as they are (a numpy form)
 
 
 def _public_for(name: str, rows: list[OpDef]) -> Callable:
@@ -119,6 +122,22 @@ def _public_for(name: str, rows: list[OpDef]) -> Callable:
 _TABLE: dict[Any, _Mapping] | None = None
 
 
+def _numpy_function(name: str) -> Any:
+    """``np.<name>``, dotted names through numpy's submodules (``linalg.norm``); None where
+    this numpy has no such function."""
+    obj: Any = np
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+    return obj if callable(obj) else None
+
+
+@on_change
+def _forget_table() -> None:
+    # rebuilt on next use: a row or form added (or removed by scratch) changes the table
+    global _TABLE
+    _TABLE = None
+
+
 def numpy_table() -> dict[Any, _Mapping]:
     """numpy callable (ufunc or function) -> how verigrad records it."""
     global _TABLE
@@ -128,11 +147,14 @@ def numpy_table() -> dict[Any, _Mapping]:
             for name in op.numpy:
                 by_name.setdefault(name, []).append(op)
         table = {}
-        for name, rows in by_name.items():
-            fn = getattr(np, name, None)
+        for name in list(by_name) + [n for n in NUMPY_FORMS if n not in by_name]:
+            fn = _numpy_function(name)
             if fn is None:  # an older numpy without this name
                 continue
-            table[fn] = _Mapping(name, _public_for(name, rows), tuple(rows))
+            rows = by_name.get(name, [])
+            # a declared form takes precedence: it is how numpy's signature maps to the op's
+            public = None if name in NUMPY_FORMS else _public_for(name, rows)
+            table[fn] = _Mapping(name, public, tuple(rows), NUMPY_FORMS.get(name))
         _TABLE = table
     return _TABLE
 
@@ -290,7 +312,7 @@ def __array_ufunc__(self: Tensor, ufunc: np.ufunc, method: str, *inputs: Any, **
     if kwargs:
         return _unrecorded(what, f"argument(s) {', '.join(kwargs)} are not recorded",
                            getattr(ufunc, method), inputs, kwargs)
-    return m.public(*inputs)
+    return (m.form or m.public)(*inputs)
 
 
 def __array_function__(self: Tensor, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:
@@ -299,6 +321,8 @@ def __array_function__(self: Tensor, func: Any, types: tuple, args: tuple, kwarg
         return _unrecorded(_qualname(func), "numpy function without a verigrad op", func, args,
                            kwargs)
     try:
+        if m.form is not None:
+            return m.form(*args, **kwargs)
         pos, kw = _translate(func, m, args, kwargs)
         return _values_only(m.public(*pos, **kw))
     except _Untranslatable as e:
