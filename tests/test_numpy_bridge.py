@@ -150,6 +150,10 @@ JAC_CASES = {
                             lambda x: np.concatenate([C.sum(1), 2 * C.sum(1)]), X6),
     "einsum-implicit": (lambda x: np.einsum("i,i", x, x), lambda x: 2 * x, X3),
     "ravel": (lambda x: np.ravel(np.outer(x, x)) @ W.ravel(), lambda x: (W + W.T) @ x, X3),
+    "reversed": (lambda x: x[::-1] * np.arange(1.0, 4.0), lambda x: np.eye(3)[::-1] * [[1], [2], [3]],
+                 X3),
+    "flip": (lambda x: np.sum(np.flip(x.reshape(2, 3), axis=1)[0] * x[:3]),
+             lambda x: np.concatenate([x[:3][::-1] + x[:3][::-1], np.zeros(3)]), X6),
 }
 
 
@@ -210,6 +214,7 @@ TORCH_ROWS = {
     "sinc": (lambda m, a: m.sinc(a), 1), "var": (lambda m, a: m.var(a, 1, correction=0), 1),
     "std": (lambda m, a: m.std(a, keepdim=True), 1), "trace": (lambda m, a: m.trace(a), 1),
     "diagonal": (lambda m, a: m.diagonal(a, 1), 1), "diag_embed": (lambda m, a: m.diag_embed(a), 1),
+    "flip": (lambda m, a: m.flip(a, (1,)), 1),
     "vector_norm": (lambda m, a: (m.linalg.vector_norm if m is not vg else m.vector_norm)(
         a, 3, 1), 1),
 }
@@ -234,3 +239,23 @@ def test_new_rows_match_torch(name):
     ty.backward(torch.tensor(cot))
     for v, t in zip(vs, ts):
         np.testing.assert_allclose(v.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+A3 = np.arange(24.0).reshape(2, 3, 4)
+
+
+@pytest.mark.parametrize("key", [np.s_[::-1], np.s_[:, ::-2], np.s_[..., 3:0:-1],
+                                 np.s_[1, None, ::-1, 2], np.s_[::-1, ::-1, ::-3],
+                                 np.s_[0:0:-1], np.s_[..., -1::-2]], ids=repr)
+def test_negative_steps_follow_numpy_while_recording(key):
+    x = vg.tensor(A3, dtype=vg.float64, requires_grad=True)
+    with recording():
+        y = x[key]
+    np.testing.assert_array_equal(y.detach().numpy(), A3[key])
+    assert y.grad_fn.name() == "FlipBackward0"
+    y.backward(vg.tensor(np.ones(y.shape)))
+    expected = np.zeros_like(A3)
+    np.add.at(expected, key, 1.0)
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    with pytest.raises(ValueError, match="step must be greater than zero"):
+        x[key]  # outside recording: PyTorch's refusal

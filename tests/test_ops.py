@@ -130,6 +130,7 @@ GOLDEN_NAMES = {
     "sign": "SignBackward0", "sinc": "SincBackward0", "var": "VarBackward0",
     "std": "StdBackward0", "diagonal": "DiagonalBackward0", "diag_embed": "DiagEmbedBackward0",
     "trace": "TraceBackward0", "linalg_vector_norm": "LinalgVectorNormBackward0",
+    "flip": "FlipBackward0",
 }
 
 

@@ -346,7 +346,60 @@ def _guarded(method: Callable, what: str) -> Callable:
     return guarded
 
 
+def _positive_steps(x: Tensor, key: Any) -> tuple[Any, tuple[int, ...]] | None:
+    """A basic index with negative-step slices as the same index with positive steps, and
+    the result's dimensions to flip afterwards (``x[::-1]`` is ``flip(x[0:n], 0)``); None
+    for keys without negative steps or with advanced indices (left to ``getitem``)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    if not any(isinstance(k, slice) and k.step is not None and k.step < 0 for k in keys):
+        return None
+    basic = (slice, int, np.integer)
+    if any(isinstance(k, (bool, np.bool_)) or not (k is None or k is Ellipsis
+                                                   or isinstance(k, basic)) for k in keys):
+        return None
+    n_real = sum(1 for k in keys if isinstance(k, basic))
+    if n_real > x.ndim:
+        return None
+    new: list = []
+    flips: list[int] = []
+    in_dim = out_dim = 0
+    for k in keys:
+        if k is None:
+            out_dim += 1
+        elif k is Ellipsis:
+            in_dim += x.ndim - n_real
+            out_dim += x.ndim - n_real
+        elif isinstance(k, slice):
+            if k.step is not None and k.step < 0:
+                idx = range(x.shape[in_dim])[k]
+                k = slice(idx[-1], idx[0] + 1, -k.step) if len(idx) else slice(0, 0)
+                flips.append(out_dim)
+            in_dim += 1
+            out_dim += 1
+        else:
+            in_dim += 1
+        new.append(k)
+    return (tuple(new) if isinstance(key, tuple) else new[0]), tuple(flips)
+
+
+def _numpy_getitem(getitem: Callable) -> Callable:
+    """``tensor[key]`` with numpy's negative steps while recording numpy code (PyTorch,
+    and therefore verigrad outside :func:`recording`, refuses them)."""
+
+    def __getitem__(self: Tensor, key: Any) -> Any:
+        if _RECORDING.get():
+            rewritten = _positive_steps(self, key)
+            if rewritten is not None:
+                out = getitem(self, rewritten[0])
+                return O.flip(out, rewritten[1])
+        return getitem(self, key)
+
+    __getitem__.__doc__ = getitem.__doc__
+    return __getitem__
+
+
 def _install() -> None:
+    Tensor.__getitem__ = _numpy_getitem(Tensor.__getitem__)
     Tensor.__array_ufunc__ = __array_ufunc__
     Tensor.__array_function__ = __array_function__
     for name, what in (("__array__", "np.asarray / np.array (the tensor became a numpy array)"),

@@ -403,6 +403,33 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
     raise TypeError(f"the matrix norm ord={ord!r} needs an SVD, which the tape does not record")
 
 
+# --- reversal ---------------------------------------------------------------------------------
+
+def _reversing(ndim, dims):
+    dims = {d % ndim for d in dims} if ndim else set()
+    return tuple(slice(None, None, -1) if a in dims else slice(None) for a in range(ndim))
+
+
+# torch.flip(input, dims); numpy's x[::-1] is recorded as a slice and this (numpy_bridge)
+FLIP = defop("flip", params=("dims",),
+             forward=lambda x, dims: np.asarray(x)[_reversing(np.ndim(x), dims)].copy(),
+             vjp=lambda F, g, dims, shapes: F.index(g, _reversing(len(shapes[0]), dims)),
+             mirror=lambda x, dims: np.asarray(x)[_reversing(np.ndim(x), dims)],
+             domain=Domain(cases=lambda rng: [(((4,),), {"dims": (0,)}),
+                                              (((2, 3),), {"dims": (0, -1)}),
+                                              (((2, 3, 2),), {"dims": (1,)})]))
+
+
+@numpy_form("flip")
+def _np_flip(m: Any, axis: Any = None) -> Any:
+    from .. import ops as O
+
+    t = O._t(m)
+    dims = tuple(range(t.ndim)) if axis is None else (
+        (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis))
+    return O.flip(t, dims)
+
+
 # --- cumsum, and constants ----------------------------------------------------------------
 
 @numpy_form("cumsum")
