@@ -27,6 +27,8 @@ CALLS = {
     "std": lambda f, a, b: f(a, axis=1, keepdims=True), "diag": lambda f, a, b: f(a, 1),
     "trace": lambda f, a, b: f(a, 1), "outer": lambda f, a, b: f(a, b),
     "einsum": lambda f, a, b: f("ij,kj->ik", a, b),
+    "linalg.det": lambda f, a, b: f(a[:, :2]), "linalg.inv": lambda f, a, b: f(a[:, 1:]),
+    "linalg.solve": lambda f, a, b: f(a[:, :2], b[:, 0]),
     "linalg.norm": lambda f, a, b: f(a, axis=1), "ravel": lambda f, a, b: f(a), "full_like": lambda f, a, b: f(a, 2.5),
 }
 
@@ -150,6 +152,16 @@ JAC_CASES = {
                             lambda x: np.concatenate([C.sum(1), 2 * C.sum(1)]), X6),
     "einsum-implicit": (lambda x: np.einsum("i,i", x, x), lambda x: 2 * x, X3),
     "ravel": (lambda x: np.ravel(np.outer(x, x)) @ W.ravel(), lambda x: (W + W.T) @ x, X3),
+    "det": (lambda x: np.linalg.det(x.reshape(3, 3)),
+            lambda x: (np.linalg.det(x.reshape(3, 3)) * np.linalg.inv(x.reshape(3, 3)).T).ravel(),
+            X9),
+    "inv": (lambda x: np.ones(3) @ np.linalg.inv(x.reshape(3, 3)) @ X3,
+            lambda x: -np.outer(np.linalg.inv(x.reshape(3, 3)).T @ np.ones(3),
+                                np.linalg.inv(x.reshape(3, 3)) @ X3).ravel(), X9),
+    "solve-b": (lambda x: np.linalg.solve(W, x), lambda x: np.linalg.inv(W), X3),
+    "solve-a": (lambda x: np.linalg.solve(x.reshape(3, 3), X3),
+                lambda x: -np.einsum("ik,l->ikl", np.linalg.inv(x.reshape(3, 3)),
+                                     np.linalg.solve(x.reshape(3, 3), X3)).reshape(3, 9), X9),
     "reversed": (lambda x: x[::-1] * np.arange(1.0, 4.0), lambda x: np.eye(3)[::-1] * [[1], [2], [3]],
                  X3),
     "flip": (lambda x: np.sum(np.flip(x.reshape(2, 3), axis=1)[0] * x[:3]),
@@ -215,6 +227,9 @@ TORCH_ROWS = {
     "std": (lambda m, a: m.std(a, keepdim=True), 1), "trace": (lambda m, a: m.trace(a), 1),
     "diagonal": (lambda m, a: m.diagonal(a, 1), 1), "diag_embed": (lambda m, a: m.diag_embed(a), 1),
     "flip": (lambda m, a: m.flip(a, (1,)), 1),
+    "det": (lambda m, a: (m.det if m is vg else m.linalg.det)(a), 1),
+    "inv": (lambda m, a: (m.inv if m is vg else m.linalg.inv)(a), 1),
+    "solve": (lambda m, a, b: (m.solve if m is vg else m.linalg.solve)(a, b), 2),
     "vector_norm": (lambda m, a: (m.linalg.vector_norm if m is not vg else m.vector_norm)(
         a, 3, 1), 1),
 }

@@ -110,9 +110,9 @@ def _public_for(name: str, rows: list[OpDef]) -> Callable:
     """The public function of the rows' base name (``np.negative`` -> ``vg.neg``); where the
     rows are overloads of several bases, the public function that picks among them, named as
     numpy's (``np.matmul`` over mm/mv/bmm -> ``vg.matmul``)."""
-    bases = {r.base for r in rows}
-    if len(bases) == 1 and next(iter(bases)) in O.__all__:
-        return getattr(O, bases.pop())
+    faces = {r.public for r in rows}
+    if len(faces) == 1 and next(iter(faces)) in O.__all__:
+        return getattr(O, faces.pop())
     if name in O.__all__:
         return getattr(O, name)
     raise TypeError(f"np.{name} is declared on rows {[r.name for r in rows]}, which have no "

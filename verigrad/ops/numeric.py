@@ -403,6 +403,88 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
     raise TypeError(f"the matrix norm ord={ord!r} needs an SVD, which the tape does not record")
 
 
+# --- det, inv, solve --------------------------------------------------------------------------
+
+def _recorded(a: Any) -> bool:
+    from ..tensor import Tensor
+
+    return isinstance(a, Tensor)
+
+
+def _inv_any(a):
+    # the VJP's inverse: numpy's on arrays, the recorded op under create_graph=True
+    if _recorded(a):
+        from .. import ops as O
+
+        return O.inv(a)
+    return np.linalg.inv(a)
+
+
+def _solve_any(a, b):
+    if _recorded(a) or _recorded(b):
+        from .. import ops as O
+
+        return O.solve(a, b)
+    return np.linalg.solve(a, b)
+
+
+def _per_matrix(x, fn):
+    """``fn`` of each SymPy matrix in an object array of shape (..., n, m)."""
+    x = np.asarray(x, dtype=object)
+    lead = x.shape[:-2]
+    out = None
+    for idx in np.ndindex(lead):
+        r = fn(sp.Matrix(x[idx].tolist()))
+        r = np.array(r.tolist(), dtype=object) if isinstance(r, sp.MatrixBase) else r
+        if out is None:
+            out = np.empty(lead + np.shape(r), dtype=object)
+        out[idx] = r
+    return out
+
+
+def _solve_mirror(a, b):
+    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    if b.ndim == 1:
+        return _per_matrix(a, lambda m: m.LUsolve(sp.Matrix(b.tolist())))[:, 0]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a, b = np.broadcast_to(a, batch + a.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
+    out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=object)
+    for idx in np.ndindex(batch):
+        out[idx] = np.array(sp.Matrix(a[idx].tolist()).LUsolve(sp.Matrix(b[idx].tolist()))
+                            .tolist(), dtype=object)
+    return out
+
+
+def _solve_vjp(F, g, x, y, out, needs):
+    vector = y.ndim == 1
+    gy = _solve_any(F.mT(x), g)
+    gx = None
+    if needs[0]:
+        gx = -(F.expand_dims(gy, -1) * F.expand_dims(out, -2)) if vector \
+            else -(gy @ F.mT(out))
+    return gx, gy if needs[1] else None
+
+
+# a well-conditioned sample: entries of one sign and size, so the matrices the tests draw
+# are far from singular at their seeds (checked by the registry tests' central differences)
+SQUARE = lambda rng: [(((2, 2),), {}), (((3, 3),), {}), (((2, 3, 3),), {})]  # noqa: E731
+DET = defop("linalg_det", forward=np.linalg.det, numpy="linalg.det", public="det",
+            vjp=lambda F, g, x, out: F.expand_dims(F.expand_dims(g * out, -1), -1)
+            * F.mT(_inv_any(x)),
+            mirror=lambda x: _per_matrix(x, lambda m: m.det(method="berkowitz")),
+            domain=Domain(intervals=(ANY,), cases=SQUARE))
+INV = defop("linalg_inv_ex", forward=np.linalg.inv, numpy="linalg.inv", public="inv",
+            method=False,
+            vjp=lambda F, g, out: -(F.mT(out) @ g @ F.mT(out)),
+            mirror=lambda x: _per_matrix(x, lambda m: m.inv(method="LU")),
+            domain=Domain(intervals=(ANY,), cases=SQUARE))
+SOLVE = defop("linalg_solve_ex", inputs=("x", "y"), forward=np.linalg.solve,
+              numpy="linalg.solve", public="solve", method=False, vjp=_solve_vjp,
+              mirror=_solve_mirror,
+              domain=Domain(intervals=(ANY, ANY), cases=lambda rng: [
+                  (((2, 2), (2,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (2, 3, 1)), {})]))
+
+
 # --- reversal ---------------------------------------------------------------------------------
 
 def _reversing(ndim, dims):
