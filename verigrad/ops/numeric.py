@@ -542,3 +542,22 @@ def _constant(name: str) -> None:
 
 for _name in ("ones_like", "zeros_like", "full_like"):
     _constant(_name)
+
+
+def _metadata(name: str) -> None:
+    like = getattr(np, name)
+
+    def form(a: Any, *args: Any, **kwargs: Any) -> Any:
+        from ..tensor import Tensor
+
+        # the shape of a tensor, not its values: nothing leaves the tape
+        return like(np.empty(a.shape, dtype=a._data.dtype) if isinstance(a, Tensor) else a,
+                    *args, **kwargs)
+
+    form.__name__ = form.__qualname__ = name
+    form.__doc__ = f"``np.{name}`` of a tensor (its shape only, as numpy's)."
+    numpy_form(name)(form)
+
+
+for _name in ("shape", "ndim", "size"):
+    _metadata(_name)
