@@ -130,7 +130,7 @@ GOLDEN_NAMES = {
     "sign": "SignBackward0", "sinc": "SincBackward0", "var": "VarBackward0",
     "std": "StdBackward0", "diagonal": "DiagonalBackward0", "diag_embed": "DiagEmbedBackward0",
     "trace": "TraceBackward0", "linalg_vector_norm": "LinalgVectorNormBackward0",
-    "flip": "FlipBackward0", "linalg_det": "LinalgDetBackward0",
+    "flip": "FlipBackward0", "sort": "SortBackward0", "linalg_det": "LinalgDetBackward0",
     "linalg_inv_ex": "LinalgInvExBackward0", "linalg_solve_ex": "LinalgSolveExBackward0",
 }
 

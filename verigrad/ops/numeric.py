@@ -11,12 +11,12 @@ the rows' ``numpy=`` names and the forms below.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._lazy import sp
-from ..registry import Domain, defop, numpy_form
+from ..registry import Domain, defop, numpy_form, public
 from .reduce import _axes, _expand_back, _obj_reduce
 
 ANY = ((-2.0, 2.0),)
@@ -483,6 +483,67 @@ SOLVE = defop("linalg_solve_ex", inputs=("x", "y"), forward=np.linalg.solve,
               mirror=_solve_mirror,
               domain=Domain(intervals=(ANY, ANY), cases=lambda rng: [
                   (((2, 2), (2,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (2, 3, 1)), {})]))
+
+
+# --- sort -------------------------------------------------------------------------------------
+
+class SortResult(NamedTuple):
+    """``(values, indices)`` from :func:`sort`, as ``torch.return_types.sort``."""
+
+    values: Any
+    indices: Any
+
+
+def _sort_key(shape, dim, indices):
+    grids = list(np.indices(np.shape(indices), sparse=True))
+    grids[dim % len(shape)] = np.asarray(indices)
+    return tuple(grids)
+
+
+# Sorting is locally a permutation: the row records the one the values chose (a parameter,
+# as ``where``'s condition), so forward, VJP and mirror are exact between ties.
+SORT = defop("sort", params=("dim", "indices"), numpy=(),
+             forward=lambda x, dim, indices: np.asarray(x)[_sort_key(np.shape(x), dim, indices)],
+             vjp=lambda F, g, dim, indices, shapes: F.index_put(
+                 g, shapes[0], _sort_key(shapes[0], dim, indices)),
+             mirror=lambda x, dim, indices: np.asarray(x)[_sort_key(np.shape(x), dim, indices)],
+             domain=Domain(cases=lambda rng: [
+                 (((4,),), {"dim": 0, "indices": np.array([2, 0, 3, 1])}),
+                 (((2, 3),), {"dim": 1, "indices": np.array([[1, 2, 0], [0, 2, 1]])}),
+                 (((2, 3),), {"dim": 0, "indices": np.array([[1, 0, 1], [0, 1, 0]])})]))
+
+
+@public()
+def sort(input: Any, dim: int = -1, descending: bool = False) -> SortResult:
+    """Sorted values along ``dim`` and where they came from (ties keep their order).
+
+    >>> import verigrad as vg
+    >>> r = vg.sort(vg.tensor([3.0, 1.0, 2.0], requires_grad=True))
+    >>> r.values.grad_fn.name(), r.indices.tolist()
+    ('SortBackward0', [1, 2, 0])
+    """
+    from .. import ops as O
+    from ..tensor import _wrap, apply
+
+    x = O._t(input)
+    if x.ndim == 0:  # one element: sorted as a vector of one
+        one = apply(SORT, (O.reshape(x, (1,)),), {"dim": 0, "indices": np.zeros(1, np.int64)})
+        return SortResult(O.reshape(one, ()), _wrap(np.zeros((), np.int64)))
+    d = int(dim) % x.ndim
+    idx = np.argsort(-x._data if descending else x._data, axis=d, kind="stable")
+    return SortResult(apply(SORT, (x,), {"dim": d, "indices": idx}), _wrap(idx.astype(np.int64)))
+
+
+@numpy_form("sort")
+def _np_sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
+             stable: Any = None) -> Any:
+    from .. import ops as O
+
+    _refuse(order=order)  # kind and stable change no value of a float sort
+    t = O._t(a)
+    if axis is None:
+        return sort(O.reshape(t, (-1,)), 0).values
+    return sort(t, int(axis)).values
 
 
 # --- reversal ---------------------------------------------------------------------------------
