@@ -1,12 +1,15 @@
-"""Ops plain numpy code calls in hand-written ``jac`` code: ``hypot``, ``atan2``,
-``logaddexp``, ``sign``, ``sinc``, ``var``/``std``, ``trace``, ``diagonal``/``diag_embed``,
-``linalg_vector_norm``, and the numpy forms (:func:`verigrad.registry.numpy_form`) of numpy
-functions whose signature is not an op's: ``np.linalg.norm``, ``np.diag``, ``np.outer``,
-``np.square``, ``np.var``/``np.std`` (``ddof``), ``np.cumsum`` (flattens without an axis),
-``np.einsum`` (decomposed into products and sums), ``np.ones_like`` and friends (constants).
+"""Ops plain numpy code calls in hand-written ``jac`` code, one row each: ``hypot``,
+``atan2``, ``logaddexp``, ``sign``, ``sinc``, ``var``/``std``, ``trace``, ``diagonal``/
+``diag_embed``, ``linalg_vector_norm``, ``linalg_det``/``linalg_inv_ex``/``linalg_solve_ex``,
+``sort`` and ``flip`` (grad_fn names as PyTorch's). Below them the numpy forms
+(:func:`verigrad.registry.numpy_form`) of numpy functions whose signature is not an op's:
+``np.linalg.norm`` (vector, Frobenius, matrix 1/inf norms), ``np.diag``, ``np.trace``,
+``np.outer``, ``np.square``, ``np.ravel``, ``np.var``/``np.std`` (``ddof``), ``np.cumsum``
+(flattens without an axis), ``np.sort``, ``np.flip``, ``np.einsum`` (decomposed into products
+and sums), ``np.ones_like`` and friends (constants) and ``np.shape``/``ndim``/``size``.
 
-Each op is one row; the numpy bridge (``verigrad.numpy_bridge``) records numpy calls through
-the rows' ``numpy=`` names and the forms below.
+The numpy bridge (``verigrad.numpy_bridge``) records numpy calls through the rows' ``numpy=``
+names and these forms.
 """
 from __future__ import annotations
 
