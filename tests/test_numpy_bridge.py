@@ -1,6 +1,8 @@
 """numpy's protocols on Tensor: every mapped numpy function, recorded, against numpy's result."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import verigrad as vg
 from verigrad.numpy_bridge import Unrecordable, mapped, numpy_table, recording
@@ -284,3 +286,44 @@ def test_negative_steps_follow_numpy_while_recording(key):
     np.testing.assert_array_equal(x.grad.numpy(), expected)
     with pytest.raises(ValueError, match="step must be greater than zero"):
         x[key]  # outside recording: PyTorch's refusal
+
+
+@st.composite
+def _einsum_specs(draw):
+    letters = "ijkl"
+    a = "".join(draw(st.permutations(letters))[:draw(st.integers(1, 3))])
+    b = "".join(draw(st.permutations(letters))[:draw(st.integers(1, 3))])
+    used = sorted(set(a + b))
+    out = "".join(draw(st.permutations(used))[:draw(st.integers(0, len(used)))])
+    sizes = {c: draw(st.integers(1, 3)) for c in used}
+    return a, b, out, sizes
+
+
+@settings(max_examples=30, deadline=None)
+@given(_einsum_specs())
+def test_einsum_decomposition_matches_numpy(spec):
+    """Any explicit two-operand einsum without repeated labels: numpy's values, and the
+    gradient of each operand is the einsum numpy writes for it."""
+    a, b, out, sizes = spec
+    rng = np.random.default_rng(len(a) * 7 + len(b))
+    A_, B_ = (rng.standard_normal([sizes[c] for c in t]) for t in (a, b))
+    ta = vg.tensor(A_, dtype=vg.float64, requires_grad=True)
+    tb = vg.tensor(B_, dtype=vg.float64, requires_grad=True)
+    subscripts = f"{a},{b}->{out}"
+    with recording():
+        y = np.einsum(subscripts, ta, tb)
+    want = np.einsum(subscripts, A_, B_)
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-12, atol=1e-12)
+    v = rng.standard_normal(want.shape)
+    y.backward(vg.tensor(v))
+    for t, mine, other, arr in ((ta, a, b, B_), (tb, b, a, A_)):
+        # labels of this operand in neither the output nor the other operand are summed
+        # away, so its gradient is constant along them
+        free = [c for c in mine if c not in out and c not in other]
+        kept = "".join(c for c in mine if c not in free)
+        g = np.einsum(f"{out},{other}->{kept}", v, arr)
+        for pos, c in enumerate(mine):
+            if c in free:
+                g = np.expand_dims(g, pos)
+        np.testing.assert_allclose(t.grad.numpy(), np.broadcast_to(g, t.shape), rtol=1e-12,
+                                   atol=1e-12)
