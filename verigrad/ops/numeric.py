@@ -272,8 +272,9 @@ def square(x: Any) -> Any:
 @numpy_form("einsum")
 def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any = False,
                **options: Any) -> Any:
-    """Explicit and implicit einsum without ellipses or repeated labels in one operand, as
-    broadcast products summed over the contracted labels (``optimize`` changes no value)."""
+    """Explicit and implicit einsum without ellipses, as broadcast products summed over the
+    contracted labels (a label repeated in one operand takes that diagonal first;
+    ``optimize`` changes no value)."""
     from .. import ops as O
 
     _refuse(out=out, **options)
@@ -290,19 +291,23 @@ def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any =
     letters = ins.replace(",", "")
     if not arrow:  # numpy's implicit output: the labels used once, in alphabetical order
         outs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    if any(len(set(t)) != len(t) for t in terms) or len(set(outs)) != len(outs):
-        raise TypeError("einsum with a label repeated in one operand (a diagonal) is not "
-                        "recorded")
+    if len(set(outs)) != len(outs) or not set(outs) <= set(letters):
+        raise ValueError(f"einsum: output {outs!r} repeats a label or has one no operand has")
     labels = list(outs) + [c for c in dict.fromkeys(letters) if c not in outs]
     acc = None
     for term, op in zip(terms, operands):
         t = O._t(op)
         if t.ndim != len(term):
             raise ValueError(f"einsum: operand {term!r} has {t.ndim} dimension(s)")
+        while len(set(term)) != len(term):  # a repeated label: that diagonal, as the last axis
+            c = next(c for c in term if term.count(c) > 1)
+            p, q = term.index(c), term.index(c, term.index(c) + 1)
+            t = O.diagonal(t, 0, p, q)
+            term = "".join(l for k, l in enumerate(term) if k not in (p, q)) + c
+        size = dict(zip(term, t.shape))
         order = [term.index(c) for c in labels if c in term]
         if order != sorted(order):
             t = O.permute(t, order)
-        size = dict(zip(term, np.shape(O._t(op)._data)))
         full = tuple(size.get(c, 1) for c in labels)
         if full != tuple(t.shape):
             t = O.reshape(t, full)
