@@ -162,6 +162,9 @@ JAC_CASES = {
                     X9),
     "einsum-ij,jj->i": (lambda x: np.einsum("ij,jj->i", W, x.reshape(3, 3)),
                         lambda x: np.stack([np.diag(W[i]).ravel() for i in range(3)]), X9),
+    "einsum-...ij,...j->...i": (lambda x: np.einsum("...ij,...j->...i", np.stack([W, 2 * W]),
+                                                    x).reshape(-1),
+                                lambda x: np.concatenate([W, 2 * W]), X3),
     "ravel": (lambda x: np.ravel(np.outer(x, x)) @ W.ravel(), lambda x: (W + W.T) @ x, X3),
     "det": (lambda x: np.linalg.det(x.reshape(3, 3)),
             lambda x: (np.linalg.det(x.reshape(3, 3)) * np.linalg.inv(x.reshape(3, 3)).T).ravel(),
@@ -212,7 +215,7 @@ def test_numpy_jac_code_is_recorded_and_checked_exactly(name):
 
 
 @pytest.mark.parametrize("call", [lambda x: np.linalg.norm(x.reshape(2, 3), 2),
-                                  lambda x: np.einsum("...j,j->...", x.reshape(2, 3), x[:3]),
+                                  lambda x: np.einsum(x, [0], x, [0]),  # interleaved form
                                   lambda x: np.cumsum(x, dtype=np.float32)])
 def test_forms_the_tape_cannot_record_are_named(call):
     x = vg.tensor(X6, dtype=vg.float64, requires_grad=True)
@@ -305,7 +308,7 @@ def _einsum_specs(draw):
 @settings(max_examples=30, deadline=None)
 @given(_einsum_specs())
 def test_einsum_decomposition_matches_numpy(spec):
-    """Any explicit two-operand einsum without repeated labels: numpy's values, and the
+    """Any explicit two-operand einsum of distinct labels: numpy's values, and the
     gradient of each operand is the einsum numpy writes for it."""
     a, b, out, sizes = spec
     rng = np.random.default_rng(len(a) * 7 + len(b))

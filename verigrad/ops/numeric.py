@@ -269,10 +269,29 @@ def square(x: Any) -> Any:
     return O.pow(x, 2)  # torch.square records PowBackward0
 
 
+def _ellipses(terms: list[str], ndims: list[int]) -> tuple[list[str], str]:
+    """Each ``...`` as labels of its own (upper case: numpy's labels are letters, and these
+    stand for broadcast dimensions aligned from the right), and those labels in order."""
+    widths = []
+    for term, n in zip(terms, ndims):
+        if term.count("...") > 1 or "." in term.replace("...", ""):
+            raise ValueError(f"einsum: invalid subscripts {term!r}")
+        widths.append(n - len(term.replace("...", "")) if "..." in term else 0)
+    if any(w < 0 for w in widths):
+        raise ValueError("einsum: an operand has fewer dimensions than its subscripts")
+    width = max(widths, default=0)
+    used = set("".join(terms))
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used][:width]
+    if len(spare) < width:
+        raise TypeError("einsum: too many broadcast dimensions to record")
+    out = [t.replace("...", "".join(spare[width - w:])) for t, w in zip(terms, widths)]
+    return out, "".join(spare)
+
+
 @numpy_form("einsum")
 def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any = False,
                **options: Any) -> Any:
-    """Explicit and implicit einsum without ellipses, as broadcast products summed over the
+    """Explicit and implicit einsum (with ``...``), as broadcast products summed over the
     contracted labels (a label repeated in one operand takes that diagonal first;
     ``optimize`` changes no value)."""
     from .. import ops as O
@@ -281,16 +300,19 @@ def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any =
     if not isinstance(subscripts, str):
         raise TypeError("the interleaved einsum form is not recorded")
     spec = subscripts.replace(" ", "")
-    if "." in spec:
-        raise TypeError("einsum with '...' is not recorded")
     ins, arrow, outs = spec.partition("->")
     terms = ins.split(",")
     if len(terms) != len(operands):
         raise ValueError(f"einsum: {len(terms)} operand(s) in {subscripts!r}, "
                          f"{len(operands)} given")
-    letters = ins.replace(",", "")
+    terms, broadcast = _ellipses(terms, [np.ndim(O._t(op)._data) for op in operands])
+    letters = "".join(terms)
     if not arrow:  # numpy's implicit output: the labels used once, in alphabetical order
-        outs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+        outs = "..." + "".join(sorted(c for c in set(letters) if letters.count(c) == 1
+                                      and c not in broadcast))
+    if outs.count("...") > 1 or "." in outs.replace("...", ""):
+        raise ValueError(f"einsum: invalid output {outs!r}")
+    outs = outs.replace("...", broadcast)
     if len(set(outs)) != len(outs) or not set(outs) <= set(letters):
         raise ValueError(f"einsum: output {outs!r} repeats a label or has one no operand has")
     labels = list(outs) + [c for c in dict.fromkeys(letters) if c not in outs]
