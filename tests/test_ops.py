@@ -125,6 +125,13 @@ GOLDEN_NAMES = {
     "erf": "ErfBackward0", "rsqrt": "RsqrtBackward0", "silu": "SiluBackward0",
     "cumsum": "CumsumBackward0", "index_select": "IndexSelectBackward0",
     "gather": "GatherBackward0", "triu": "TriuBackward0", "tril": "TrilBackward0",
+    # verigrad/ops/numeric.py (what numpy code calls; names checked against torch 2.13)
+    "hypot": "HypotBackward0", "atan2": "Atan2Backward0", "logaddexp": "LogaddexpBackward0",
+    "sign": "SignBackward0", "sinc": "SincBackward0", "var": "VarBackward0",
+    "std": "StdBackward0", "diagonal": "DiagonalBackward0", "diag_embed": "DiagEmbedBackward0",
+    "trace": "TraceBackward0", "linalg_vector_norm": "LinalgVectorNormBackward0",
+    "flip": "FlipBackward0", "sort": "SortBackward0", "linalg_det": "LinalgDetBackward0",
+    "linalg_inv_ex": "LinalgInvExBackward0", "linalg_solve_ex": "LinalgSolveExBackward0",
 }
 
 

@@ -1,9 +1,11 @@
 """numpy's protocols on ``vg.Tensor``: plain numpy code run on tensors is recorded on the tape.
 
 ``np.sin(t)``, ``np.sum(t, axis=0)``, ``a @ t``, ``np.where(t > 0, t, 0)`` call the verigrad op
-the registry declares for that numpy function (the ``numpy=`` field of each row), so the call
-gets a node, a backward and a SymPy mirror. The dispatch table is derived from the registry;
-nothing here lists op names.
+the registry declares for that numpy function (the ``numpy=`` field of each row, numpy's
+arguments renamed to the op's), or the function's numpy form (:func:`~verigrad.registry.numpy_form`,
+for a numpy signature that is not an op's: ``np.var``'s ``ddof``, ``np.linalg.norm``), so the
+call gets a node, a backward and a SymPy mirror. The dispatch table is derived from the
+registry; nothing here lists op names.
 
 What the tape cannot record (a numpy function without a row, ``out=``/``dtype=`` arguments,
 ``np.asarray(tensor)`` and the like) is computed by numpy on the plain arrays, as before. Inside
@@ -31,7 +33,7 @@ import numpy as np
 
 from . import ops as O
 from .autograd.grad_mode import _state
-from .registry import REGISTRY, OpDef
+from .registry import NUMPY_FORMS, REGISTRY, OpDef, on_change
 from .tensor import Tensor
 
 __all__ = ["Unrecordable", "recording", "is_recording", "mapped", "numpy_table"]
@@ -78,10 +80,10 @@ def recording() -> Iterator[None]:
     >>> x = vg.tensor([1.0, 2.0], requires_grad=True)
     >>> with recording():
     ...     try:
-    ...         np.linalg.norm(x)
+    ...         np.sort(x)
     ...     except Unrecordable as e:
     ...         print(e.what)
-    np.linalg.norm
+    np.sort
     """
     token = _RECORDING.set(True)
     try:
@@ -99,17 +101,18 @@ def is_recording() -> bool:
 @dataclass(frozen=True)
 class _Mapping:
     numpy_name: str
-    public: Callable        # the verigrad function that picks the overload
+    public: Callable | None  # the verigrad function that picks the overload
     rows: tuple[OpDef, ...]
+    form: Callable | None = None  # takes numpy's arguments as they are (a numpy form)
 
 
 def _public_for(name: str, rows: list[OpDef]) -> Callable:
     """The public function of the rows' base name (``np.negative`` -> ``vg.neg``); where the
     rows are overloads of several bases, the public function that picks among them, named as
     numpy's (``np.matmul`` over mm/mv/bmm -> ``vg.matmul``)."""
-    bases = {r.base for r in rows}
-    if len(bases) == 1 and next(iter(bases)) in O.__all__:
-        return getattr(O, bases.pop())
+    faces = {r.public for r in rows}
+    if len(faces) == 1 and next(iter(faces)) in O.__all__:
+        return getattr(O, faces.pop())
     if name in O.__all__:
         return getattr(O, name)
     raise TypeError(f"np.{name} is declared on rows {[r.name for r in rows]}, which have no "
@@ -117,6 +120,22 @@ def _public_for(name: str, rows: list[OpDef]) -> Callable:
 
 
 _TABLE: dict[Any, _Mapping] | None = None
+
+
+def _numpy_function(name: str) -> Any:
+    """``np.<name>``, dotted names through numpy's submodules (``linalg.norm``); None where
+    this numpy has no such function."""
+    obj: Any = np
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+    return obj if callable(obj) else None
+
+
+@on_change
+def _forget_table() -> None:
+    # rebuilt on next use: a row or form added (or removed by scratch) changes the table
+    global _TABLE
+    _TABLE = None
 
 
 def numpy_table() -> dict[Any, _Mapping]:
@@ -128,11 +147,14 @@ def numpy_table() -> dict[Any, _Mapping]:
             for name in op.numpy:
                 by_name.setdefault(name, []).append(op)
         table = {}
-        for name, rows in by_name.items():
-            fn = getattr(np, name, None)
+        for name in list(by_name) + [n for n in NUMPY_FORMS if n not in by_name]:
+            fn = _numpy_function(name)
             if fn is None:  # an older numpy without this name
                 continue
-            table[fn] = _Mapping(name, _public_for(name, rows), tuple(rows))
+            rows = by_name.get(name, [])
+            # a declared form takes precedence: it is how numpy's signature maps to the op's
+            public = None if name in NUMPY_FORMS else _public_for(name, rows)
+            table[fn] = _Mapping(name, public, tuple(rows), NUMPY_FORMS.get(name))
         _TABLE = table
     return _TABLE
 
@@ -290,7 +312,7 @@ def __array_ufunc__(self: Tensor, ufunc: np.ufunc, method: str, *inputs: Any, **
     if kwargs:
         return _unrecorded(what, f"argument(s) {', '.join(kwargs)} are not recorded",
                            getattr(ufunc, method), inputs, kwargs)
-    return m.public(*inputs)
+    return (m.form or m.public)(*inputs)
 
 
 def __array_function__(self: Tensor, func: Any, types: tuple, args: tuple, kwargs: dict) -> Any:
@@ -299,6 +321,8 @@ def __array_function__(self: Tensor, func: Any, types: tuple, args: tuple, kwarg
         return _unrecorded(_qualname(func), "numpy function without a verigrad op", func, args,
                            kwargs)
     try:
+        if m.form is not None:
+            return m.form(*args, **kwargs)
         pos, kw = _translate(func, m, args, kwargs)
         return _values_only(m.public(*pos, **kw))
     except _Untranslatable as e:
@@ -322,7 +346,60 @@ def _guarded(method: Callable, what: str) -> Callable:
     return guarded
 
 
+def _positive_steps(x: Tensor, key: Any) -> tuple[Any, tuple[int, ...]] | None:
+    """A basic index with negative-step slices as the same index with positive steps, and
+    the result's dimensions to flip afterwards (``x[::-1]`` is ``flip(x[0:n], 0)``); None
+    for keys without negative steps or with advanced indices (left to ``getitem``)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    if not any(isinstance(k, slice) and k.step is not None and k.step < 0 for k in keys):
+        return None
+    basic = (slice, int, np.integer)
+    if any(isinstance(k, (bool, np.bool_)) or not (k is None or k is Ellipsis
+                                                   or isinstance(k, basic)) for k in keys):
+        return None
+    n_real = sum(1 for k in keys if isinstance(k, basic))
+    if n_real > x.ndim:
+        return None
+    new: list = []
+    flips: list[int] = []
+    in_dim = out_dim = 0
+    for k in keys:
+        if k is None:
+            out_dim += 1
+        elif k is Ellipsis:
+            in_dim += x.ndim - n_real
+            out_dim += x.ndim - n_real
+        elif isinstance(k, slice):
+            if k.step is not None and k.step < 0:
+                idx = range(x.shape[in_dim])[k]
+                k = slice(idx[-1], idx[0] + 1, -k.step) if len(idx) else slice(0, 0)
+                flips.append(out_dim)
+            in_dim += 1
+            out_dim += 1
+        else:
+            in_dim += 1
+        new.append(k)
+    return (tuple(new) if isinstance(key, tuple) else new[0]), tuple(flips)
+
+
+def _numpy_getitem(getitem: Callable) -> Callable:
+    """``tensor[key]`` with numpy's negative steps while recording numpy code (PyTorch,
+    and therefore verigrad outside :func:`recording`, refuses them)."""
+
+    def __getitem__(self: Tensor, key: Any) -> Any:
+        if _RECORDING.get():
+            rewritten = _positive_steps(self, key)
+            if rewritten is not None:
+                out = getitem(self, rewritten[0])
+                return O.flip(out, rewritten[1])
+        return getitem(self, key)
+
+    __getitem__.__doc__ = getitem.__doc__
+    return __getitem__
+
+
 def _install() -> None:
+    Tensor.__getitem__ = _numpy_getitem(Tensor.__getitem__)
     Tensor.__array_ufunc__ = __array_ufunc__
     Tensor.__array_function__ = __array_function__
     for name, what in (("__array__", "np.asarray / np.array (the tensor became a numpy array)"),

@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["OpDef", "Domain", "Face", "defop", "public", "scratch", "on_change", "REGISTRY",
-           "FACES", "grad_fn_name"]
+__all__ = ["OpDef", "Domain", "Face", "defop", "public", "numpy_form", "scratch", "on_change",
+           "REGISTRY", "FACES", "NUMPY_FORMS", "grad_fn_name"]
 
 #: name -> OpDef, in declaration order
 REGISTRY: dict[str, "OpDef"] = {}
@@ -32,6 +32,8 @@ _BASE_COUNT: dict[str, int] = {}
 #: expression parser are built from)
 FACES: dict[str, "Face"] = {}
 _LISTENERS: list[Callable[[], None]] = []
+#: numpy name -> a function with numpy's signature that calls public ops (see numpy_form)
+NUMPY_FORMS: dict[str, Callable] = {}
 
 
 def grad_fn_name(base: str, overload_index: int) -> str:
@@ -329,6 +331,26 @@ def public(name: str | None = None, *, method: bool | None = None,
     return attach
 
 
+def numpy_form(name: str) -> Callable[[Callable], Callable]:
+    """Declare how the numpy function ``np.<name>`` (dotted: ``"linalg.norm"``) is recorded
+    when its signature is not the op's with numpy's argument names (``np.var``'s ``ddof``,
+    ``np.cumsum`` flattening without an axis, ``np.square`` as ``pow(x, 2)``): a function
+    taking numpy's arguments and calling public ops. It raises ``TypeError`` for a form of
+    the call it cannot record, which then falls back as any unmapped call.
+
+    >>> NUMPY_FORMS["square"].__name__
+    'square'
+    """
+    def attach(fn: Callable) -> Callable:
+        if NUMPY_FORMS.get(name, fn) is not fn:
+            raise ValueError(f"np.{name} has two numpy forms: {NUMPY_FORMS[name]} and {fn}")
+        NUMPY_FORMS[name] = fn
+        _changed()
+        return fn
+
+    return attach
+
+
 def on_change(listener: Callable[[], None]) -> Callable[[], None]:
     """Call ``listener()`` after every change of the registry (the surfaces re-sync)."""
     _LISTENERS.append(listener)
@@ -354,7 +376,7 @@ def scratch() -> Iterator[None]:
     >>> hasattr(vg, "twice"), "twice" in REGISTRY
     (False, False)
     """
-    registry, counts = dict(REGISTRY), dict(_BASE_COUNT)
+    registry, counts, forms = dict(REGISTRY), dict(_BASE_COUNT), dict(NUMPY_FORMS)
     faces = {n: (f, {**vars(f), "rows": list(f.rows), "aliases": dict(f.aliases)})
              for n, f in FACES.items()}
     try:
@@ -364,6 +386,8 @@ def scratch() -> Iterator[None]:
         REGISTRY.update(registry)
         _BASE_COUNT.clear()
         _BASE_COUNT.update(counts)
+        NUMPY_FORMS.clear()
+        NUMPY_FORMS.update(forms)
         FACES.clear()
         for n, (f, state) in faces.items():
             vars(f).update(state)

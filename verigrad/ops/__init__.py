@@ -26,6 +26,7 @@ from . import linalg as L
 from . import reduce as R
 from . import shape as S
 from . import nn as _nn  # noqa: F401  (rows the torch bridge maps aten ops onto)
+from . import numeric as _numeric  # noqa: F401  (rows and numpy forms numpy code calls)
 
 #: the public function names, derived from the registry's faces (kept in sync by _bind)
 __all__: list[str] = []

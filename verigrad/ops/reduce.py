@@ -67,9 +67,10 @@ INT_DIM_CASES = lambda rng: [(((2, 3),), {"dim": 1, "keepdim": False}),  # noqa:
                              (((4,),), {"dim": -1, "keepdim": False})]
 
 
-def _red(name, forward, vjp, mirror, params=(), cases=REDUCE_CASES, intervals=(((-2.0, 2.0),),)):
+def _red(name, forward, vjp, mirror, params=(), cases=REDUCE_CASES, intervals=(((-2.0, 2.0),),),
+         **face):
     return defop(name, inputs=("x",), params=params, forward=forward, vjp=vjp, mirror=mirror,
-                 domain=Domain(intervals=intervals, cases=cases))
+                 domain=Domain(intervals=intervals, cases=cases), **face)
 
 
 SUM = _red("sum", lambda x: np.sum(x), lambda F, g, shapes: F.broadcast_to(g, shapes[0]),
@@ -98,18 +99,18 @@ MAX_DIM = _red("max.dim", lambda x, dim, keepdim: np.max(x, int(dim), keepdims=k
                lambda F, g, x, dim, keepdim, shapes: _expand_back(F, g, dim, keepdim, shapes[0])
                * F.argmax_mask(x, dim),
                lambda x, dim, keepdim: _obj_reduce(x, dim, keepdim, sp.Max), ("dim", "keepdim"),
-               INT_DIM_CASES)
+               INT_DIM_CASES, numpy=("max", "amax"))
 MAX = _red("max", lambda x: np.max(x),
            lambda F, g, x, out: _tied_share(F, g, x, out),
-           lambda x: _obj_reduce(x, None, False, sp.Max))
+           lambda x: _obj_reduce(x, None, False, sp.Max), numpy=("max", "amax"))
 MIN_DIM = _red("min.dim", lambda x, dim, keepdim: np.min(x, int(dim), keepdims=keepdim),
                lambda F, g, x, dim, keepdim, shapes: _expand_back(F, g, dim, keepdim, shapes[0])
                * F.argmax_mask(-x, dim),
                lambda x, dim, keepdim: _obj_reduce(x, dim, keepdim, sp.Min), ("dim", "keepdim"),
-               INT_DIM_CASES)
+               INT_DIM_CASES, numpy=("min", "amin"))
 MIN = _red("min", lambda x: np.min(x),
            lambda F, g, x, out: _tied_share(F, g, x, out),
-           lambda x: _obj_reduce(x, None, False, sp.Min))
+           lambda x: _obj_reduce(x, None, False, sp.Min), numpy=("min", "amin"))
 
 
 def _logsumexp(x, dim, keepdim):
