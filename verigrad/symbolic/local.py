@@ -397,6 +397,17 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     return q0, bound
 
 
+def _opaque(e: Any) -> bool:
+    """Whether a SymEngine expression wraps a SymPy function it does not know (log1p)."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if type(x).__name__ == "PyFunction":
+            return True
+        stack.extend(x.args)
+    return False
+
+
 def _unevaluated(d: Any) -> bool:
     stack = [d]
     while stack:
@@ -489,6 +500,8 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
                     t_se = _to_symengine(t)
                 except Exception:  # noqa: BLE001 - a function SymEngine does not know
                     t_se = False
+                if t_se is not False and _opaque(t_se):
+                    t_se = False  # SymEngine differentiates a wrapped SymPy function to 0
                 if memo is not None:
                     memo[t] = t_se
             if t_se is not False:

@@ -390,6 +390,10 @@ def _bridge_function(env: Trace, cls: type, args: tuple, kwargs: dict) -> Any:
                     f"{tuple(inp.shape)}: {fate}. Return a gradient of exactly the input's "
                     f"shape.")
             out.append(constant(r.to(inp.dtype) if isinstance(inp, torch.Tensor) else r))
+        if vg.is_grad_enabled():
+            # create_graph=True (a second-order check): the backward must itself be a
+            # node, whose own backward is torch's double backward of the user's backward
+            return _double_backward(cls, label, ctx._inputs, grads, out)
         return tuple(out)
 
     def symbolic(*syms: Any) -> Any:
@@ -423,6 +427,73 @@ def _bridge_function(env: Trace, cls: type, args: tuple, kwargs: dict) -> Any:
 
 class _NoMirror(Exception):
     pass
+
+
+def _double_backward(cls: type, label: str, inputs: tuple, grads: tuple,
+                     first: list) -> tuple:
+    """The user's torch ``backward`` as a verigrad node (inputs: the incoming gradients and
+    the forward's inputs), so a second-order check differentiates it with torch's own
+    double backward. It re-runs the torch forward at its inputs: the checker re-runs nodes
+    at shifted values."""
+    g_slots = [k for k, g in enumerate(grads) if g is not None]
+    slots = [i for i, r in enumerate(first) if isinstance(r, VgTensor)]
+    n_g = len(g_slots)
+
+    def forward(ctx: Any, *vals: Any) -> Any:
+        gs, xs = vals[:n_g], vals[n_g:]
+        targs = []
+        for x in xs:
+            t = to_torch(x) if isinstance(x, VgTensor) else x
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                t.requires_grad_(True)
+            targs.append(t)
+        with torch.enable_grad():
+            res = _ORIG_APPLY(cls, *targs)
+            touts = res if isinstance(res, tuple) else (res,)
+            tctx = next(o.grad_fn for o in touts if isinstance(o, torch.Tensor)
+                        and o.grad_fn is not None)
+            tg: list = [None] * len(touts)
+            for k, g in zip(g_slots, gs):
+                tg[k] = to_torch(g).requires_grad_(True)
+            r = _user_backward(cls)(tctx, *tg)
+        r = r if isinstance(r, tuple) else (r,)
+        ctx._torch = ([t for t in tg if t is not None], targs, [r[i] for i in slots])
+        return tuple(constant(r[i]) for i in slots)
+
+    def backward(ctx: Any, *ws: Any) -> Any:
+        tg, targs, rs = ctx._torch
+        pairs = [(r, to_torch(w)) for r, w in zip(rs, ws) if w is not None]
+        wrt = tg + [t for t in targs if isinstance(t, torch.Tensor) and t.requires_grad]
+        live = [(r, w) for r, w in pairs if r.requires_grad]
+        if not live:
+            raise BackwardContractError(
+                f"{label}.backward is not differentiable (it ran without building a torch "
+                f"graph, e.g. @once_differentiable or .detach()), so its double backward "
+                f"cannot be checked")
+        try:
+            gs = torch.autograd.grad([r for r, _ in live], wrt, [w for _, w in live],
+                                     allow_unused=True)
+        except RuntimeError as e:
+            raise BackwardContractError(f"torch's double backward of {label} raised: "
+                                        f"{str(e).splitlines()[0]}") from None
+        out = [None if g is None else constant(g) for g in gs[:len(tg)]]
+        rest = iter(gs[len(tg):])
+        for t in targs:
+            g = next(rest) if isinstance(t, torch.Tensor) and t.requires_grad else None
+            out.append(None if g is None else constant(g))
+        return tuple(out)
+
+    name = f"{cls.__name__}Backward"
+    dbl = type(name, (VgFunction,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward),
+        "__doc__": f"the torch backward of {label}, differentiated by torch",
+        "_verigrad_internal": True})
+    res = dbl.apply(*[grads[k] for k in g_slots], *inputs)
+    res = res if isinstance(res, tuple) else (res,)
+    out: list = [None] * len(first)
+    for i, v in zip(slots, res):
+        out[i] = v
+    return tuple(out)
 
 
 def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
