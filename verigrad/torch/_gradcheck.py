@@ -16,7 +16,8 @@ keeps every call working. How torch's keywords map:
 - ``fast_mode``: torch's cheaper check; here, only the given point is checked (no nearby
   points).
 - ``nondet_tol``: the backward is run twice on the same vector; the results may differ by at
-  most this much (torch's reentrancy test).
+  most this much (torch's reentrancy test). verigrad's own check still reports a custom
+  backward that gives different numbers on two calls as a contract failure.
 - ``check_undefined_grad``, ``check_grad_dtypes``: torch's own tests of those properties, run
   on the user's tensors (they are not about the values of the gradient).
 - ``check_forward_ad``, ``check_batched_grad``, ``check_batched_forward_grad`` (and
