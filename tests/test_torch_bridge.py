@@ -582,3 +582,17 @@ def test_import_verigrad_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_readme_example_prints_what_the_readme_says(capsys: Any) -> None:
+    from pathlib import Path
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## For PyTorch users", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["True", "False"]
+    expected = " ".join(ln.lstrip("# ") for ln in block.splitlines()[-2:])
+    assert lines[2] == expected
