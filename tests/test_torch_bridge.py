@@ -596,3 +596,48 @@ def test_readme_example_prints_what_the_readme_says(capsys: Any) -> None:
     assert lines[:2] == ["True", "False"]
     expected = " ".join(ln.lstrip("# ") for ln in block.splitlines()[-2:])
     assert lines[2] == expected
+
+
+class Branchy(torch.autograd.Function):
+    """Control flow on values: the traced mirror differs between the branches, and the
+    cached local rule must follow it (a digest of the traced graph, not the class)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x if float(x.sum()) > 0 else torch.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 2 * x if float(x.sum()) > 0 else g * torch.cos(x)
+
+
+def test_value_dependent_traces_get_their_own_rules() -> None:
+    up = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+    down = torch.tensor([-1.0, -2.0], dtype=F64, requires_grad=True)
+    for x in (up, down, up):
+        report = vg.check(Branchy.apply, x, nearby=0)
+        assert report.verdict == "pass", str(report)
+
+
+def test_two_threads_check_at_once() -> None:
+    """Overlapping traces in two threads: each sees only its own Functions, each verdict is
+    the one it gets alone, and ``apply`` is torch's own again when both are done."""
+    original = torch.autograd.Function.__dict__["apply"]
+    results: dict[str, Any] = {}
+
+    def run(name: str, fn: type) -> None:
+        try:
+            results[name] = vg.check(fn.apply, randn(5, seed=3), nearby=0).verdict
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            results[name] = repr(e)
+
+    threads = [threading.Thread(target=run, args=("good", Softplus)),
+               threading.Thread(target=run, args=("bad", SoftplusWrongSign))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == {"good": "pass", "bad": "fail"}
+    assert torch.autograd.Function.__dict__["apply"] is original

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import re
 import threading
 from typing import Any, Callable, Sequence
@@ -44,6 +45,7 @@ _ORIG_APPLY = _ORIG_APPLY_ATTR.__func__
 _local = threading.local()  # the tracing envs of this thread, innermost last
 _patch_lock = threading.Lock()
 _patch_depth = [0]
+_UNIQUE = itertools.count()
 
 # aten ops whose result is a view of their first argument: a write into the view is
 # scattered back into the base (``R[i, j] = v``)
@@ -215,6 +217,9 @@ def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> An
     """An aten op verigrad has no row for: a node running the op (forward) and torch's own
     derivative of it (backward), with no mirror, so the checker uses finite differences."""
     out = func(*args, **kwargs)
+    if not any(isinstance(o, torch.Tensor) and o.is_floating_point()
+               for o in tree_flatten(out)[0]):
+        return out  # a Python number (``.item()``, ``float(t)``): control flow, not a value
     flat, spec = tree_flatten((args, kwargs))
     slots = [i for i, a in enumerate(flat) if env.traced(a) and a.is_floating_point()]
     if not slots:
@@ -366,6 +371,10 @@ def _bridge_function(env: Trace, cls: type, args: tuple, kwargs: dict) -> Any:
         inner_outs = [inner.V(o) if isinstance(o, torch.Tensor) else None for o in touts]
         if "mirror" not in info:
             info["mirror"] = _mirror_of(leaves, positions, inner_outs, touts)
+            if info["mirror"] is not None:
+                # same traced graph -> same local rule: lets the rule cache work across the
+                # checker's points and repeated checks (the class itself is new per call)
+                ctx._forward_cls._rule_key = ("torch", cls, info["mirror"].fingerprint)
         vouts = []
         for o in touts:
             if not isinstance(o, torch.Tensor):
@@ -531,6 +540,7 @@ def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
         picked.append(v)
     graph_outs = [v for v in picked if v is not None and v._grad_fn is not None]
     view = GraphView.of(graph_outs) if graph_outs else None
+    fingerprint = _fingerprint(view, leaves, positions, picked, touts)
 
     def mirror(*syms: Any) -> Any:
         table = {id(leaf): np.asarray(syms[k], dtype=object).reshape(leaf.shape)
@@ -548,7 +558,54 @@ def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
                 outs.append(_const(v._data))
         return tuple(outs) if len(outs) > 1 else outs[0]
 
+    mirror.fingerprint = fingerprint
     return mirror
+
+
+def _fingerprint(view: Any, leaves: list, positions: list, picked: list, touts: tuple) -> str:
+    """A digest of everything the mirror is made of: each node's op and parameters, where
+    each of its inputs comes from (a node, a leaf position, or a constant's bytes) and what
+    the outputs are. Equal digests mean equal mirrors (a value-dependent trace, like sort
+    indices, changes the constants and so the digest)."""
+    import hashlib
+
+    from verigrad.autograd.node import OpNode
+    from verigrad.symbolic.local import _freeze
+
+    h = hashlib.sha256()
+
+    def put(obj: Any) -> None:
+        if isinstance(obj, np.ndarray):
+            h.update(repr((obj.shape, obj.dtype.str)).encode())
+            h.update(np.ascontiguousarray(obj).tobytes())
+        else:
+            h.update(repr(_freeze(obj)).encode())
+
+    index = {node: k for k, node in enumerate(view.nodes)} if view is not None else {}
+    where = {id(leaf): p for leaf, p in zip(leaves, positions)}
+    for node in (view.nodes if view is not None else ()):
+        if isinstance(node, OpNode):
+            put(("op", node.op.name, node._params))
+        else:  # a Function nested in the forward: its own digest, else never equal
+            key = getattr(node._forward_cls, "_rule_key", None)
+            put(("fn", key if key is not None else ("unique", next(_UNIQUE))))
+        for src in view.sources[node]:
+            put((src.kind, index.get(src.node), src.nr,
+                 where.get(id(src.leaf)) if src.leaf is not None else None))
+            if src.kind == "const":
+                put(src.value if isinstance(src.value, np.ndarray) else ("v", src.value))
+    for v, o in zip(picked, touts):
+        if v is None:
+            put(("out-const",))
+            put(o.detach().cpu().numpy())
+        elif v._grad_fn is not None:
+            put(("out-node", index[v._grad_fn], v._output_nr))
+        elif id(v) in where:
+            put(("out-leaf", where[id(v)]))
+        else:
+            put(("out-const",))
+            put(np.asarray(v._data))
+    return h.hexdigest()
 
 
 def _names(cls: type) -> list[str]:
