@@ -641,3 +641,35 @@ def test_two_threads_check_at_once() -> None:
         t.join(120)
     assert results == {"good": "pass", "bad": "fail"}
     assert torch.autograd.Function.__dict__["apply"] is original
+
+
+def test_pytest_fixture_accepts_torch_functions(pytester: Any) -> None:
+    pytester.makepyfile(test_fixture_user="""
+        import torch
+
+        class Cube(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x ** 3
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return 3 * x * x * g
+
+        class BadCube(Cube):
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return 3 * x * g
+
+        def test_cube(gradcheck):
+            gradcheck(Cube.apply, torch.randn(3, dtype=torch.float64, requires_grad=True))
+
+        def test_bad_cube(gradcheck):
+            gradcheck(BadCube.apply, torch.randn(3, dtype=torch.float64, requires_grad=True))
+    """)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*BadCubeBackward*"])
