@@ -572,7 +572,8 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
         cls = node._forward_cls
         # the class itself, never its id(): a class made in a factory may land at the
         # address of a freed one (the key keeps it alive until the cache is cleared)
-        ident = ("fn", cls,
+        # ``_rule_key``: a Function class made per call (verigrad.torch) names its mirror
+        ident = ("fn", getattr(cls, "_rule_key", None) or cls,
                  tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)),
                  _trace_signature(node))
         elementwise = False

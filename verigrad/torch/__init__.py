@@ -34,7 +34,7 @@ def check_module(module: Any, *inputs: Any, **options: Any) -> Any:
 
 
 def gradcheck(func: Any, inputs: Any, **kwargs: Any) -> bool:
-    """Drop-in for ``torch.autograd.gradcheck`` (see :mod:`verigrad.torch.gradcheck`)."""
+    """Drop-in for ``torch.autograd.gradcheck`` (keyword mapping: :mod:`verigrad.torch._gradcheck`)."""
     from ._gradcheck import gradcheck as _gc
 
     return _gc(func, inputs, **kwargs)
@@ -48,8 +48,8 @@ def gradgradcheck(func: Any, inputs: Any, grad_outputs: Any = None, **kwargs: An
 
 
 def __getattr__(name: str) -> Any:
-    if name == "GradcheckError":
-        from torch.autograd.gradcheck import GradcheckError
+    if name == "GradcheckError":  # a subclass of torch's, carrying verigrad's report
+        from ._gradcheck import GradcheckError
 
         return GradcheckError
     raise AttributeError(f"module 'verigrad.torch' has no attribute {name!r}")

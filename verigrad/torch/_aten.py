@@ -159,6 +159,29 @@ def _reduce_dim(V, args, kwargs, out, name):
     return reduce(x, dim, keepdim)
 
 
+@rule("var.correction", "var.dim", "var_mean.correction")
+def _var(V, args, kwargs, out, name):
+    """var as mean, subtract, square, sum, divide: each step is a registry row, so the
+    mirror is the formula itself (torch's ``correction``; ``unbiased`` in the old overload)."""
+    x = V(args[0])
+    dim = _dims(_kw(args, kwargs, 1, "dim"))
+    keepdim = bool(kwargs.get("keepdim", args[3] if len(args) > 3 else False))
+    if name.endswith(".dim"):
+        correction = 1 if _kw(args, kwargs, 2, "unbiased", True) else 0
+    else:
+        c = _kw(args, kwargs, 2, "correction", None)
+        correction = 1 if c is None else c
+    dim = (dim,) if isinstance(dim, int) else dim
+    axes = tuple(range(x.ndim)) if dim is None else tuple(d % max(x.ndim, 1) for d in dim)
+    n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    mean = O.mean(x, axes, True)
+    d = x - mean
+    var = O.sum(d * d, axes, keepdim) / (n - correction)
+    if name.startswith("aten::var_mean"):
+        return var, (mean if keepdim else O.mean(x, axes, False))
+    return var
+
+
 @rule("prod.dim_int")
 def _prod_dim(V, args, kwargs, out, name):
     return O.prod(V(args[0]), int(args[1]), _kw(args, kwargs, 2, "keepdim", False))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import re
 import threading
 from typing import Any, Callable, Sequence
@@ -39,10 +40,12 @@ from ._aten import RULES, numpy_dtype
 __all__ = ["check", "check_module", "trace"]
 
 _TorchFunction = torch.autograd.Function
-_ORIG_APPLY = _TorchFunction.__dict__["apply"].__func__
+_ORIG_APPLY_ATTR = _TorchFunction.__dict__["apply"]  # restored as the very same object
+_ORIG_APPLY = _ORIG_APPLY_ATTR.__func__
 _local = threading.local()  # the tracing envs of this thread, innermost last
 _patch_lock = threading.Lock()
 _patch_depth = [0]
+_UNIQUE = itertools.count()
 
 # aten ops whose result is a view of their first argument: a write into the view is
 # scattered back into the base (``R[i, j] = v``)
@@ -214,6 +217,9 @@ def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> An
     """An aten op verigrad has no row for: a node running the op (forward) and torch's own
     derivative of it (backward), with no mirror, so the checker uses finite differences."""
     out = func(*args, **kwargs)
+    if not any(isinstance(o, torch.Tensor) and o.is_floating_point()
+               for o in tree_flatten(out)[0]):
+        return out  # a Python number (``.item()``, ``float(t)``): control flow, not a value
     flat, spec = tree_flatten((args, kwargs))
     slots = [i for i, a in enumerate(flat) if env.traced(a) and a.is_floating_point()]
     if not slots:
@@ -239,6 +245,13 @@ def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> An
 
     def backward(ctx: Any, *grads: Any) -> Any:
         ts, outs = ctx._torch
+        if not any(isinstance(o, torch.Tensor) and o.requires_grad for o in outs):
+            # the forward ran inside __torch_dispatch__, below torch's autograd key, so it
+            # recorded nothing: run it again here, where autograd is on
+            ts = [t.detach().requires_grad_(True) for t in ts]
+            with torch.enable_grad(), _disable_current_modes():
+                res = run(ts)
+            outs = res if isinstance(res, (tuple, list)) else (res,)
         pairs = [(o, to_torch(g)) for o, g in zip(outs, grads)
                  if isinstance(o, torch.Tensor) and o.requires_grad and g is not None]
         if not pairs:
@@ -279,7 +292,15 @@ def _patched_apply(cls: type, *args: Any, **kwargs: Any) -> Any:
 
 @contextlib.contextmanager
 def tracing(env: Trace):
-    """Shadow torch ops into ``env`` (and record custom Functions) inside the block."""
+    """Shadow torch ops into ``env`` (and record custom Functions) inside the block.
+
+    A custom Function's boundary is invisible to dispatch and function modes (torch offers
+    no hook for ``Function.apply``), so ``apply`` is replaced on the base class while any
+    thread traces. The replacement is safe for everyone else: it consults this thread's own
+    stack of traces and, with none (any other thread), calls torch's ``apply`` unchanged;
+    the original attribute object is restored when the last trace ends, exceptions
+    included, under a lock that counts overlapping traces of all threads.
+    """
     stack = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
@@ -287,16 +308,17 @@ def tracing(env: Trace):
         if _patch_depth[0] == 0:
             _TorchFunction.apply = classmethod(_patched_apply)
         _patch_depth[0] += 1
-    stack.append(env)
     try:
+        stack.append(env)
         with _Shadow(env):
             yield env
     finally:
-        stack.pop()
+        if stack and stack[-1] is env:
+            stack.pop()
         with _patch_lock:
             _patch_depth[0] -= 1
             if _patch_depth[0] == 0:
-                _TorchFunction.apply = classmethod(_ORIG_APPLY)
+                _TorchFunction.apply = _ORIG_APPLY_ATTR
 
 
 def _user_backward(cls: type) -> Callable:
@@ -349,6 +371,10 @@ def _bridge_function(env: Trace, cls: type, args: tuple, kwargs: dict) -> Any:
         inner_outs = [inner.V(o) if isinstance(o, torch.Tensor) else None for o in touts]
         if "mirror" not in info:
             info["mirror"] = _mirror_of(leaves, positions, inner_outs, touts)
+            if info["mirror"] is not None:
+                # same traced graph -> same local rule: lets the rule cache work across the
+                # checker's points and repeated checks (the class itself is new per call)
+                ctx._forward_cls._rule_key = ("torch", cls, info["mirror"].fingerprint)
         vouts = []
         for o in touts:
             if not isinstance(o, torch.Tensor):
@@ -390,6 +416,10 @@ def _bridge_function(env: Trace, cls: type, args: tuple, kwargs: dict) -> Any:
                     f"{tuple(inp.shape)}: {fate}. Return a gradient of exactly the input's "
                     f"shape.")
             out.append(constant(r.to(inp.dtype) if isinstance(inp, torch.Tensor) else r))
+        if vg.is_grad_enabled():
+            # create_graph=True (a second-order check): the backward must itself be a
+            # node, whose own backward is torch's double backward of the user's backward
+            return _double_backward(cls, label, ctx._inputs, grads, out)
         return tuple(out)
 
     def symbolic(*syms: Any) -> Any:
@@ -425,6 +455,73 @@ class _NoMirror(Exception):
     pass
 
 
+def _double_backward(cls: type, label: str, inputs: tuple, grads: tuple,
+                     first: list) -> tuple:
+    """The user's torch ``backward`` as a verigrad node (inputs: the incoming gradients and
+    the forward's inputs), so a second-order check differentiates it with torch's own
+    double backward. It re-runs the torch forward at its inputs: the checker re-runs nodes
+    at shifted values."""
+    g_slots = [k for k, g in enumerate(grads) if g is not None]
+    slots = [i for i, r in enumerate(first) if isinstance(r, VgTensor)]
+    n_g = len(g_slots)
+
+    def forward(ctx: Any, *vals: Any) -> Any:
+        gs, xs = vals[:n_g], vals[n_g:]
+        targs = []
+        for x in xs:
+            t = to_torch(x) if isinstance(x, VgTensor) else x
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                t.requires_grad_(True)
+            targs.append(t)
+        with torch.enable_grad():
+            res = _ORIG_APPLY(cls, *targs)
+            touts = res if isinstance(res, tuple) else (res,)
+            tctx = next(o.grad_fn for o in touts if isinstance(o, torch.Tensor)
+                        and o.grad_fn is not None)
+            tg: list = [None] * len(touts)
+            for k, g in zip(g_slots, gs):
+                tg[k] = to_torch(g).requires_grad_(True)
+            r = _user_backward(cls)(tctx, *tg)
+        r = r if isinstance(r, tuple) else (r,)
+        ctx._torch = ([t for t in tg if t is not None], targs, [r[i] for i in slots])
+        return tuple(constant(r[i]) for i in slots)
+
+    def backward(ctx: Any, *ws: Any) -> Any:
+        tg, targs, rs = ctx._torch
+        pairs = [(r, to_torch(w)) for r, w in zip(rs, ws) if w is not None]
+        wrt = tg + [t for t in targs if isinstance(t, torch.Tensor) and t.requires_grad]
+        live = [(r, w) for r, w in pairs if r.requires_grad]
+        if not live:
+            raise BackwardContractError(
+                f"{label}.backward is not differentiable (it ran without building a torch "
+                f"graph, e.g. @once_differentiable or .detach()), so its double backward "
+                f"cannot be checked")
+        try:
+            gs = torch.autograd.grad([r for r, _ in live], wrt, [w for _, w in live],
+                                     allow_unused=True)
+        except RuntimeError as e:
+            raise BackwardContractError(f"torch's double backward of {label} raised: "
+                                        f"{str(e).splitlines()[0]}") from None
+        out = [None if g is None else constant(g) for g in gs[:len(tg)]]
+        rest = iter(gs[len(tg):])
+        for t in targs:
+            g = next(rest) if isinstance(t, torch.Tensor) and t.requires_grad else None
+            out.append(None if g is None else constant(g))
+        return tuple(out)
+
+    name = f"{cls.__name__}Backward"
+    dbl = type(name, (VgFunction,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward),
+        "__doc__": f"the torch backward of {label}, differentiated by torch",
+        "_verigrad_internal": True})
+    res = dbl.apply(*[grads[k] for k in g_slots], *inputs)
+    res = res if isinstance(res, tuple) else (res,)
+    out: list = [None] * len(first)
+    for i, v in zip(slots, res):
+        out[i] = v
+    return tuple(out)
+
+
 def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
                ) -> Callable | None:
     """The SymPy mirror of a Function's traced forward, or None if some output left the
@@ -443,6 +540,7 @@ def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
         picked.append(v)
     graph_outs = [v for v in picked if v is not None and v._grad_fn is not None]
     view = GraphView.of(graph_outs) if graph_outs else None
+    fingerprint = _fingerprint(view, leaves, positions, picked, touts)
 
     def mirror(*syms: Any) -> Any:
         table = {id(leaf): np.asarray(syms[k], dtype=object).reshape(leaf.shape)
@@ -460,7 +558,54 @@ def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
                 outs.append(_const(v._data))
         return tuple(outs) if len(outs) > 1 else outs[0]
 
+    mirror.fingerprint = fingerprint
     return mirror
+
+
+def _fingerprint(view: Any, leaves: list, positions: list, picked: list, touts: tuple) -> str:
+    """A digest of everything the mirror is made of: each node's op and parameters, where
+    each of its inputs comes from (a node, a leaf position, or a constant's bytes) and what
+    the outputs are. Equal digests mean equal mirrors (a value-dependent trace, like sort
+    indices, changes the constants and so the digest)."""
+    import hashlib
+
+    from verigrad.autograd.node import OpNode
+    from verigrad.symbolic.local import _freeze
+
+    h = hashlib.sha256()
+
+    def put(obj: Any) -> None:
+        if isinstance(obj, np.ndarray):
+            h.update(repr((obj.shape, obj.dtype.str)).encode())
+            h.update(np.ascontiguousarray(obj).tobytes())
+        else:
+            h.update(repr(_freeze(obj)).encode())
+
+    index = {node: k for k, node in enumerate(view.nodes)} if view is not None else {}
+    where = {id(leaf): p for leaf, p in zip(leaves, positions)}
+    for node in (view.nodes if view is not None else ()):
+        if isinstance(node, OpNode):
+            put(("op", node.op.name, node._params))
+        else:  # a Function nested in the forward: its own digest, else never equal
+            key = getattr(node._forward_cls, "_rule_key", None)
+            put(("fn", key if key is not None else ("unique", next(_UNIQUE))))
+        for src in view.sources[node]:
+            put((src.kind, index.get(src.node), src.nr,
+                 where.get(id(src.leaf)) if src.leaf is not None else None))
+            if src.kind == "const":
+                put(src.value if isinstance(src.value, np.ndarray) else ("v", src.value))
+    for v, o in zip(picked, touts):
+        if v is None:
+            put(("out-const",))
+            put(o.detach().cpu().numpy())
+        elif v._grad_fn is not None:
+            put(("out-node", index[v._grad_fn], v._output_nr))
+        elif id(v) in where:
+            put(("out-leaf", where[id(v)]))
+        else:
+            put(("out-const",))
+            put(np.asarray(v._data))
+    return h.hexdigest()
 
 
 def _names(cls: type) -> list[str]:
@@ -539,15 +684,25 @@ def _convert(fn: Any, inputs: Sequence[Any]) -> tuple[list[_Spec], Callable, lis
     traces: list[Trace] = []
 
     def vg_fn(*vals: Any) -> Any:
+        # only the differentiated inputs reach the checker; constants are closed over
         env = Trace()
         targs = []
-        for spec, v in zip(specs, vals):
+        it = iter(vals)
+        for spec in specs:
             if spec.diff:
+                v = next(it)
                 t = to_torch(v)
                 env.set(t, v)
                 targs.append(t)
             else:
                 targs.append(spec.const)
+        if traces and not vg.is_grad_enabled():
+            # values only (finite differences): torch's forward as is, nothing to trace
+            with torch.no_grad():
+                out = fn(*targs)
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            vouts = [constant(o) if isinstance(o, torch.Tensor) else o for o in outs]
+            return tuple(vouts) if isinstance(out, (tuple, list)) else vouts[0]
         with tracing(env):
             out = fn(*targs)
         if not traces:
@@ -575,11 +730,29 @@ def check(fn: Any, *inputs: Any, names: Sequence[str] | None = None, **options: 
         raise CheckInputError("none of the inputs requires grad: pass the tensors to check "
                               "with requires_grad=True (others are constants)")
     names = list(names) if names is not None else _arg_names(fn, len(inputs))
-    args = [vg.tensor(s.array, requires_grad=True) if s.diff else s.const for s in specs]
-    report = core_check(vg_fn, *args, names=names, **options)
-    _annotate(report, traces, specs)
-    _compare_torch(report, fn, specs, names)
+    args = [vg.tensor(s.array, requires_grad=True) for s in specs if s.diff]
+    with _one_thread():
+        report = core_check(vg_fn, *args, names=[n for n, s in zip(names, specs) if s.diff],
+                            **options)
+        _annotate(report, traces, specs)
+        _compare_torch(report, fn, specs, names)
     return report
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """torch's intra-op threads for the check: the checker runs thousands of tiny ops, where
+    waking a second thread costs more than the op (``max.dim`` on a 3x4 tensor: 12 ms with
+    2 threads on a loaded machine, 2 us with 1). Values do not depend on it (a reduction
+    is split across threads only above 32768 elements); the user's setting is restored."""
+    n = torch.get_num_threads()
+    if n > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n > 1:
+            torch.set_num_threads(n)
 
 
 def _annotate(report: Any, traces: list[Trace], specs: list[_Spec]) -> None:
