@@ -328,6 +328,8 @@ def _save(report: CheckReport, directory: Path, formats: Any, nodeid: str,
             report.save(str(target))
     except ValueError as exc:  # an unknown format, refused before anything is written
         problem = f"verigrad report format: {exc}"
+    except OSError as exc:   # not writable, a full disk, a symlink in the report's place
+        problem = f"cannot write the verigrad report to {target}: {exc.strerror or exc}"
     except ImportError as exc:
         # the renderers live in verigrad.report; an install without them cannot write files
         problem = (f"--verigrad-report-dir / verigrad_report_dir: this verigrad cannot write "

@@ -130,6 +130,43 @@ class CheckReport:
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the command (or Python snippet) that reruns this check, set by whoever knows the
+    #: target: the CLI (``file.py:function``), the pytest fixture; None: derived from an
+    #: expression, or unknown
+    reproduce: str | None = field(default=None, compare=False)
+    #: True when the check was of an expression string (its text then reruns it); a
+    #: callable's name never does, even when it reads like an expression
+    from_expression: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many entries the report lists, by status: the one count every format shows
+        (``nearby``: how many of them are from nearby points, where only failures are kept).
+
+        >>> import verigrad as vg
+        >>> vg.check("w*x + b", x=2.0, w=3.0, b=1.0).counts
+        {'entries': 3, 'pass': 3, 'fail': 0, 'inconclusive': 0, 'nearby': 0}
+        """
+        n_fail = sum(e.status == "fail" for e in self.entries)
+        n_inc = sum(e.status == "inconclusive" for e in self.entries)
+        n = len(self.entries)
+        return {"entries": n, "pass": n - n_fail - n_inc, "fail": n_fail,
+                "inconclusive": n_inc, "nearby": sum(e.point != 0 for e in self.entries)}
+
+    @property
+    def counts_text(self) -> str:
+        """:attr:`counts` as the one line every format prints.
+
+        >>> import verigrad as vg
+        >>> vg.check("w*x + b", x=2.0, w=3.0, b=1.0).counts_text
+        '3 entries: 3 pass'
+        """
+        c = self.counts
+        text = f"{c['entries']} {'entry' if c['entries'] == 1 else 'entries'}: {c['pass']} pass"
+        text += f", {c['fail']} fail" if c["fail"] else ""
+        text += f", {c['inconclusive']} inconclusive" if c["inconclusive"] else ""
+        text += f" ({c['nearby']} of them at nearby points)" if c["nearby"] else ""
+        return text
 
     @property
     def derivatives(self) -> dict[str, str]:
@@ -160,11 +197,15 @@ class CheckReport:
         relative errors."""
         rank = {"fail": 0, "inconclusive": 1, "precision": 2, "pass": 3}
 
-        def key(e: Entry) -> tuple:
-            r = e.rel_error if e.rel_error is not None and math.isfinite(e.rel_error) else 0.0
-            return (rank.get(e.status, 3), e.point != 0, -r)
+        def key(item: tuple[int, Entry]) -> tuple:
+            k, e = item
+            r = e.rel_error
+            # no error: nothing to rank; an infinite or nan one is the worst there is
+            r = 0.0 if r is None else (r if math.isfinite(r) else math.inf)
+            # equal errors (every entry off by the same factor) keep the entries' order
+            return (rank.get(e.status, 3), e.point != 0, -r, k)
 
-        return sorted(self.entries, key=key)[:n]
+        return [e for _, e in sorted(enumerate(self.entries), key=key)[:n]]
 
     def __str__(self) -> str:
         from ..report.terminal import render_text

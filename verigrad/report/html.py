@@ -1,6 +1,6 @@
 """The HTML report: one self-contained file a person can open.
 
-The same content as the Markdown report (both print :func:`verigrad.report.markdown.document`)
+The same content as the Markdown report (both print :func:`verigrad.report.document.document`)
 plus figures as inline SVG. No scripts, no external fonts, images or stylesheets: the page
 reads the same offline and without JavaScript. Every piece of user text goes through
 :func:`html.escape`. LaTeX formulas are shown as LaTeX source (rendering them would need
@@ -16,7 +16,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from .markdown import (Bullets, Code, FigureSlot, Footer, Formula, Heading, Para, Preformatted,
+from .document import (Bullets, Code, FigureSlot, Footer, Formula, Heading, Para, Preformatted,
                        Strong, Table, Verdict, document)
 
 __all__ = ["render_html", "CSS"]
