@@ -454,6 +454,10 @@ def _main(argv: Sequence[str] | None) -> int:
         # said once above; the check would warn again
         warnings.filterwarnings("ignore", message=re.escape(warning or "") + "$")
         report, name = _run_check(args, progress)
+    from .report.document import shell_command
+
+    # the target as typed: a file.py:function reruns as that, never as its bare name
+    report.reproduce = shell_command(args.target, report) or report.reproduce
     code = EXIT_CODES.get(report.verdict, USAGE)
     if args.command == "check":
         print(render_terminal(report, sys.stdout))

@@ -181,6 +181,7 @@ class GradcheckFixture:
         report, problem = _run(verigrad, fn, inputs, check_opts)
         if problem:  # failed outside the except block: no chained traceback in the message
             pytest.fail(f"gradcheck {number}: {problem}", pytrace=False)
+        report.reproduce = _reproduce(fn, inputs, report)
         self.reports.append(report)
         saved = _save(report, report_dir, report_format, self._item.nodeid, number) \
             if report_dir else None
@@ -258,7 +259,78 @@ def _fail_message(report: CheckReport, number: int, saved: Path | None) -> str:
     head = f"gradcheck {number} found a wrong gradient"
     if report.culprit is not None:
         head += f": {report.culprit.grad_fn} (path {report.culprit.path})"
-    return f"{head}\n\n{report}" + (f"\n\nreport: {saved}" if saved else "")
+    return f"{head}\n\n{report}" + _reproduce_text(report) + \
+        (f"\n\nreport: {saved}" if saved else "")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def _reproduce_text(report: CheckReport) -> str:
+    from verigrad.report.document import reproduce_command
+
+    cmd = reproduce_command(report)
+    return f"\n\nreproduce:\n{_indent(cmd)}" if cmd else ""
+
+
+def _file_target(fn: Any) -> tuple[str, str] | None:
+    """``(file, qualified name)`` when ``fn`` is reachable by name from its module's file
+    (a module-level function, a ``Function``'s ``apply``), else None (a lambda, a closure)."""
+    import inspect
+    import sys
+
+    owner = getattr(fn, "__self__", None)
+    if inspect.isclass(owner):          # Softplus.apply: found through the class
+        holder, tail = owner, "." + getattr(fn, "__name__", "")
+    else:
+        holder, tail = fn, ""
+    qualname = getattr(holder, "__qualname__", "")
+    module = sys.modules.get(getattr(holder, "__module__", None) or "")
+    file = getattr(module, "__file__", None)
+    if not qualname or "<" in qualname or not file or not file.endswith(".py"):
+        return None
+    obj: Any = module
+    for part in (qualname + tail).split("."):
+        obj = getattr(obj, part, None)
+    if obj is None or obj != fn:        # a name rebound to something else: not this fn
+        return None
+    return file, qualname + tail
+
+
+def _reproduce(fn: Any, inputs: tuple, report: CheckReport) -> str | None:
+    """What reruns this check outside pytest: ``verigrad check file.py:fn --at ...`` when
+    the command line can (fn found by name in its file, array inputs named as its
+    parameters), else Python that loads the file and calls ``verigrad.check``; for a
+    lambda or closure, the call with ``fn`` to define."""
+    import os
+
+    from verigrad.report.document import python_snippet, shell_command
+
+    if isinstance(fn, str):
+        return None                      # an expression: its text reruns it
+    if len(report.inputs) != len(inputs):   # constant inputs: values not in the report
+        return None
+    target = _file_target(fn)
+    if target is None:
+        where = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", None)
+        at = f" (defined at {where}:{line})" if where and line else ""
+        return python_snippet("fn", report, (f"fn = ...  # {getattr(fn, '__qualname__', fn)}"
+                                             f"{at}",))
+    file, qualname = target
+    rel = os.path.relpath(file)
+    path = file if rel.startswith("..") else rel
+    from verigrad.cli import _parameters
+
+    names, _ = _parameters(fn)
+    if list(report.inputs) == names[:len(report.inputs)]:
+        cmd = shell_command(f"{path}:{qualname}", report)
+        if cmd:
+            return cmd
+    top, _, rest = qualname.partition(".")
+    callee = f"runpy.run_path({path!r})[{top!r}]" + (f".{rest}" if rest else "")
+    return python_snippet(callee, report, ("import runpy",))
 
 
 def _details(report: CheckReport, number: int, check_opts: dict[str, Any],
@@ -282,9 +354,15 @@ def _details(report: CheckReport, number: int, check_opts: dict[str, Any],
                      f"{node.max_abs_error:.3g}, tolerance {node.tolerance:.3g}; path {node.path}")
     for kink in report.kinks:
         lines.append(f"  kink: {kink}")
-    shown = {k: v for k, v in check_opts.items() if v is not None}
-    lines.append("  reproduce: verigrad.check(fn, *inputs"
-                 + "".join(f", {k}={v!r}" for k, v in sorted(shown.items())) + ")")
+    from verigrad.report.document import reproduce_command
+
+    cmd = reproduce_command(report)
+    if cmd:
+        lines.append("  reproduce:\n" + _indent(cmd))
+    else:
+        shown = {k: v for k, v in check_opts.items() if v is not None}
+        lines.append("  reproduce: verigrad.check(fn, *inputs"
+                     + "".join(f", {k}={v!r}" for k, v in sorted(shown.items())) + ")")
     if saved is not None:
         lines.append(f"  report: {saved}")
     return "\n".join(lines)

@@ -140,7 +140,8 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
         warnings=[f.precision for f in main.findings if f.precision] + main.warnings,
         fd_traces=main.traces,
         settings=dict(opts),
-        versions=_versions(), seconds=time.perf_counter() - t0)
+        versions=_versions(), seconds=time.perf_counter() - t0,
+        from_expression=problem.expr is not None)
     scalar = bool(report.entries) and report.entries[0].output is None
     report.closed_form = lambda: _closed_form(problem, scalar)
     report.seconds = time.perf_counter() - t0

@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-__all__ = ["document", "created_now", "reproduce_command", "plain", "Code", "Strong", "Heading", "Para",
+__all__ = ["document", "created_now", "reproduce_command", "shell_command", "python_snippet", "plain", "Code", "Strong", "Heading", "Para",
            "Table", "Formula", "Bullets", "Verdict", "Preformatted", "FigureSlot", "Footer",
            "num", "err"]
 
@@ -88,6 +88,7 @@ class Verdict:
 @dataclass
 class Preformatted:
     text: str
+    lang: str = "sh"
 
 
 @dataclass
@@ -231,29 +232,66 @@ def safe_latex(latex: str) -> str:
 
 
 def reproduce_command(report: Any) -> str | None:
-    """The ``verigrad check`` command that reruns an expression's check, or None for a
-    callable (its source file is not part of the report)."""
-    from ..parse import ExpressionError, parse
-
-    try:
-        parse(report.expression)
-    except (ExpressionError, TypeError):
+    """What reruns the check: the report's own ``reproduce`` (set by the CLI for a
+    ``file.py:function`` target and by the pytest fixture), else the ``verigrad check``
+    command of an expression; None for a callable nothing knows the source of. A callable's
+    name is never taken for an expression, even when it reads like one (``def x(x)``)."""
+    if getattr(report, "reproduce", None):
+        return report.reproduce
+    if not getattr(report, "from_expression", False):
         return None
-    if not report.inputs or not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n)
+    return shell_command(report.expression, report) or python_snippet(
+        repr(report.expression), report, by_name=True)
+
+
+#: vg.check's options the command line has flags for, and their defaults there
+_CLI_OPTIONS = {"seed": 0, "nearby": 3, "rtol": None, "atol": None}
+#: the other options of vg.check a report records, and vg.check's defaults
+_OTHER_OPTIONS = {"eps": None, "use_symbolic": True, "max_rows": 16, "order": 1}
+
+
+def _options(report: Any, which: dict[str, Any]) -> dict[str, Any]:
+    return {k: report.settings[k] for k in which
+            if k in report.settings and report.settings[k] != which[k]}
+
+
+def python_snippet(callee: str, report: Any, imports: tuple[str, ...] = (),
+                   by_name: bool = False) -> str:
+    """Python that reruns the check: ``vg.check(CALLEE, <the inputs>, <options>)`` (inputs
+    by name for an expression, ``by_name``, else positionally), printing the verdict."""
+    def value(info: dict[str, Any]) -> str:
+        dtype = info.get("dtype") or "float64"
+        return f"np.array({json.dumps(plain(info.get('value')))}, dtype={dtype!r})"
+
+    if by_name:
+        args = ["values={" + ", ".join(f"{n!r}: {value(i)}" for n, i in report.inputs.items())
+                + "}"]
+    else:
+        args = [value(i) for i in report.inputs.values()]
+        args.append(f"names={list(report.inputs)!r}")
+    opts = _options(report, _CLI_OPTIONS) | _options(report, _OTHER_OPTIONS)
+    args += [f"{k}={v!r}" for k, v in opts.items()]
+    lines = ["import numpy as np", "import verigrad as vg", *imports,
+             f"print(vg.check({callee}, {', '.join(args)}).verdict)"]
+    return "\n".join(lines)
+
+
+def shell_command(target: str, report: Any) -> str | None:
+    """``verigrad check TARGET --at ...`` with the report's input values and the settings
+    that differ from the CLI's defaults; None when an input name cannot be given to --at."""
+    if not report.inputs or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)
                                     for n in report.inputs):
         return None
-    args = ["verigrad", "check", report.expression, "--at"]
+    args = ["verigrad", "check", target, "--at"]
     args += [f"{n}={json.dumps(plain(i.get('value')), separators=(',', ':'))}"
              for n, i in report.inputs.items()]
     dtypes = {i.get("dtype") for i in report.inputs.values()}
     if dtypes == {"float32"}:
         args += ["--dtype", "float32"]
-    s = report.settings
-    defaults = {"seed": 0, "nearby": 3}    # the CLI's defaults need no flag
-    for key in ("seed", "nearby", "rtol", "atol"):
-        v = s.get(key)
-        if v is not None and v != defaults.get(key):
-            args += [f"--{key}", str(v)]
+    if _options(report, _OTHER_OPTIONS):
+        return None      # options the command line has no flag for
+    for key, v in _options(report, _CLI_OPTIONS).items():
+        args += [f"--{key}", repr(v) if isinstance(v, float) else str(v)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -416,7 +454,7 @@ def document(report: Any, created: str | None = None) -> list:
     cmd = reproduce_command(report)
     if cmd:
         blocks.append(Para(["Rerun this check with:"]))
-        blocks.append(Preformatted(cmd))
+        blocks.append(Preformatted(cmd, "sh" if cmd.startswith("verigrad ") else "python"))
     settings: list = ["Settings: "]
     for k, v in report.settings.items():
         settings += [Code(f"{k}={_compact(v)}"), ", "]

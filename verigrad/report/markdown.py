@@ -89,7 +89,7 @@ def render_markdown(report: Any, created: str | None = None) -> str:
         elif isinstance(b, Bullets):
             out.append("\n".join("- " + _md_inline(item) for item in b.items))
         elif isinstance(b, Preformatted):
-            out.append("```sh\n" + b.text.replace("```", "` ` `") + "\n```")
+            out.append(f"```{b.lang}\n" + b.text.replace("```", "` ` `") + "\n```")
         elif isinstance(b, Table):
             lines = ["| " + " | ".join(md_escape(h, False) for h in b.header) + " |",
                      "|" + "|".join("---:" if r else "---" for r in b.numeric) + "|"]
