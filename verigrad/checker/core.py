@@ -638,7 +638,7 @@ def _float32_note(problem: Problem, main: _Point) -> None:
                       + (f" ({err})" if err else ""))
 
 
-def _closed_form(problem: Problem, scalar: bool) -> tuple[dict[str, str], str]:
+def _closed_form(problem: Problem, scalar: bool) -> tuple:
     """LaTeX of the derivatives for reports, when the expression is small."""
     if not scalar:
         return {}, "closed forms are shown for scalar outputs only"
@@ -658,13 +658,15 @@ def _closed_form(problem: Problem, scalar: bool) -> tuple[dict[str, str], str]:
         return {}, str(e)
     except (MirrorError, CheckInputError, ValueError) as e:
         return {}, f"no closed form: {e}"
+    exprs: dict[str, Any] = {}     # the SymPy expressions too: the HTML report prints MathML
     for t, g in zip(leaves, grads):
         if isinstance(g, sympy.Array):
             for idx in np.ndindex(t.shape):
-                derivatives[f"{t.name}[{', '.join(map(str, idx))}]"] = sympy.latex(g[idx])
+                exprs[f"{t.name}[{', '.join(map(str, idx))}]"] = g[idx]
         else:
-            derivatives[t.name] = sympy.latex(g)
-    return derivatives, ""
+            exprs[t.name] = g
+    derivatives = {name: sympy.latex(g) for name, g in exprs.items()}
+    return derivatives, "", exprs
 
 
 def _versions() -> dict[str, str]:

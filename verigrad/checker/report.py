@@ -178,10 +178,17 @@ class CheckReport:
         """Why ``derivatives`` is empty, when it is."""
         return self._closed_forms()[1]
 
-    def _closed_forms(self) -> tuple[dict[str, str], str]:
+    @property
+    def derivative_expressions(self) -> dict[str, Any]:
+        """The SymPy expressions behind :attr:`derivatives` (the HTML report prints them as
+        MathML); empty when ``derivatives`` is."""
+        return self._closed_forms()[2]
+
+    def _closed_forms(self) -> tuple[dict[str, str], str, dict[str, Any]]:
         if callable(self.closed_form):
             self.closed_form = self.closed_form()  # computed once, on first use
-        return self.closed_form if self.closed_form is not None else ({}, "")
+        found = tuple(self.closed_form) if self.closed_form is not None else ({}, "")
+        return (found + ({},))[:3] if len(found) < 3 else found[:3]
 
     @property
     def ok(self) -> bool:
@@ -206,6 +213,23 @@ class CheckReport:
             return (rank.get(e.status, 3), e.point != 0, -r, k)
 
         return [e for _, e in sorted(enumerate(self.entries), key=key)[:n]]
+
+    def shown_entries(self, n: int) -> list[Entry]:
+        """The ``n`` entries a table shows: :meth:`worst`, always including the culprit's
+        element (the entry of the culprit's input and element, when there is one), so the
+        number the culprit names can be read next to the others."""
+        shown = self.worst(n)
+        c = self.culprit
+        if c is None or n <= 0 or len(shown) == len(self.entries):
+            return shown
+
+        def of_culprit(e: Entry) -> bool:
+            return e.input == c.input_name and tuple(e.index) == tuple(c.element)
+
+        if any(of_culprit(e) for e in shown):
+            return shown
+        mine = [e for e in self.worst(len(self.entries)) if of_culprit(e)]
+        return shown[:n - 1] + mine[:1] if mine else shown
 
     def __str__(self) -> str:
         from ..report.terminal import render_text

@@ -71,6 +71,7 @@ class Formula:
     name: str
     lhs: str
     rhs: str
+    mathml: str = ""               # the same formula as presentation MathML (HTML report)
 
 
 @dataclass
@@ -295,6 +296,41 @@ def shell_command(target: str, report: Any) -> str | None:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def mathml(expr: Any) -> str:
+    """``expr`` as presentation MathML (the contents of a ``<math>`` element), safe to put
+    in HTML: SymPy's printer writes symbol names unescaped, so every symbol is printed
+    under a placeholder name and its own name put back escaped.
+
+    >>> import sympy
+    >>> mathml(sympy.Symbol("<b>") * 2)
+    '<mrow><mn>2</mn><mo>&InvisibleTimes;</mo><mi>&lt;b&gt;</mi></mrow>'
+    """
+    from html import escape
+
+    import sympy
+    from sympy.printing.mathml import mathml as sympy_mathml
+
+    symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+    # letters only: SymPy reads trailing digits and underscores as subscripts
+    stand_in = {s: sympy.Symbol("vgsym" + "".join(chr(97 + int(d)) for d in f"{k:03d}"),
+                                **s.assumptions0) for k, s in enumerate(symbols)}
+    text = sympy_mathml(expr.xreplace(stand_in), printer="presentation")
+    for s, t in stand_in.items():
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", s.name):   # x, x_1, alpha: SymPy's way
+            shown = sympy_mathml(sympy.Symbol(s.name), printer="presentation")
+        else:
+            shown = f"<mi>{escape(s.name)}</mi>"
+        text = text.replace(f"<mi>{t.name}</mi>", shown)
+    return text
+
+
+def mathml_name(name: str) -> str:
+    """An input name (``x``, ``x_1``, ``A[1, 0]``, anything) as MathML, escaped."""
+    import sympy
+
+    return mathml(sympy.Symbol(name))
+
+
 # --- the document ------------------------------------------------------------------------
 
 #: at most this many entries in the per-entry table (the JSON report has them all)
@@ -342,9 +378,14 @@ def document(report: Any, created: str | None = None) -> list:
     blocks.append(Heading(2, "Derivatives"))
     if report.derivatives:
         blocks.append(Para(["Closed forms from the symbolic mirror:"]))
+        exprs = getattr(report, "derivative_expressions", {})
         for name, latex in report.derivatives.items():
+            ml = ""
+            if name in exprs:
+                ml = ("<mfrac><mrow><mo>&part;</mo><mi>f</mi></mrow><mrow><mo>&part;</mo>"
+                      f"{mathml_name(name)}</mrow></mfrac><mo>=</mo>{mathml(exprs[name])}")
             blocks.append(Formula(name, rf"\frac{{\partial f}}{{\partial {_latex_name(name)}}}",
-                                  safe_latex(latex)))
+                                  safe_latex(latex), ml))
     else:
         note = (report.derivatives_note or "the report carries none").strip().rstrip(".")
         if not note.lower().startswith("no closed form"):
@@ -385,7 +426,7 @@ def document(report: Any, created: str | None = None) -> list:
     # entries
     blocks.append(Heading(2, "Entries"))
     entries = report.entries
-    shown = entries if len(entries) <= MAX_ENTRY_ROWS else report.worst(MAX_ENTRY_ROWS)
+    shown = entries if len(entries) <= MAX_ENTRY_ROWS else report.shown_entries(MAX_ENTRY_ROWS)
     blocks.append(Para([
         "Each derivative seen by the three opinions: the tape (backward), the exact symbolic "
         "value (25 digits) and finite differences (with their own error estimate). The status "

@@ -76,7 +76,7 @@ def render_text(report: Any, color: bool = False, max_rows: int = 6) -> str:
     for c in report.contract:
         if report.culprit is None or c != report.culprit.message:
             lines.append(f"  contract: {c}")
-    shown = report.worst(max_rows)
+    shown = report.shown_entries(max_rows)
     if shown:
         rows = [["entry", "tape", "reference", "abs error", "status"]]
         for e in shown:
