@@ -201,15 +201,16 @@ class CheckReport:
 
     def worst(self, n: int = 5) -> list[Entry]:
         """The entries most worth looking at: failures, then inconclusive, then the largest
-        relative errors."""
+        relative errors (to 3 significant digits), ties in the entries' order."""
         rank = {"fail": 0, "inconclusive": 1, "precision": 2, "pass": 3}
 
         def key(item: tuple[int, Entry]) -> tuple:
             k, e = item
             r = e.rel_error
             # no error: nothing to rank; an infinite or nan one is the worst there is
-            r = 0.0 if r is None else (r if math.isfinite(r) else math.inf)
-            # equal errors (every entry off by the same factor) keep the entries' order
+            r = 0.0 if r is None else (float(f"{r:.3g}") if math.isfinite(r) else math.inf)
+            # errors equal to the 3 digits a table shows (every entry off by the same factor,
+            # up to rounding) keep the entries' order, rather than an order set by rounding
             return (rank.get(e.status, 3), e.point != 0, -r, k)
 
         return [e for _, e in sorted(enumerate(self.entries), key=key)[:n]]
