@@ -169,6 +169,25 @@ class GradcheckFixture:
     def __call__(self, fn: Any, *inputs: Any, **options: Any) -> CheckReport:
         """Check ``fn`` at ``inputs``; fail the test on a wrong gradient; return the report."""
         __tracebackhide__ = True
+        return self._check(lambda vg, opts: vg.check(fn, *inputs, **opts), options,
+                           lambda report: _reproduce(fn, inputs, report),
+                           "verigrad.check(fn, *inputs")
+
+    def jac(self, fun: Any, jac: Any, x0: Any, *args: Any, **options: Any) -> CheckReport:
+        """Check a hand-written derivative ``jac(x, *args)`` of plain numpy ``fun(x, *args)``
+        in scipy's convention (``verigrad.check_grad``; ``hess=``, ``wrt=`` go there too);
+        fail the test on a wrong entry, naming it; return the report.
+
+        ``def test_grad(gradcheck): gradcheck.jac(rosen, rosen_der, [1.3, 0.7, 0.8])``
+        """
+        __tracebackhide__ = True
+        return self._check(lambda vg, opts: vg.check_grad(fun, jac, x0, *args, **opts),
+                           options, lambda report: None,
+                           "verigrad.check_grad(fun, jac, x0" + ", *args" * bool(args))
+
+    def _check(self, run: Callable[[Any, dict], Any], options: dict[str, Any],
+               reproduce: Callable[[Any], str | None], call: str) -> CheckReport:
+        __tracebackhide__ = True
         import verigrad  # here, not at import: keeps pytest startup free of the checker
 
         opts = self.options(**options)
@@ -178,15 +197,15 @@ class GradcheckFixture:
         check_opts = {k: v for k, v in opts.items() if v is not None or k not in _SETTINGS}
 
         number = len(self.reports) + 1
-        report, problem = _run(verigrad, fn, inputs, check_opts)
+        report, problem = _run(lambda: run(verigrad, check_opts))
         if problem:  # failed outside the except block: no chained traceback in the message
             pytest.fail(f"gradcheck {number}: {problem}", pytrace=False)
-        report.reproduce = _reproduce(fn, inputs, report)
+        report.reproduce = reproduce(report)
         self.reports.append(report)
         saved = _save(report, report_dir, report_format, self._item.nodeid, number) \
             if report_dir else None
 
-        self._record(report, number, check_opts, saved)
+        self._record(report, number, check_opts, saved, call)
         if report.verdict == "fail":
             pytest.fail(_fail_message(report, number, saved), pytrace=False)
         if report.verdict == "inconclusive":
@@ -196,15 +215,16 @@ class GradcheckFixture:
                             f"(--verigrad-strict / verigrad_strict / "
                             f"@pytest.mark.gradcheck(strict=True)): {why}\n\n{report}"
                             + (f"\n\nreport: {saved}" if saved else ""), pytrace=False)
-            # stacklevel=2: the warning points at the test line that called the fixture
+            # stacklevel=3: the warning points at the test line that called the fixture
+            # (through __call__ or jac)
             warnings.warn(VerigradInconclusiveWarning(
                 f"gradcheck {number} of {report.expression} is inconclusive: {why}. It passes; "
                 f"use --verigrad-strict or @pytest.mark.gradcheck(strict=True) to fail "
-                f"instead"), stacklevel=2)
+                f"instead"), stacklevel=3)
         return report
 
     def _record(self, report: CheckReport, number: int, check_opts: dict[str, Any],
-                saved: Path | None) -> None:
+                saved: Path | None, call: str) -> None:
         props = self._item.user_properties
         key = f"verigrad[{number}]"
         props.append((f"{key}.verdict", report.verdict))
@@ -219,11 +239,10 @@ class GradcheckFixture:
         props.append((f"{key}.seconds", round(float(report.seconds), 4)))
         records = self._item.stash.setdefault(_records_key, [])
         records.append(_Record(number, report.verdict, _details(report, number, check_opts,
-                                                                saved)))
+                                                                saved, call)))
 
 
-def _run(verigrad: Any, fn: Any, inputs: tuple, options: dict[str, Any]
-         ) -> tuple[Any, str | None]:
+def _run(check: Callable[[], Any]) -> tuple[Any, str | None]:
     """``verigrad.check``, and the one line that says why it could not run (bad input, or
     the user's code raising: then where in the user's file)."""
     from verigrad.checker.problem import _where
@@ -231,7 +250,7 @@ def _run(verigrad: Any, fn: Any, inputs: tuple, options: dict[str, Any]
     from verigrad.parse import ExpressionError
 
     try:
-        return verigrad.check(fn, *inputs, **options), None
+        return check(), None
     except (ValueError, TypeError, ExpressionError, VerigradError) as e:
         # CheckInputError is a ValueError; an ExpressionError's caret block is its message
         return None, f"{e}{_where(e)}"
@@ -334,7 +353,7 @@ def _reproduce(fn: Any, inputs: tuple, report: CheckReport) -> str | None:
 
 
 def _details(report: CheckReport, number: int, check_opts: dict[str, Any],
-             saved: Path | None) -> str:
+             saved: Path | None, call: str = "verigrad.check(fn, *inputs") -> str:
     """The failure-report section: what the summary leaves out (per-node results, the
     settings that reproduce the check, where the report went)."""
     lines = [f"gradcheck {number}: {report.verdict} {report.expression} "
@@ -361,7 +380,7 @@ def _details(report: CheckReport, number: int, check_opts: dict[str, Any],
         lines.append("  reproduce:\n" + _indent(cmd))
     else:
         shown = {k: v for k, v in check_opts.items() if v is not None}
-        lines.append("  reproduce: verigrad.check(fn, *inputs"
+        lines.append(f"  reproduce: {call}"
                      + "".join(f", {k}={v!r}" for k, v in sorted(shown.items())) + ")")
     if saved is not None:
         lines.append(f"  report: {saved}")
