@@ -122,12 +122,29 @@ def test_wrong(gradcheck):
 
 def test_bad_option(gradcheck):
     gradcheck.jac(rosen, rosen_der, X0, colour="red")
+
+
+def test_wrong_from_a_lambda(gradcheck):
+    gradcheck.jac(rosen, lambda x: -rosen_der(x), X0, nearby=0)
 ''')
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     out = result.stdout.str()
     result.stdout.fnmatch_lines(["*gradcheck 1 found a wrong gradient*",
                                  "*culprit: jac is wrong at 1 entry (x?2?)*",
-                                 "*reproduce: verigrad.check_grad(fun, jac, x0, nearby=0)"])
+                                 "*reproduce:",
+                                 "    verigrad check model.py:rosen --at *x=?1.3,0.7,0.8,1.9,1.2?* "
+                                 "--nearby 0 --jac bad_der"])
     assert "gradcheck 1: " in out and "colour" in out
     assert "pytest_plugin.py" not in out
+    # no command reruns a lambda: the call is named instead
+    assert "reproduce: verigrad.check_grad(fun, jac, x0, nearby=0)" in out
+    # the printed command reruns with the same verdict
+    import subprocess
+    import sys
+
+    cmd = next(line.strip() for line in out.splitlines()
+               if line.strip().startswith("verigrad check model.py:rosen"))
+    run = subprocess.run([sys.executable, "-m", "verigrad", *shlex.split(cmd)[1:]],
+                         cwd=pytester.path, capture_output=True, text=True)
+    assert run.returncode == 1 and "x[2]" in run.stdout

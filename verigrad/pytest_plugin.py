@@ -170,7 +170,7 @@ class GradcheckFixture:
         """Check ``fn`` at ``inputs``; fail the test on a wrong gradient; return the report."""
         __tracebackhide__ = True
         return self._check(lambda vg, opts: vg.check(fn, *inputs, **opts), options,
-                           lambda report: _reproduce(fn, inputs, report),
+                           lambda report, opts: _reproduce(fn, inputs, report),
                            "verigrad.check(fn, *inputs")
 
     def jac(self, fun: Any, jac: Any, x0: Any, *args: Any, **options: Any) -> CheckReport:
@@ -182,11 +182,12 @@ class GradcheckFixture:
         """
         __tracebackhide__ = True
         return self._check(lambda vg, opts: vg.check_grad(fun, jac, x0, *args, **opts),
-                           options, lambda report: None,
+                           options, lambda report, opts: _reproduce_jac(
+                               fun, jac, (x0, *args), report, opts),
                            "verigrad.check_grad(fun, jac, x0" + ", *args" * bool(args))
 
     def _check(self, run: Callable[[Any, dict], Any], options: dict[str, Any],
-               reproduce: Callable[[Any], str | None], call: str) -> CheckReport:
+               reproduce: Callable[[Any, dict], str | None], call: str) -> CheckReport:
         __tracebackhide__ = True
         import verigrad  # here, not at import: keeps pytest startup free of the checker
 
@@ -200,7 +201,7 @@ class GradcheckFixture:
         report, problem = _run(lambda: run(verigrad, check_opts))
         if problem:  # failed outside the except block: no chained traceback in the message
             pytest.fail(f"gradcheck {number}: {problem}", pytrace=False)
-        report.reproduce = reproduce(report)
+        report.reproduce = reproduce(report, check_opts)
         self.reports.append(report)
         saved = _save(report, report_dir, report_format, self._item.nodeid, number) \
             if report_dir else None
@@ -315,6 +316,44 @@ def _file_target(fn: Any) -> tuple[str, str] | None:
     if obj is None or obj != fn:        # a name rebound to something else: not this fn
         return None
     return file, qualname + tail
+
+
+def _reproduce_jac(fun: Any, jac: Any, values: tuple, report: CheckReport,
+                   options: dict[str, Any]) -> str | None:
+    """``verigrad check file.py:fun --jac name --at ...`` when ``fun`` and ``jac`` live in
+    one file, the values are numbers or arrays and every option has a flag; else None."""
+    import json
+    import os
+    import shlex
+
+    import numpy as np
+
+    from verigrad.cli import _parameters
+
+    flagged = {"seed", "nearby", "rtol", "atol"}
+    if any(v is not None for k, v in options.items() if k not in flagged):
+        return None                      # hess=, wrt=, eps=...: Python, not this command
+    targets = [_file_target(f) for f in (fun, jac)]
+    if None in targets or targets[0][0] != targets[1][0]:
+        return None
+    names, _ = _parameters(fun)
+    if len(names) < len(values):
+        return None
+    try:
+        arrays = [np.asarray(v, dtype=float) for v in values]
+    except (TypeError, ValueError):
+        return None
+    rel = os.path.relpath(targets[0][0])
+    path = targets[0][0] if rel.startswith("..") else rel
+    parts = ["verigrad", "check", f"{path}:{targets[0][1]}", "--at"]
+    parts += [f"{n}={json.dumps(a.tolist(), separators=(',', ':'))}"
+              for n, a in zip(names, arrays)]
+    for key, default in (("seed", 0), ("nearby", 3), ("rtol", None), ("atol", None)):
+        v = report.settings.get(key, default)
+        if v != default:
+            parts += [f"--{key}", repr(v) if isinstance(v, float) else str(v)]
+    parts += ["--jac", targets[1][1]]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _reproduce(fn: Any, inputs: tuple, report: CheckReport) -> str | None:
