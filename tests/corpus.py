@@ -144,3 +144,54 @@ KINKS = {
     "maximum tie": ("maximum(x, y)", {"x": 1.0, "y": 1.0}),
     "clamp at its bound": ("clamp(x, min=0)", {"x": 0.0}),
 }
+
+# --- functions that are not what their graph says (issue 9, item 3): fail ------------------
+
+_calls = [0]
+
+
+def _drifting(x):
+    # a forward that changes on every call (a counter, an unseeded dropout)
+    _calls[0] += 1
+    return (x * x).sum() + 1e-3 * _calls[0]
+
+
+_noise_rng = np.random.default_rng(12345)
+
+BROKEN = {
+    "x * x.detach()": (lambda x: (x * x.detach()).sum(), [np.array([1.0, 2.0])]),
+    "(x * 2).detach()": (lambda x: (x * 2).detach().sum(), [np.array([1.0, 2.0])]),
+    "numpy round trip": (lambda x: (vg.tensor(np.sin(x.numpy())) * x).sum(),
+                         [np.array([1.0, 2.0])]),
+    "numpy round trip in a vector output": (lambda x: vg.tensor(np.exp(x.numpy())) + x,
+                                            [np.array([0.5, -0.5])]),
+    "forward that changes on every call": (_drifting, [np.array([1.0, 2.0])]),
+    "forward with unseeded noise": (
+        lambda x: (x * x).sum() * (1 + 1e-6 * float(_noise_rng.standard_normal())),
+        [np.array([1.0, 2.0])]),
+}
+
+# --- points outside the domain (item 5): inconclusive -------------------------------------
+
+DOMAIN = {
+    "log of a negative": ("log(x)", {"x": -1.0}),
+    "sqrt of a negative": ("sqrt(x)", {"x": -4.0}),
+    "one entry outside the domain": (lambda x: vg.log(x).sum(), [np.array([2.0, -1.0])]),
+    "log1p below -1": ("log1p(x) * y", {"x": -2.0, "y": 3.0}),
+}
+
+# --- kinks without a mirror (item 5): inconclusive, found from one-sided differences -------
+
+ReluNoMirror = function("ReluNoMirror", lambda x: np.maximum(x, 0), lambda g, x: g * (x > 0))
+AbsNoMirror = function("AbsNoMirror", np.abs, lambda g, x: g * np.sign(x))
+WHERE_KINKS = {
+    "where(x > 0, x, -x) at 0": ("where(x > 0, x, -x)", {"x": 0.0}),
+    "where(x >= 1, x*x, 3*x - 2) at 1": ("where(x >= 1, x*x, 3*x - 2) * y",
+                                         {"x": 1.0, "y": 0.5}),
+}
+NOMIRROR_KINKS = {
+    "relu Function without a mirror at 0": (lambda x: ReluNoMirror.apply(x).sum(),
+                                            [np.array([0.0, 1.0])]),
+    "abs Function without a mirror at 0": (lambda x: (AbsNoMirror.apply(x) * 3).sum(),
+                                           [np.array([0.0, -2.0])]),
+}

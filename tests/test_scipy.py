@@ -77,3 +77,13 @@ def test_wrong_sign_row_is_named():
     assert r.verdict == "fail"
     assert any("[1]" in n and "sign" in n for n in r.notes)
     assert all(e.label.startswith("d fun[1]") for e in r.entries if e.status == "fail")
+
+
+@pytest.mark.parametrize("scale,verdict", [(1.0, "pass"), (1 + 1e-5, "fail")])
+def test_a_float32_jac_is_judged_at_float32_precision(scale, verdict):
+    # a right jac returned as float32 is off by ~3e-8 relative: rounding, not a wrong rule;
+    # a wrong one at 1e-5 is still wrong
+    report = vg.check_grad(lambda x: np.sum(np.exp(x)),
+                           lambda x: (np.exp(x) * scale).astype(np.float32),
+                           np.array([0.1, 0.2, -1.3]))
+    assert report.verdict == verdict, report

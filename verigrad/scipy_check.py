@@ -207,7 +207,12 @@ def _problem(setup: _Setup, label: str, output: Callable[[list[Any]], Any],
 
     def claimed_rows(argv: list[Any], rows: np.ndarray) -> np.ndarray:
         vals = [np.array(a._data) if isinstance(a, Tensor) else a for a in argv]
-        return rows @ _claimed_matrix(claimed(*vals), m, setup)
+        raw = claimed(*vals)
+        J = _claimed_matrix(raw, m, setup)
+        # keep the precision the user's derivative came in: float32 is judged as float32
+        low = [np.asarray(p).dtype for p in (raw if isinstance(raw, (list, tuple)) else [raw])]
+        low = [d for d in low if d.kind == "f" and d.itemsize < 8]
+        return (rows @ J).astype(min(low, key=lambda d: d.itemsize)) if low else rows @ J
 
     return Problem(expression=label, names=list(setup.names), kinds=kinds,
                    values=list(setup.values),

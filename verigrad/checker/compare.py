@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["ROUNDING_FACTOR", "unit_roundoff", "working_precision", "tolerance",
-           "lost_digits_or_wrong", "digits_lost", "PROBES", "PROBE_SPREAD"]
+           "lost_digits_or_wrong", "digits_lost", "PROBES", "PROBE_SPREAD", "distinct"]
 
 #: How many unit roundoffs per unit of magnitude a correct implementation may be off by.
 #: A first-order bound counts one rounding per operation; an equivalent formula may take a
@@ -107,3 +107,19 @@ def digits_lost(error: float, reference: float, dtype: Any = np.float64) -> floa
     if rel <= unit_roundoff(dtype):
         return 0.0
     return float(min(-math.log10(unit_roundoff(dtype)), math.log10(rel / unit_roundoff(dtype))))
+
+
+def distinct(a: float, b: float, least: int = 10) -> tuple[str, str]:
+    """``a`` and ``b`` printed with the fewest significant digits (at least ``least``, at
+    most 17) at which they differ, so an error of 2e-15 relative is visible in both:
+
+    >>> distinct(-0.45264933690001, -0.45264933690002)
+    ('-0.45264933690001', '-0.45264933690002')
+    >>> distinct(1.0, 2.0)
+    ('1', '2')
+    """
+    for d in range(least, 18):
+        sa, sb = f"{a:.{d}g}", f"{b:.{d}g}"
+        if sa != sb:
+            return sa, sb
+    return f"{a:.17g}", f"{b:.17g}"

@@ -20,9 +20,11 @@ from ..symbolic.kinks import find_kinks, one_sided_derivatives
 from ..symbolic.local import MirrorError
 from ..tensor import Tensor, tensor
 from . import finite_diff as fd
-from .compare import ROUNDING_FACTOR, unit_roundoff
+from .analytic import non_holomorphic
+from .compare import ROUNDING_FACTOR, distinct, unit_roundoff
 from .local import FD_SAFETY, LocalFinding, check_nodes
 from .options import validate_options
+from .precision import mpmath_isolated
 from .problem import CheckInputError, Problem, make_problem
 from .second_order import extend_report
 from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
@@ -53,8 +55,17 @@ class _Point:
     traces: list[FDTrace] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     symbolic: bool = False
+    claimed_rounding: float = 0.0  # relative rounding allowed for a claimed (user) derivative
+    # flat input j -> (left, right) one-sided FD estimates where FD found a kink (no mirror)
+    numeric_kinks: dict = field(default_factory=dict)
+    rows: Any = None
+    fd_steps: dict = field(default_factory=dict)   # flat input j -> real FD step
+    fd_fn: Any = None                              # (f, x) the FD ran on
+    magnitude: float = 0.0                         # largest value the forward is made of
+    forward_error: Any = None                      # |float forward - exact|, per output entry
 
 
+@mpmath_isolated  # mpmath's precision is process-wide: see checker/precision.py
 def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | None = None,
           atol: float | None = None, eps: float | None = None, use_symbolic: bool = True,
           names: Sequence[str] | None = None, max_rows: int = 16,
@@ -120,9 +131,12 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     tick("done", 1.0)
     verdict = _combine(main, points)
     culprits = _culprits(main.findings + main.nearby_findings)
-    if verdict == "fail" and not culprits and any(e.status == "fail" for e in main.entries):
+    if verdict == "fail" and not culprits and any(
+            e.status == "fail" and e.reason != "graph broken" for e in main.entries):
         main.notes.append("every op's backward matches its own reference, yet the composed "
-                          "gradient does not: the graph's wiring (not one op) is at fault")
+                          "gradient does not: the graph's wiring (not one op) is at fault, or "
+                          "the function is not its graph (a detach() or a .numpy() round trip "
+                          "cuts the gradient)")
     if not main.symbolic:
         main.notes.append("no complete symbolic mirror for this graph: finite differences are "
                           "the reference")
@@ -160,10 +174,26 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     outs = problem.run(args)
     sizes = [o.numel() for o in outs]
     m = sum(sizes)
+    if m == 0:
+        raise CheckInputError(f"{problem.expression} returned only empty outputs (shapes "
+                              f"{[list(o.shape) for o in outs]}): there is no derivative to "
+                              f"check")
+    if full:
+        res.contract += _determinism(problem, arrays, outs)
     rows, labels = _rows(outs, m, opts["max_rows"], opts["seed"] + 7919 * point)
+    res.rows = rows
+    if full and labels and labels[0] is not None and labels[0][0] == "v":
+        res.notes.append(f"the output has {m} entries: each entry 'd out[v, k] / ...' is "
+                         f"v_k . J for a seeded random cotangent v_k (a projection on a random "
+                         f"direction, seed {opts['seed']}); every node's backward is checked "
+                         f"on its own, and a wrong one is named with its element")
     # tape
     tape_rows, tape_error = _tape_rows(outs, leaves, rows, sizes) if problem.claimed is None \
         else (problem.claimed(args, rows), "")
+    if problem.claimed is not None and tape_rows.dtype.kind == "f" and tape_rows.dtype.itemsize < 8:
+        # a jac returned in float32 is judged at float32's precision, like a Function's
+        res.claimed_rounding = ROUNDING_FACTOR * unit_roundoff(tape_rows.dtype)
+        tape_rows = tape_rows.astype(np.float64)
     if tape_error:
         res.contract.append(tape_error)
     view = GraphView.of(outs)
@@ -183,13 +213,14 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
                                  node_eps=_node_eps(res.findings))
         except (MirrorError, ValueError) as e:
             res.notes.append(f"symbolic reference unavailable: {e}")
-    elif opts["use_symbolic"] and res.findings:
+    elif opts["use_symbolic"] and any(f.method != "symbolic" for f in res.findings):
         why = next(f for f in res.findings if f.method != "symbolic")
         res.notes.append(f"symbolic reference unavailable for the whole graph because of "
                          f"{why.node.name()}: {why.note or why.method}")
     res.symbolic = sym is not None
     # finite differences
-    fd_rows, fd_errs, fd_meth, fd_checked = _fd(problem, arrays, rows, opts, sym, full, res)
+    fd_rows, fd_errs, fd_meth, fd_checked = _fd(problem, arrays, rows, opts, sym, full, res,
+                                                view)
     if sym is None and fd_rows is not None:
         # FD is the reference: allow for the tape's own rounding (a 1000-term sum in a
         # matrix-vector backward), measured the way _noise measures f's
@@ -200,8 +231,14 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     singular = False
     if sym is not None:
         kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full)
+    if sym is not None and fd_rows is not None:
+        res.magnitude = _magnitude(view)
+        res.forward_error = _forward_error(outs, sym)
+    outside = _outside_domain(outs, rows, singular, res)
     _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
-             kink_cols, singular, opts, point)
+             kink_cols, singular, opts, point, outside)
+    if sym is not None:
+        _broken_graph(res)
     return res
 
 
@@ -306,7 +343,7 @@ def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
 
 
 def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opts: dict,
-        sym: "_Sym | None", full: bool, res: _Point) -> tuple:
+        sym: "_Sym | None", full: bool, res: _Point, view: GraphView) -> tuple:
     """The FD witness: every entry for up to ``fd_full`` inputs, else a seeded sample (the
     choice depends on sizes only, so a report is reproducible). Nearby points with a
     mirror need no FD at all."""
@@ -326,10 +363,12 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
                              f"(seed {seed}); every node's backward is checked in full, by its "
                              f"mirror or by projections with bisection")
     # the complex step is a costly witness (complex BLAS is ~10x slower): small inputs only
-    f_complex = _complex_fn(problem) if len(cols) <= 64 else None
+    f_complex = _complex_fn(problem) if len(cols) <= 64 and not non_holomorphic(view) \
+        else None
     record = full and n <= 64
     f = problem.flat()
     ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, record_ladder=record)
+    res.fd_fn = (f, x)
     noise = _noise(f, x, opts["seed"])
     fd_rows = np.full((rows.shape[0], n), np.nan)
     fd_errs = np.full((rows.shape[0], n), np.inf)
@@ -346,6 +385,9 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
             else np.inf
         meth[j] = e.method + ("" if e.reliable else f" (unreliable: {e.reason})")
         checked[j] = True
+        res.fd_steps[j] = e.real_step
+        if sym is None and e.kink_suspect is not None and np.any(e.kink_suspect):
+            _numeric_kink(problem, f, x, j, rows, res)
         if record and e.ladder:
             name, idx = problem.locate(j)
             ref = sym.exact[0, j] if sym is not None else float(rows[0] @ e.value)
@@ -465,7 +507,8 @@ class _Component:
 
 def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym: _Sym | None,
              fd_rows: Any, fd_errs: Any, fd_meth: Any, fd_checked: np.ndarray,
-             kink_cols: dict, singular: bool, opts: dict, point: int) -> None:
+             kink_cols: dict, singular: bool, opts: dict, point: int,
+             outside: np.ndarray | None = None) -> None:
     n = tape.shape[1]
     ill = []
     # lost digits measured at nodes (a right formula that cancels) widen the bound they feed
@@ -491,7 +534,12 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 e.abs_error = abs(t - ref)
                 e.rel_error = e.abs_error / abs(ref) if ref else (0.0 if t == 0 else math.inf)
             kink = kink_cols.get((r, j))
-            if kink is not None:
+            numeric = res.numeric_kinks.get(j) if sym is None else None
+            if outside is not None and outside[r]:
+                # NaN (or inf away from a pole) forward: no derivative to compare with
+                e.status, e.reason = "inconclusive", "outside the domain"
+                e.abs_error = e.rel_error = None
+            elif kink is not None:
                 e.left, e.right = kink
                 smooth_sides = math.isfinite(e.left) and math.isfinite(e.right)
                 e.status = "inconclusive"
@@ -500,18 +548,38 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
             elif ref is None or not math.isfinite(ref) or not math.isfinite(t):
                 if ref is not None and math.isfinite(ref) and not singular:
                     e.status, e.reason = "fail", "nan"
+                elif sym is None and f is not None and math.isnan(f) and not singular:
+                    # f is finite here and undefined on both sides at every step tried
+                    e.status, e.reason = "inconclusive", "outside the domain"
                 else:
                     e.status, e.reason = "inconclusive", "singularity" if singular or (
                         ref is not None and not math.isfinite(ref)) else "nan"
             elif sym is not None:
-                tol = _override(opts, s, bound + 2 * EPS64 * abs(rp) + 1e-300)
+                tol = _override(opts, s, bound + max(2 * EPS64, res.claimed_rounding) * abs(rp)
+                                + 1e-300)
                 e.tolerance = tol
                 compare_to = s if opts["rtol"] is not None or opts["atol"] is not None else rp
                 if abs(t - compare_to) > tol and abs(t - compare_to) <= tol * slack:
                     # within what the nodes' measured lost digits allow: a warning
-                    e.status, e.reason = "precision", "precision"
+                    e.status, e.reason = "precision", "lost digits"
                 elif abs(t - compare_to) > tol:
                     e.status, e.reason = "fail", "wrong"
+                elif abs(t - s) <= max(tol, 1e-10 * abs(s)) + s_err and \
+                        _fd_contradicts(t, s, f, fe, _resolution(res, r, j)):
+                    # tape and exact mirror agree (a forward too ill-conditioned for that
+                    # is one FD cannot differentiate either) and FD of the function does
+                    # not: a cut in the graph, unless the function has a kink the mirror
+                    # does not know (a where() whose condition is data)
+                    side = _probe_kink(problem, res, r, j)
+                    if side is not None and side[0] - side[2] <= t <= side[1] + side[2]:
+                        e.status, e.reason = "inconclusive", "kink"
+                        e.left, e.right = side[3], side[4]
+                        e.abs_error = e.rel_error = None
+                    else:
+                        e.status, e.reason = "fail", "graph broken"
+                        e.abs_error = abs(t - f)  # against the function's own slope
+                        e.rel_error = e.abs_error / abs(f) if f else math.inf
+                        e.tolerance = BROKEN_MARGIN * fe
                 elif abs(t - s) > max(tol, 1e-10 * abs(s)) + s_err:
                     e.reason = "ill-conditioned"
                     ill.append(e)
@@ -519,9 +587,17 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 if fe is None or not math.isfinite(fe):
                     e.status, e.reason = "inconclusive", "fd-unreliable"
                 else:
-                    tol = _override(opts, f, fe + EPS64 * SAFETY * (abs(t) + abs(f)) + 1e-300)
+                    tol = _override(opts, f, fe + max(EPS64 * SAFETY, res.claimed_rounding) * (
+                        abs(t) + abs(f)) + 1e-300)
                     e.tolerance = tol
-                    if abs(t - f) > tol:
+                    side = _kink_sides(numeric, res.rows[r])
+                    if side is not None and side[0] - side[2] <= t <= side[1] + side[2]:
+                        # one-sided differences disagree: a kink; the tape's value is one
+                        # of the subgradients between them
+                        e.status, e.reason = "inconclusive", "kink"
+                        e.left, e.right = side[3], side[4]
+                        e.abs_error = e.rel_error = None
+                    elif abs(t - f) > tol:
                         e.status, e.reason = "fail", "wrong"
             res.entries.append(e)
     if ill:
@@ -536,6 +612,187 @@ def _override(opts: dict, ref: float, derived: float) -> float:
     if opts["rtol"] is None and opts["atol"] is None:
         return derived
     return (opts["atol"] or 0.0) + (opts["rtol"] or 0.0) * abs(ref)
+
+
+# --- the three opinions held against each other --------------------------------------------
+
+#: finite differences contradict a tape that agrees with the mirror only beyond this multiple
+#: of their own tolerance (already FD_SAFETY times their error estimate plus measured noise):
+#: the estimate is a spread of extrapolations, not a bound, and a false "broken graph" on
+#: correct code costs more than a late one (a detach() moves a derivative by O(1))
+BROKEN_MARGIN = 4.0
+
+
+def _fd_contradicts(t: float, s: float, f: float | None, fe: float | None,
+                    resolution: float) -> bool:
+    """FD of the function itself disagrees with both the tape and the mirror (which agree
+    with each other) beyond its error estimate and beyond what differences of a float
+    function can resolve: the function is not what the recorded graph says."""
+    if f is None or fe is None or not (math.isfinite(f) and math.isfinite(fe)):
+        return False
+    tol = BROKEN_MARGIN * fe + resolution + \
+        ROUNDING_FACTOR * EPS64 * (abs(t) + abs(f)) + 1e-300
+    return abs(f - t) > tol and abs(f - s) > tol
+
+
+def _magnitude(view: GraphView) -> float:
+    """The largest finite value the forward is made of (leaves, constants, intermediates):
+    ``lse(z) - z[3]`` at z[3] = 40 rounds against 40, though its value is 1e-17."""
+    big = 0.0
+    for node in view.nodes:
+        for v in view.input_values(node):
+            if isinstance(v, (np.ndarray, float, int, np.floating)) and \
+                    np.asarray(v).dtype.kind in "fiu" and np.size(v):
+                a = np.abs(np.asarray(v, dtype=float))
+                big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
+    for o in view.outputs:
+        a = np.abs(np.asarray(o._data, dtype=float))
+        big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
+    return big
+
+
+def _resolution(res: _Point, r: int, j: int) -> float:
+    """The smallest slope differences at the FD's real step can see: each evaluation of f
+    is off by rounding against the magnitudes it is made of (a function that is flat in
+    float64, tanh at 20, has FD exactly 0 with a tiny error estimate)."""
+    step = res.fd_steps.get(j, 0.0)
+    if not step > 0:
+        return math.inf
+    row = np.abs(res.rows[r])
+    floor = ROUNDING_FACTOR * EPS64 * res.magnitude * float(np.sum(row)) / step
+    if res.forward_error is not None:
+        # measured: the float forward's own error at the point, amplified by whatever
+        # follows the rounding ((1 - cos x) / x**2 at 1e-7 is off by 1e-4), over the step
+        floor += FD_SAFETY * float(row @ res.forward_error) / step
+    return floor
+
+
+def _forward_error(outs: list[Tensor], sym: _Sym) -> np.ndarray | None:
+    """|float forward - exact forward| per flat output entry (None if unavailable)."""
+    graphs = iter(sym.graphs)
+    parts = []
+    try:
+        for o in outs:
+            y = np.asarray(o._data, dtype=float).reshape(-1)
+            if not o.requires_grad:
+                parts.append(np.zeros(y.size))
+                continue
+            exact = np.array(np.asarray(next(graphs).value(), dtype=object).reshape(-1).tolist(),
+                             dtype=float)
+            with np.errstate(all="ignore"):
+                parts.append(np.nan_to_num(np.abs(y - exact), nan=np.inf))
+    except (StopIteration, MirrorError, ValueError, TypeError):
+        return None
+    return np.concatenate(parts)
+
+
+def _probe_kink(problem: Problem, res: _Point, r: int, j: int
+                ) -> tuple[float, float, float, float, float] | None:
+    if j not in res.numeric_kinks and res.fd_fn is not None:
+        f, x = res.fd_fn
+        _numeric_kink(problem, f, x, j, res.rows, res)
+    return _kink_sides(res.numeric_kinks.get(j), res.rows[r])
+
+
+def _broken_graph(res: _Point) -> None:
+    broken = [e for e in res.entries if e.reason == "graph broken"]
+    if not broken:
+        return
+    worst = max(broken, key=lambda e: abs(e.finite_diff - e.tape) / max(e.fd_error or 0.0,
+                                                                          1e-300))
+    res.notes.insert(0, (
+        f"the graph is broken between {worst.input} and the output: finite differences "
+        f"{worst.finite_diff:.10g} (error estimate {worst.fd_error:.2g}), tape "
+        f"{worst.tape:.10g}, mirror {worst.symbolic:.10g} at {worst.label}; the tape and its "
+        f"mirror follow the recorded graph but the function does not: a detach(), a "
+        f".numpy() round trip or a value computed outside the tape cuts the gradient"))
+
+
+def _determinism(problem: Problem, arrays: list[np.ndarray] | None,
+                 outs: list[Tensor]) -> list[str]:
+    """Evaluate the forward once more at the same point: a function that changes between
+    calls (a counter, unseeded dropout) has no derivative to check."""
+    x = np.concatenate([a.reshape(-1) for a in arrays]) if arrays is not None \
+        else problem.flat_values()
+    first = np.concatenate([np.asarray(o._data, dtype=float).reshape(-1) for o in outs])
+    try:
+        again = np.asarray(problem.flat()(x), dtype=float).reshape(-1)
+    except CheckInputError as e:
+        return [f"the forward is not deterministic: it ran once at this point, then raised "
+                f"({e})"]
+    if again.shape != first.shape:
+        return [f"the forward is not deterministic: it returned {first.size} values, then "
+                f"{again.size} at the same point"]
+    finite = np.isfinite(first)
+    big = float(np.max(np.abs(first[finite]), initial=0.0))
+    # a reduction may round differently when run another way (no graph recorded): allow
+    # rounding of the largest output, nothing more
+    tol = ROUNDING_FACTOR * unit_roundoff(np.float64) * big + 4 * np.finfo(float).tiny
+    with np.errstate(invalid="ignore"):
+        bad = ~((first == again) | (np.isnan(first) & np.isnan(again)) |
+                (np.abs(first - again) <= tol))
+    if not np.any(bad):
+        return []
+    k = int(np.argmax(bad))
+    where = f" (output entry {k})" if first.size > 1 else ""
+    return [f"the forward is not deterministic: two evaluations at the same point gave "
+            f"{first[k]:.17g} and {again[k]:.17g}{where}; a function that changes between "
+            f"calls has no gradient to check: seed its randomness (dropout, sampling) or pass "
+            f"it in as an input"]
+
+
+def _outside_domain(outs: list[Tensor], rows: np.ndarray, singular: bool,
+                    res: _Point) -> np.ndarray | None:
+    """Per cotangent row: does it touch an output that is NaN (or infinite away from a
+    pole the mirror knows)? Such a point is outside the function's domain."""
+    y = np.concatenate([np.asarray(o._data).reshape(-1) for o in outs])
+    bad = np.isnan(y) if singular else ~np.isfinite(y)
+    if not np.any(bad):
+        return None
+    touched = np.any((rows != 0) & bad[None, :], axis=1)
+    k = int(np.argmax(bad))
+    what = "overflows to" if np.isinf(y[k]) else "gives"
+    entry = f" (output entry {k})" if y.size > 1 else ""
+    res.notes.append(f"outside the domain: the forward {what} {y[k]}{entry}; "
+                     f"no derivative is compared there: check at a point where the function "
+                     f"is defined and finite")
+    return touched
+
+
+def _numeric_kink(problem: Problem, f: Any, x: np.ndarray, j: int, rows: np.ndarray,
+                  res: _Point) -> None:
+    """Without a mirror, a kink shows as left and right one-sided differences that disagree
+    beyond their error estimates (as Chainer's check_backward tests it)."""
+    d = np.zeros(x.size)
+    d[j] = 1.0
+    left, right = fd.one_sided(f, x, d)
+    mask = fd.is_kink(left, right, FD_SAFETY)
+    if not np.any(mask):
+        return
+    res.numeric_kinks[j] = (left, right, mask)
+    name, idx = problem.locate(j)
+    k = int(np.argmax(mask))
+    res.kinks.append(f"{name}{list(idx) if idx else ''}: at a kink found by one-sided "
+                     f"differences (left {left.value[k]:.6g}, right {right.value[k]:.6g}"
+                     f"{f', output entry {k}' if left.value.size > 1 else ''})")
+
+
+def _kink_sides(numeric: tuple | None, row: np.ndarray
+                ) -> tuple[float, float, float, float, float] | None:
+    """(low, high, allowance, left, right) of the one-sided derivatives along ``row``, or
+    None where they agree."""
+    if numeric is None:
+        return None
+    left, right, mask = numeric
+    if not np.any(mask[row != 0]):
+        return None
+    with np.errstate(all="ignore"):
+        lv, rv = float(row @ np.nan_to_num(left.value)), float(row @ np.nan_to_num(right.value))
+        allow = FD_SAFETY * float(np.abs(row) @ (left.error + right.error)) + \
+            EPS64 * SAFETY * (abs(lv) + abs(rv))
+    if not math.isfinite(allow) or abs(lv - rv) <= allow:
+        return None
+    return min(lv, rv), max(lv, rv), allow, lv, rv
 
 
 # --- verdicts ------------------------------------------------------------------------------
@@ -583,13 +840,32 @@ def _culprits(findings: list[LocalFinding]) -> list[Culprit]:
             where = f" at [{', '.join(map(str, f.element))}]" if f.element else ""
             against = "its symbolic mirror" if f.method == "symbolic" else \
                 "finite differences of its forward"
-            rel = abs(f.got - f.expected) / abs(f.expected) if f.expected else math.inf
-            msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
-                   f"({f.input_name}){where}: expected {f.expected:.10g} from {against}, got "
-                   f"{f.got:.10g} (relative error {rel:.2g}; path {f.path})")
+            msg = _culprit_message(f, where, against)
         out.append(Culprit(f.node.name(), f.input_index, f.input_name, f.path, f.element,
                            f.expected, f.got, f.method, msg))
     return out
+
+
+def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
+    """Expected and got with the digits at which they differ, the error next to its
+    tolerance, and, for a projection on a random cotangent, the element's own derivative."""
+    exp, got = distinct(f.expected, f.got)
+    rel = abs(f.got - f.expected) / abs(f.expected) if f.expected else math.inf
+    msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
+           f"({f.input_name}){where}: expected {exp} from {against}, got {got} (error "
+           f"{f.max_abs_error:.2g} > tolerance {f.tolerance:.2g}, relative error {rel:.2g}; "
+           f"path {f.path})")
+    if f.projected:
+        msg += ("; these are v . J for a seeded random cotangent v on its output (a "
+                "projection on a random direction)")
+        if f.own is not None:
+            k, e, g, t = f.own
+            e_s, g_s = distinct(e, g)
+            out = "d out" + (f"[{', '.join(map(str, k))}]" if k else "")
+            msg += (f"; the element's own derivative {out} / d {f.input_name}"
+                    f"{'[' + ', '.join(map(str, f.element)) + ']' if f.element else ''}: "
+                    f"expected {e_s}, got {g_s} (tolerance {t:.2g})")
+    return msg
 
 
 # --- extras --------------------------------------------------------------------------------

@@ -63,7 +63,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["FDEstimate", "derivative", "partials", "unit_roundoff", "MAX_EVALS"]
+__all__ = ["FDEstimate", "derivative", "partials", "one_sided", "is_kink", "unit_roundoff",
+           "MAX_EVALS"]
 
 #: ratio between neighbouring rungs of the ladder
 RATIO = 3.7
@@ -111,6 +112,13 @@ class FDEstimate:
     reliable: bool = True
     reason: str = ""
     n_evals: int = 0
+    #: per output: the finest central rungs look like a kink (the forward and backward
+    #: differences they contain stay apart as the step shrinks instead of closing like h);
+    #: a screen only, confirm with :func:`one_sided`
+    kink_suspect: np.ndarray | None = None
+    #: the step of the best *real* difference (the complex step and high precision replace
+    #: ``step``): rounding inside ``f`` limits what differences at this step can resolve
+    real_step: float = 0.0
 
 
 def unit_roundoff(dtype: Any = np.float64) -> float:
@@ -599,7 +607,7 @@ def _high_precision(f_exact: Callable, x64: np.ndarray, d: np.ndarray, s_t: floa
 def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
                scale: float | None = None, eps: float | None = None, dtype: Any = np.float64,
                f_complex: Callable | None = None, f_exact: Callable | None = None,
-               record_ladder: bool = False) -> FDEstimate:
+               record_ladder: bool = False, side: str = "central") -> FDEstimate:
     """Directional derivative d/dt f(x + t*direction) at t=0, for f: R^n -> R^m
     (flat float vectors in and out).
 
@@ -611,6 +619,8 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     ``f_exact``: an mpmath mirror (object array in, object array out) for high-precision
     differences. ``record_ladder``: also sweep steps ``scale * 10**(-j/2)`` down to about
     ``u * scale`` into ``ladder`` (for the V plot; the estimate itself is unchanged).
+    ``side``: ``"forward"`` or ``"backward"`` for a one-sided derivative (right or left;
+    see :func:`one_sided`).
 
     >>> import numpy as np
     >>> est = derivative(lambda v: np.sin(1e3 * v), np.array([1.0]), np.array([1.0]))
@@ -624,6 +634,8 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     dt = np.dtype(getattr(dtype, "np", dtype))
     if dt.kind != "f":
         raise TypeError(f"dtype must be a real floating dtype, got {dt}")
+    if side not in _KMAX:
+        raise ValueError(f"side must be one of {sorted(_KMAX)}, got {side!r}")
     u = unit_roundoff(dt)
     x0 = _vector(x, dt, "x")
     d = _vector(direction, np.float64, "direction")
@@ -664,7 +676,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
         method, tab = _fixed_step(lad, float(eps), m, u, notes)
     else:
         h0 = (256.0 * u) ** 0.2 * s_t
-        method, tab = _walk(lad, "central", h0, s_t, u, m, target, notes)
+        method, tab = _walk(lad, side, h0, s_t, u, m, target, notes)
 
     if tab is None:
         value, error = np.full(m, np.nan), np.full(m, np.inf)
@@ -732,11 +744,51 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
                 notes.append("high-precision mirror disagrees with the float differences "
                              "(is f_exact an exact mirror of f?)")
 
+    real_step = step if tab is None else float(tab.steps[tab.best_b[worst]])
     reliable = reliable and bool(mask.all())
+    suspect = _kink_screen(tab) if tab is not None and side == "central" and \
+        lad.usable("central") else np.zeros(m, bool)
     if record_ladder and tab is not None:
         ladder = _sweep(lad, method if method in _KMAX else "central", s_t, u, ladder)
     return FDEstimate(value, error, step, method, ladder, reliable, "; ".join(notes),
-                      fun.n_evals)
+                      fun.n_evals, suspect & mask, real_step)
+
+
+def _kink_screen(tab: _Tableau) -> np.ndarray:
+    """Per output: do the two finest central rungs look like a kink? Each holds a forward
+    and a backward difference; their gap ``(f(x+h) - 2 f(x) + f(x-h)) / h`` closes like
+    ``h f''`` on a smooth function (by 3.7x per rung) and stays at ``right - left`` at a
+    kink. Rounding (``~4 u |f| / h``) must not explain it."""
+    if len(tab.steps) < 2 or not np.all(np.isfinite(tab.d2[-2:])):
+        return np.zeros(tab.raw.shape[1], bool)
+    with np.errstate(all="ignore"):
+        a, b = tab.d2[-2] * tab.steps[-2], tab.d2[-1] * tab.steps[-1]
+        quiet = (abs(a) > 8 * tab.noise[-2]) & (abs(b) > 8 * tab.noise[-1])
+        return quiet & (np.sign(a) == np.sign(b)) & (abs(b) >= 0.6 * abs(a))
+
+
+def one_sided(f: Callable[[np.ndarray], Any], x: Any, direction: Any,
+              **options: Any) -> tuple[FDEstimate, FDEstimate]:
+    """Left (backward) and right (forward) derivatives along ``direction``, each with its
+    own ladder and error estimate (options as :func:`derivative`). At a kink they differ:
+
+    >>> import numpy as np
+    >>> left, right = one_sided(lambda v: np.maximum(v, 0), np.array([0.0]), np.array([1.0]))
+    >>> float(left.value[0]), float(right.value[0])
+    (0.0, 1.0)
+    """
+    return (derivative(f, x, direction, side="backward", **options),
+            derivative(f, x, direction, side="forward", **options))
+
+
+def is_kink(left: FDEstimate, right: FDEstimate, safety: float = 4.0) -> np.ndarray:
+    """Per output: the one-sided derivatives disagree beyond ``safety`` times their error
+    estimates (both must be finite)."""
+    with np.errstate(all="ignore"):
+        gap = abs(right.value - left.value)
+        allowed = safety * (left.error + right.error) + \
+            8 * np.finfo(np.float64).eps * (abs(left.value) + abs(right.value))
+        return np.isfinite(gap) & np.isfinite(allowed) & (gap > allowed)
 
 
 def _fixed_step(lad: _Ladder, eps: float, m: int, u: float,

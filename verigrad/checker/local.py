@@ -23,6 +23,7 @@ from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView, node_forward
 from ..symbolic.kinks import rule_switches
 from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
+from ..symbolic.traced import mirror_missing
 from . import finite_diff as fd
 from .compare import (PROBE_SPREAD, PROBES, ROUNDING_FACTOR, digits_lost,
                       lost_digits_or_wrong, tolerance, unit_roundoff, working_precision)
@@ -56,6 +57,11 @@ class LocalFinding:
     dtype: str = "float64"          # the precision the node works in (its tolerance's unit)
     precision: str = ""             # lost digits of a right formula (a warning, not a failure)
     slack: float = 1.0              # multiple of the rounding bound its error was measured at
+    #: expected/got above are v . J for a seeded random cotangent v (a projection on a random
+    #: direction of the output); ``own`` is the element's own derivative d out[k] / d in[j]
+    #: as (k, expected, got, tolerance; k None for a scalar output), when it was found
+    projected: bool = False
+    own: tuple | None = None
 
 
 def _input_name(node: Node, i: int) -> str:
@@ -158,8 +164,8 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
     if contract:
         return LocalFinding(node, path, "contract", False, note=contract, contract=contract)
     note = ""
-    if isinstance(node, FunctionCtx) and getattr(node._forward_cls, "symbolic", None) is None:
-        note = f"{node._forward_cls.__name__} has no symbolic staticmethod"
+    if isinstance(node, FunctionCtx) and mirror_missing(node):
+        note = mirror_missing(node)
     elif use_mirror and rule_cost(node, in_vals) <= RULE_COST_CAP:
         try:
             return _symbolic(node, path, in_vals, diff, outs, v, got, rng)
@@ -171,6 +177,8 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
         note = "local rule too large to build symbolically"
     finding = _finite_differences(node, path, in_vals, diff, v, got, rng)
     finding.note = "; ".join(x for x in (note, finding.note) if x)
+    if not finding.ok and finding.input_index >= 0 and not finding.contract:
+        _own_derivative(finding, node, in_vals, diff, v, outs, None, np.dtype(np.float64))
     return finding
 
 
@@ -238,6 +246,8 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
         _compare(worst, node, i, e, g, tol)
     if not worst.ok:
         _classify(worst, node, rule, in_vals, diff, v, dtype, rng)
+    if not worst.ok and worst.input_index >= 0:
+        _own_derivative(worst, node, in_vals, diff, v, outs, rule, dtype)
     return worst
 
 
@@ -371,6 +381,74 @@ def _classify(worst: LocalFinding, node: Node, rule: Any, in_vals: list, diff: l
         worst.note = "; ".join(x for x in (worst.note, (
             f"the error is the same at {len(errors) - 1} points within {spread:g} relative: "
             f"a wrong formula, not rounding")) if x)
+
+
+#: a failing element's own derivative is looked for among at most this many output elements
+OWN_CANDIDATES = 16
+
+
+def _own_derivative(worst: LocalFinding, node: Node, in_vals: list, diff: list[int],
+                    v: list[np.ndarray], outs: list[np.ndarray], rule: Any,
+                    dtype: np.dtype) -> None:
+    """The failing element's own derivative, for the message: the local check compares
+    ``v . J`` for a random cotangent ``v`` (one pass finds any wrong entry), which is not a
+    number the user can look up. Each output element k (a few) is tried with a one-hot
+    cotangent; the one where the backward is most wrong is reported."""
+    i, j = worst.input_index, worst.element
+    sizes = [int(np.size(o)) for o in outs]
+    total = sum(sizes)
+    worst.projected = True
+    if total == 1:
+        c = float(np.asarray(v[0]).reshape(-1)[0])
+        if c:
+            worst.own = (None, worst.expected / c, worst.got / c, worst.tolerance / abs(c))
+        return
+    same = len(outs) == 1 and np.shape(outs[0]) == np.shape(in_vals[i])
+    flat_j = int(np.ravel_multi_index(j, np.shape(in_vals[i]))) if j else 0
+    candidates = [flat_j] if same else list(range(total)) if total <= OWN_CANDIDATES else []
+    bounds = np.cumsum([0] + sizes)
+    best = None
+    for k in candidates:
+        o = int(np.searchsorted(bounds, k, side="right") - 1)
+        onehot = [np.zeros(np.shape(x)) for x in outs]
+        onehot[o].reshape(-1)[k - bounds[o]] = 1.0
+        try:
+            got = _vjp(node, onehot)[i]
+            g = 0.0 if got is None else float(np.asarray(got)[j])
+            if rule is not None:
+                ref = _reference(node, rule, in_vals, onehot, [np.shape(x) for x in outs])
+                e = float(ref.expected_float(i, in_vals)[j])
+                t = float(tolerance(dtype, np.asarray(ref.scale[i])[j],
+                                    np.asarray(ref.terms[i])[j]))
+            else:
+                e, t = _fd_element(node, in_vals, i, j, onehot)
+        except Exception:  # noqa: BLE001 - the message then shows the projection only
+            return
+        ratio = abs(g - e) / max(t, 1e-300)
+        if best is None or ratio > best[0]:
+            label = tuple(j) if same else (
+                (o,) if len(outs) > 1 else ()) + tuple(
+                int(x) for x in np.unravel_index(k - bounds[o], np.shape(outs[o])))
+            best = (ratio, label, e, g, t)
+    if best is not None and best[0] > 1:
+        worst.own = best[1:]
+
+
+def _fd_element(node: Node, in_vals: list, i: int, j: tuple, onehot: list[np.ndarray]
+                ) -> tuple[float, float]:
+    x0 = np.asarray(in_vals[i], dtype=float)
+
+    def s(x: np.ndarray) -> np.ndarray:
+        vals = list(in_vals)
+        vals[i] = x.reshape(x0.shape)
+        return np.array([sum(float(np.sum(c * o)) for c, o in
+                             zip(onehot, node_forward(node, vals)))])
+
+    d = np.zeros(x0.size)
+    d[int(np.ravel_multi_index(j, x0.shape)) if j else 0] = 1.0
+    est = fd.derivative(s, x0.reshape(-1), d)
+    e = float(est.value[0])
+    return e, FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * abs(e)
 
 
 def _sensitivity(rule: Any, sym: list, parts: list, shapes: list) -> list[np.ndarray]:
@@ -507,6 +585,15 @@ def _finite_differences(node: Node, path: str, in_vals: list, diff: list[int],
             exp = np.array([e.value[0] for e in ests])
             tol = FD_SAFETY * np.array([e.error[0] for e in ests]) + \
                 EPS64 * SAFETY * (np.abs(exp) + 1e-300)
+            kinked = _kinks_by_fd(s, flat, gflat, exp, tol)
+            if kinked:
+                exp = exp.copy()
+                for j, (left, right) in kinked.items():
+                    exp[j] = gflat[j]  # any value between the sides is a valid subgradient
+                worst.note = "; ".join(x for x in (worst.note, (
+                    f"{len(kinked)} element(s) of input {i} at a kink (one-sided differences "
+                    f"{', '.join(f'{l:.6g}..{r:.6g}' for l, r in list(kinked.values())[:3])}): "
+                    f"not compared")) if x)
             _compare(worst, node, i, exp.reshape(x0.shape), g, tol.reshape(x0.shape))
             continue
         bad = _bisect(s, flat, gflat, np.arange(flat.size), rng, depth=0)
@@ -518,6 +605,29 @@ def _finite_differences(node: Node, path: str, in_vals: list, diff: list[int],
             worst.expected, worst.got = exp_j, float(g[idx])
             worst.max_abs_error, worst.tolerance = err_j, tol_j
     return worst
+
+
+def _kinks_by_fd(s: Any, x: np.ndarray, g: np.ndarray, exp: np.ndarray, tol: np.ndarray
+                 ) -> dict[int, tuple[float, float]]:
+    """Elements where the backward disagrees with central differences because the forward
+    has a kink there: left and right one-sided differences disagree beyond their errors,
+    and the backward's value lies between them (a subgradient). Without a mirror this is
+    the only way to see a kink; a value outside both sides is still wrong."""
+    found = {}
+    with np.errstate(all="ignore"):
+        bad = np.flatnonzero(~(np.abs(g - exp) <= tol))
+    for j in bad[:32]:
+        d = np.zeros_like(x)
+        d[j] = 1.0
+        left, right = fd.one_sided(s, x, d)
+        if not fd.is_kink(left, right, FD_SAFETY)[0]:
+            continue
+        lv, rv = float(left.value[0]), float(right.value[0])
+        allow = FD_SAFETY * float(left.error[0] + right.error[0]) + \
+            EPS64 * SAFETY * (abs(lv) + abs(rv))
+        if min(lv, rv) - allow <= g[j] <= max(lv, rv) + allow:
+            found[int(j)] = (lv, rv)
+    return found
 
 
 def _bisect(s: Any, x: np.ndarray, g: np.ndarray, coords: np.ndarray,
@@ -532,6 +642,9 @@ def _bisect(s: Any, x: np.ndarray, g: np.ndarray, coords: np.ndarray,
         est = fd.derivative(s, x, d)
         err = abs(float(est.value[0]) - g[j])
         tol = FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * abs(g[j])
+        if err > tol and _kinks_by_fd(s, x, g, np.where(np.arange(x.size) == j, est.value[0],
+                                                        g), np.full(x.size, tol)):
+            return None  # a kink, and the backward gives a subgradient: the other half decides
         return (j, float(est.value[0]), err, tol) if err > tol else None
     u = np.zeros_like(x)
     u[coords] = rng.standard_normal(coords.size)

@@ -140,6 +140,14 @@ def _as_float_array(name: str, v: Any) -> tuple[np.ndarray, Any]:
     return np.array(arr, dtype=np.float64), user
 
 
+def _nonempty(name: str, arr: np.ndarray) -> np.ndarray:
+    """A differentiated input needs an entry: a size-0 array has no derivative to check."""
+    if arr.size == 0:
+        raise CheckInputError(f"input {name!r} is empty (shape {tuple(arr.shape)}): there is "
+                              f"no derivative to check; give it at least one entry")
+    return arr
+
+
 def _param_names(fn: Callable, n: int) -> list[str]:
     target = fn
     owner = getattr(fn, "__self__", None)
@@ -189,7 +197,7 @@ def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
         variables = list(values)  # the caller's order: vg.check("w*x", x=.., w=..) -> x, w
         for v in variables:
             a, d = _as_float_array(v, values[v])
-            arrays.append(a)
+            arrays.append(_nonempty(v, a))
             dtypes.append(d)
 
         def call(args: list[Any]) -> Any:
@@ -220,7 +228,7 @@ def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
                             np.integer)) and not isinstance(v, bool):
             a, d = _as_float_array(name, v)
             kinds.append("diff")
-            vals.append(a)
+            vals.append(_nonempty(name, a))
             dtypes.append(d)
         else:
             kinds.append("const")

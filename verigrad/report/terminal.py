@@ -38,6 +38,13 @@ def fmt(v: Any, digits: int = 10) -> str:
     return str(v)
 
 
+def _pair(a: Any, b: Any) -> tuple[str, str]:
+    if isinstance(a, float) and isinstance(b, float) and math.isfinite(a) and math.isfinite(b):
+        from ..checker.compare import distinct
+        return distinct(a, b)
+    return fmt(a), fmt(b)
+
+
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in
@@ -83,8 +90,12 @@ def render_text(report: Any, color: bool = False, max_rows: int = 6) -> str:
             status = e.status + (f" ({e.reason})" if e.reason else "")
             if e.point:
                 status += f" at nearby point {e.point}"
-            ref = f"{fmt(e.left, 6)}..{fmt(e.right, 6)}" if e.reason == "kink" else fmt(e.reference)
-            rows.append([e.label, fmt(e.tape), ref, fmt(e.abs_error, 3), status])
+            tape, ref = _pair(e.tape, e.reference) if e.status != "pass" else (
+                fmt(e.tape), fmt(e.reference))  # failures: digits enough to see them differ
+            ref = f"{fmt(e.left, 6)}..{fmt(e.right, 6)}" if e.reason == "kink" else ref
+            err = fmt(e.abs_error, 3) + (f" (tol {fmt(e.tolerance, 2)})" if e.status != "pass"
+                                         and e.abs_error is not None and e.tolerance else "")
+            rows.append([e.label, tape, ref, err, status])
         lines += _table(rows)
         if len(report.entries) > len(shown):
             lines.append(f"  ... {len(report.entries) - len(shown)} more entries")

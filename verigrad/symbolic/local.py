@@ -98,11 +98,9 @@ def _function_mirror(node: FunctionCtx, args: Sequence[Any]) -> tuple[np.ndarray
     cls = node._forward_cls
     sym = getattr(cls, "symbolic", None)
     if sym is None:
-        raise MirrorError(
-            f"{cls.__name__} (grad_fn {node.name()}) has no symbolic staticmethod, so verigrad "
-            f"cannot build an exact reference for it. Add `@staticmethod def symbolic(...)` "
-            f"returning the SymPy expression of forward; until then the check falls back to "
-            f"finite differences for this node.")
+        from .traced import traced_mirror  # traced graphs are mirrored like any graph
+
+        return traced_mirror(node, args)
     shapes = [m[0] for m in node._out_meta]
     call_args = [a[()] if isinstance(a, np.ndarray) and a.ndim == 0 else a for a in args]
     try:
@@ -145,6 +143,9 @@ def _holds_array(expr: Any) -> bool:
 
 #: non-elementwise rules with more partials than this get measured rounding bounds only
 PARTIAL_MAGNITUDE_CAP = 256
+#: ... and when their expressions hold at most this many tree nodes in all (building the
+#: bound costs ~10 us per node; larger rules get the measured bound)
+PARTIAL_MAGNITUDE_NODES = 5_000
 
 
 @dataclass
@@ -194,7 +195,8 @@ class LocalRule:
         value. None for large rules (their bound is measured: ``vjp_with_bound``)."""
         if self._partial_magnitude is None:
             self.full_fn()
-            if self.elementwise or len(self._partials) > PARTIAL_MAGNITUDE_CAP:
+            if self.elementwise or len(self._partials) > PARTIAL_MAGNITUDE_CAP or \
+                    _larger_than(self._partials, PARTIAL_MAGNITUDE_NODES):
                 self._partial_magnitude = False
             else:
                 # SymEngine's partials come back with plain (complex) symbols: make them ours
@@ -260,6 +262,33 @@ class LocalRule:
         return self._full
 
 
+def _larger_than(exprs: list[Any], cap: int) -> bool:
+    """Whether ``exprs`` hold more than ``cap`` tree nodes (stops counting at the cap)."""
+    n, stack = 0, list(exprs)
+    while stack:  # SymPy and SymEngine expressions alike: both have .args
+        n += 1
+        if n > cap:
+            return True
+        stack.extend(getattr(stack.pop(), "args", ()))
+    return False
+
+
+_UNARY: dict[Any, tuple[Any, Any]] = {}
+
+
+def _unary_derivative(func: Any) -> tuple[Any, Any]:
+    """``(z, func'(z))`` with a dummy ``z``, once per function (not once per occurrence)."""
+    if func not in _UNARY:
+        z = sp.Dummy("z")
+        _UNARY[func] = (z, sp.diff(func(z), z))
+    return _UNARY[func]
+
+
+def _abs(e: Any) -> Any:
+    # unevaluated: Abs's own simplification (signsimp) dominated the cost of large bounds
+    return sp.Abs(e, evaluate=False) if isinstance(e, sp.Basic) and not e.is_number else abs(e)
+
+
 def rounding_magnitude(expr: Any) -> Any:
     """First-order bound of the rounding error of evaluating ``expr`` in floating point, in
     units of the unit roundoff, as a SymPy expression of the same symbols. Inputs count as
@@ -272,22 +301,22 @@ def rounding_magnitude(expr: Any) -> Any:
         if e in memo:
             return memo[e]
         if not isinstance(e, sp.Basic) or e.is_Atom:
-            r = sp.Abs(e) if isinstance(e, sp.Rational) and not _dyadic(e) else sp.Integer(0)
+            r = _abs(e) if isinstance(e, sp.Rational) and not _dyadic(e) else sp.Integer(0)
         elif isinstance(e, sp.Add):
             r = sp.Add(*[m(a) for a in e.args]) + (len(e.args) - 1) * sp.Add(
-                *[sp.Abs(a) for a in e.args])
+                *[_abs(a) for a in e.args])
         elif isinstance(e, sp.Mul):
             terms = []
             for i, a in enumerate(e.args):
-                others = sp.Mul(*[sp.Abs(b) for j, b in enumerate(e.args) if j != i])
+                others = sp.Mul(*[_abs(b) for j, b in enumerate(e.args) if j != i])
                 terms.append(m(a) * others)
-            r = sp.Add(*terms) + (len(e.args) - 1) * sp.Abs(e)
+            r = sp.Add(*terms) + (len(e.args) - 1) * _abs(e)
         elif isinstance(e, sp.Pow):
             b, c = e.args
             if c.is_number:
-                r = sp.Abs(c * b ** (c - 1)) * m(b) + sp.Abs(e)
+                r = _abs(c * b ** (c - 1)) * m(b) + _abs(e)
             else:
-                r = sp.Abs(e) * (sp.Abs(c / b) * m(b) + sp.Abs(sp.log(b)) * m(c)) + sp.Abs(e)
+                r = _abs(e) * (_abs(c / b) * m(b) + _abs(sp.log(b)) * m(c)) + _abs(e)
         elif isinstance(e, sp.Piecewise):
             r = sp.Piecewise(*[(m(v), c) for v, c in e.args])
         elif isinstance(e, (sp.Max, sp.Min)):
@@ -299,11 +328,11 @@ def rounding_magnitude(expr: Any) -> Any:
             r = sp.Integer(0)
         elif isinstance(e, sp.Function) and len(e.args) == 1:
             u = e.args[0]
-            z = sp.Dummy("z")
-            deriv = sp.diff(e.func(z), z).subs(z, u)
-            r = sp.Abs(deriv) * m(u) + sp.Abs(e)
+            z, dz = _unary_derivative(e.func)
+            deriv = dz.xreplace({z: u})
+            r = _abs(deriv) * m(u) + _abs(e)
         else:  # unknown structure: one rounding of the value, plus its arguments' errors
-            r = sp.Add(*[m(a) for a in e.args if isinstance(a, sp.Expr)]) + sp.Abs(e)
+            r = sp.Add(*[m(a) for a in e.args if isinstance(a, sp.Expr)]) + _abs(e)
         memo[e] = r
         return r
 
@@ -452,6 +481,12 @@ def _symengine() -> Any:
     return None if _BACKEND["name"] == "sympy" else _import_symengine()
 
 
+def _opaque_functions() -> tuple:
+    from symengine.lib import symengine_wrapper as w
+
+    return (w.PyFunction, w.FunctionSymbol)
+
+
 def _to_symengine(expr: Any) -> Any:
     """Convert a SymPy object (our own expressions; never text) to SymEngine."""
     if not isinstance(expr, sp.Basic):
@@ -487,6 +522,10 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
             if t_se is None:
                 try:
                     t_se = _to_symengine(t)
+                    # SymEngine wraps functions it does not know (codegen's log1p) and then
+                    # differentiates them as constants: such terms stay in SymPy
+                    if t_se.atoms(_opaque_functions()):
+                        t_se = False
                 except Exception:  # noqa: BLE001 - a function SymEngine does not know
                     t_se = False
                 if memo is not None:
@@ -505,6 +544,16 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
 
 
 _CACHE: dict[Any, LocalRule] = {}
+
+
+def _trace_signature(node: FunctionCtx) -> Any:
+    """A traced forward's structure (branches taken), part of its rule's key."""
+    if getattr(node._forward_cls, "symbolic", None) is not None:
+        return None
+    from .traced import Trace, trace_of
+
+    t = trace_of(node)
+    return t.signature if isinstance(t, Trace) and not t.problem else None
 _CACHE_LIMIT = 512
 
 
@@ -524,7 +573,8 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
         # the class itself, never its id(): a class made in a factory may land at the
         # address of a freed one (the key keeps it alive until the cache is cleared)
         ident = ("fn", cls,
-                 tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)))
+                 tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)),
+                 _trace_signature(node))
         elementwise = False
     else:
         raise MirrorError(f"{node.name()} has no mirror")
