@@ -54,7 +54,9 @@ targets:
   an expression such as 'sin(x)*exp(w*x) + b' (functions: sin cos tan exp log sqrt abs
   tanh sigmoid relu softplus sum mean prod max min logsumexp softmax ...; @ is matmul),
   or PATH.py:FUNCTION, a function of tensors in your own file (its parameters are named
-  by --at).
+  by --at). With --jac, FUNCTION is plain numpy code fun(x, *args) and --jac names its
+  hand-written derivative (scipy's jac=):
+  verigrad check model.py:fun --jac model.py:grad --at 'x=[1.3,0.7,0.8]'
 
 exit codes:
   0 pass, 1 fail, 2 usage error or bad input, 3 inconclusive
@@ -205,6 +207,18 @@ def _load_function(file: str, attr: str) -> Callable:
     return obj
 
 
+def _derivative(target_file: str, spec: str, flag: str) -> Callable:
+    """The function ``--jac``/``--hess`` names: ``FILE.py:FUNCTION``, or ``FUNCTION`` in the
+    target's own file."""
+    m = _FILE_TARGET.fullmatch(spec.strip())
+    if m:
+        return _load_function(m["file"], m["attr"])
+    if re.fullmatch(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", spec.strip()):
+        return _load_function(target_file, spec.strip())
+    raise UsageError(f"{flag} {_shorten(spec)!r}: expected FILE.py:FUNCTION or FUNCTION (a "
+                     f"function in the target's file)")
+
+
 def _parameters(fn: Callable) -> tuple[list[str], set[str]]:
     """Positional parameter names of ``fn`` (of ``forward`` after ``ctx`` for a
     ``Function.apply``) and those that are required."""
@@ -293,7 +307,7 @@ class _Progress:
 
 #: the subcommands' options (abbreviations are off, so these are all the spellings)
 _OPTIONS = {"-h", "--help", "--at", "--seed", "--dtype", "--rtol", "--atol", "--nearby",
-            "--out", "--format"}
+            "--out", "--format", "--jac", "--hess"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -322,6 +336,12 @@ def _parser() -> argparse.ArgumentParser:
                        "replacing the derived one")
         p.add_argument("--nearby", type=_nearby, default=3, help="seeded nearby points also "
                        f"checked, 0 to {MAX_NEARBY} (default 3)")
+        p.add_argument("--jac", metavar="[FILE.py:]FUNCTION", default=None,
+                       help="a hand-written gradient/Jacobian jac(x, *args) of the target "
+                       "FILE.py:FUNCTION, in scipy's convention, checked against the exact "
+                       "derivative (vg.check_grad); FUNCTION alone: in the target's file")
+        p.add_argument("--hess", metavar="[FILE.py:]FUNCTION", default=None,
+                       help="with --jac: a hand-written Hessian hess(x, *args), checked too")
 
     check = sub.add_parser("check", help="check and print a summary", epilog=_EPILOG,
                            allow_abbrev=False,
@@ -382,7 +402,21 @@ def _run_check(args: argparse.Namespace, progress: Callable) -> tuple[Any, str]:
     options = dict(seed=args.seed, nearby=args.nearby, rtol=args.rtol, atol=args.atol,
                    progress=progress)
     m = _FILE_TARGET.fullmatch(args.target.strip())
-    if m:
+    if args.hess is not None and args.jac is None:
+        raise UsageError("--hess needs --jac too (the Hessian is checked with the gradient)")
+    if args.jac is not None:
+        if not m:
+            raise UsageError(f"--jac checks a function in a file: give the target as "
+                             f"FILE.py:FUNCTION, not {_shorten(args.target)!r}")
+        fun = _load_function(m["file"], m["attr"])
+        jac, hess = (_derivative(m["file"], d, flag) if d is not None else None
+                     for d, flag in ((args.jac, "--jac"), (args.hess, "--hess")))
+        positional, _ = _function_args(fun, args.target, values)
+        opts = {k: v for k, v in options.items() if k != "progress"}
+        call = lambda: vg.check_grad(fun, jac, positional[0], *positional[1:],  # noqa: E731
+                                     hess=hess, **opts)
+        name = slug(f"{Path(m['file']).stem}-{m['attr']}-jac")
+    elif m:
         fn = _load_function(m["file"], m["attr"])
         positional, names = _function_args(fn, args.target, values)
         call: Callable[[], Any] = lambda: vg.check(fn, *positional, names=names, **options)
@@ -454,6 +488,11 @@ def _main(argv: Sequence[str] | None) -> int:
         # said once above; the check would warn again
         warnings.filterwarnings("ignore", message=re.escape(warning or "") + "$")
         report, name = _run_check(args, progress)
+    from .report.document import shell_command
+
+    # the target as typed: a file.py:function reruns as that, never as its bare name
+    report.reproduce = (_typed_command(args) if args.jac is not None else
+                        shell_command(args.target, report)) or report.reproduce
     code = EXIT_CODES.get(report.verdict, USAGE)
     if args.command == "check":
         print(render_terminal(report, sys.stdout))
@@ -468,6 +507,21 @@ def _main(argv: Sequence[str] | None) -> int:
     for p in paths:
         print(p)
     return code
+
+
+def _typed_command(args: argparse.Namespace) -> str:
+    """``verigrad check`` with the target, values and options as typed (the derivative
+    checks' reports hold no input values to rebuild them from)."""
+    import shlex
+
+    parts = ["verigrad", "check", args.target, "--at", *args.at]
+    defaults = {"dtype": "float64", "seed": 0, "nearby": 3, "rtol": None, "atol": None,
+                "jac": None, "hess": None}
+    for key, default in defaults.items():
+        v = getattr(args, key)
+        if v != default:
+            parts += [f"--{key}", repr(v) if isinstance(v, float) else str(v)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _writable(directory: str) -> None:

@@ -169,6 +169,26 @@ class GradcheckFixture:
     def __call__(self, fn: Any, *inputs: Any, **options: Any) -> CheckReport:
         """Check ``fn`` at ``inputs``; fail the test on a wrong gradient; return the report."""
         __tracebackhide__ = True
+        return self._check(lambda vg, opts: vg.check(fn, *inputs, **opts), options,
+                           lambda report, opts: _reproduce(fn, inputs, report),
+                           "verigrad.check(fn, *inputs")
+
+    def jac(self, fun: Any, jac: Any, x0: Any, *args: Any, **options: Any) -> CheckReport:
+        """Check a hand-written derivative ``jac(x, *args)`` of plain numpy ``fun(x, *args)``
+        in scipy's convention (``verigrad.check_grad``; ``hess=``, ``wrt=`` go there too);
+        fail the test on a wrong entry, naming it; return the report.
+
+        ``def test_grad(gradcheck): gradcheck.jac(rosen, rosen_der, [1.3, 0.7, 0.8])``
+        """
+        __tracebackhide__ = True
+        return self._check(lambda vg, opts: vg.check_grad(fun, jac, x0, *args, **opts),
+                           options, lambda report, opts: _reproduce_jac(
+                               fun, jac, (x0, *args), report, opts),
+                           "verigrad.check_grad(fun, jac, x0" + ", *args" * bool(args))
+
+    def _check(self, run: Callable[[Any, dict], Any], options: dict[str, Any],
+               reproduce: Callable[[Any, dict], str | None], call: str) -> CheckReport:
+        __tracebackhide__ = True
         import verigrad  # here, not at import: keeps pytest startup free of the checker
 
         opts = self.options(**options)
@@ -178,14 +198,15 @@ class GradcheckFixture:
         check_opts = {k: v for k, v in opts.items() if v is not None or k not in _SETTINGS}
 
         number = len(self.reports) + 1
-        report, problem = _run(verigrad, fn, inputs, check_opts)
+        report, problem = _run(lambda: run(verigrad, check_opts))
         if problem:  # failed outside the except block: no chained traceback in the message
             pytest.fail(f"gradcheck {number}: {problem}", pytrace=False)
+        report.reproduce = reproduce(report, check_opts)
         self.reports.append(report)
         saved = _save(report, report_dir, report_format, self._item.nodeid, number) \
             if report_dir else None
 
-        self._record(report, number, check_opts, saved)
+        self._record(report, number, check_opts, saved, call)
         if report.verdict == "fail":
             pytest.fail(_fail_message(report, number, saved), pytrace=False)
         if report.verdict == "inconclusive":
@@ -195,15 +216,16 @@ class GradcheckFixture:
                             f"(--verigrad-strict / verigrad_strict / "
                             f"@pytest.mark.gradcheck(strict=True)): {why}\n\n{report}"
                             + (f"\n\nreport: {saved}" if saved else ""), pytrace=False)
-            # stacklevel=2: the warning points at the test line that called the fixture
+            # stacklevel=3: the warning points at the test line that called the fixture
+            # (through __call__ or jac)
             warnings.warn(VerigradInconclusiveWarning(
                 f"gradcheck {number} of {report.expression} is inconclusive: {why}. It passes; "
                 f"use --verigrad-strict or @pytest.mark.gradcheck(strict=True) to fail "
-                f"instead"), stacklevel=2)
+                f"instead"), stacklevel=3)
         return report
 
     def _record(self, report: CheckReport, number: int, check_opts: dict[str, Any],
-                saved: Path | None) -> None:
+                saved: Path | None, call: str) -> None:
         props = self._item.user_properties
         key = f"verigrad[{number}]"
         props.append((f"{key}.verdict", report.verdict))
@@ -218,11 +240,10 @@ class GradcheckFixture:
         props.append((f"{key}.seconds", round(float(report.seconds), 4)))
         records = self._item.stash.setdefault(_records_key, [])
         records.append(_Record(number, report.verdict, _details(report, number, check_opts,
-                                                                saved)))
+                                                                saved, call)))
 
 
-def _run(verigrad: Any, fn: Any, inputs: tuple, options: dict[str, Any]
-         ) -> tuple[Any, str | None]:
+def _run(check: Callable[[], Any]) -> tuple[Any, str | None]:
     """``verigrad.check``, and the one line that says why it could not run (bad input, or
     the user's code raising: then where in the user's file)."""
     from verigrad.checker.problem import _where
@@ -230,7 +251,7 @@ def _run(verigrad: Any, fn: Any, inputs: tuple, options: dict[str, Any]
     from verigrad.parse import ExpressionError
 
     try:
-        return verigrad.check(fn, *inputs, **options), None
+        return check(), None
     except (ValueError, TypeError, ExpressionError, VerigradError) as e:
         # CheckInputError is a ValueError; an ExpressionError's caret block is its message
         return None, f"{e}{_where(e)}"
@@ -258,11 +279,120 @@ def _fail_message(report: CheckReport, number: int, saved: Path | None) -> str:
     head = f"gradcheck {number} found a wrong gradient"
     if report.culprit is not None:
         head += f": {report.culprit.grad_fn} (path {report.culprit.path})"
-    return f"{head}\n\n{report}" + (f"\n\nreport: {saved}" if saved else "")
+    return f"{head}\n\n{report}" + _reproduce_text(report) + \
+        (f"\n\nreport: {saved}" if saved else "")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def _reproduce_text(report: CheckReport) -> str:
+    from verigrad.report.document import reproduce_command
+
+    cmd = reproduce_command(report)
+    return f"\n\nreproduce:\n{_indent(cmd)}" if cmd else ""
+
+
+def _file_target(fn: Any) -> tuple[str, str] | None:
+    """``(file, qualified name)`` when ``fn`` is reachable by name from its module's file
+    (a module-level function, a ``Function``'s ``apply``), else None (a lambda, a closure)."""
+    import inspect
+    import sys
+
+    owner = getattr(fn, "__self__", None)
+    if inspect.isclass(owner):          # Softplus.apply: found through the class
+        holder, tail = owner, "." + getattr(fn, "__name__", "")
+    else:
+        holder, tail = fn, ""
+    qualname = getattr(holder, "__qualname__", "")
+    module = sys.modules.get(getattr(holder, "__module__", None) or "")
+    file = getattr(module, "__file__", None)
+    if not qualname or "<" in qualname or not file or not file.endswith(".py"):
+        return None
+    obj: Any = module
+    for part in (qualname + tail).split("."):
+        obj = getattr(obj, part, None)
+    if obj is None or obj != fn:        # a name rebound to something else: not this fn
+        return None
+    return file, qualname + tail
+
+
+def _reproduce_jac(fun: Any, jac: Any, values: tuple, report: CheckReport,
+                   options: dict[str, Any]) -> str | None:
+    """``verigrad check file.py:fun --jac name --at ...`` when ``fun`` and ``jac`` live in
+    one file, the values are numbers or arrays and every option has a flag; else None."""
+    import json
+    import os
+    import shlex
+
+    import numpy as np
+
+    from verigrad.cli import _parameters
+
+    flagged = {"seed", "nearby", "rtol", "atol"}
+    if any(v is not None for k, v in options.items() if k not in flagged):
+        return None                      # hess=, wrt=, eps=...: Python, not this command
+    targets = [_file_target(f) for f in (fun, jac)]
+    if None in targets or targets[0][0] != targets[1][0]:
+        return None
+    names, _ = _parameters(fun)
+    if len(names) < len(values):
+        return None
+    try:
+        arrays = [np.asarray(v, dtype=float) for v in values]
+    except (TypeError, ValueError):
+        return None
+    rel = os.path.relpath(targets[0][0])
+    path = targets[0][0] if rel.startswith("..") else rel
+    parts = ["verigrad", "check", f"{path}:{targets[0][1]}", "--at"]
+    parts += [f"{n}={json.dumps(a.tolist(), separators=(',', ':'))}"
+              for n, a in zip(names, arrays)]
+    for key, default in (("seed", 0), ("nearby", 3), ("rtol", None), ("atol", None)):
+        v = report.settings.get(key, default)
+        if v != default:
+            parts += [f"--{key}", repr(v) if isinstance(v, float) else str(v)]
+    parts += ["--jac", targets[1][1]]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _reproduce(fn: Any, inputs: tuple, report: CheckReport) -> str | None:
+    """What reruns this check outside pytest: ``verigrad check file.py:fn --at ...`` when
+    the command line can (fn found by name in its file, array inputs named as its
+    parameters), else Python that loads the file and calls ``verigrad.check``; for a
+    lambda or closure, the call with ``fn`` to define."""
+    import os
+
+    from verigrad.report.document import python_snippet, shell_command
+
+    if isinstance(fn, str):
+        return None                      # an expression: its text reruns it
+    if len(report.inputs) != len(inputs):   # constant inputs: values not in the report
+        return None
+    target = _file_target(fn)
+    if target is None:
+        where = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", None)
+        at = f" (defined at {where}:{line})" if where and line else ""
+        return python_snippet("fn", report, (f"fn = ...  # {getattr(fn, '__qualname__', fn)}"
+                                             f"{at}",))
+    file, qualname = target
+    rel = os.path.relpath(file)
+    path = file if rel.startswith("..") else rel
+    from verigrad.cli import _parameters
+
+    names, _ = _parameters(fn)
+    if list(report.inputs) == names[:len(report.inputs)]:
+        cmd = shell_command(f"{path}:{qualname}", report)
+        if cmd:
+            return cmd
+    top, _, rest = qualname.partition(".")
+    callee = f"runpy.run_path({path!r})[{top!r}]" + (f".{rest}" if rest else "")
+    return python_snippet(callee, report, ("import runpy",))
 
 
 def _details(report: CheckReport, number: int, check_opts: dict[str, Any],
-             saved: Path | None) -> str:
+             saved: Path | None, call: str = "verigrad.check(fn, *inputs") -> str:
     """The failure-report section: what the summary leaves out (per-node results, the
     settings that reproduce the check, where the report went)."""
     lines = [f"gradcheck {number}: {report.verdict} {report.expression} "
@@ -282,9 +412,15 @@ def _details(report: CheckReport, number: int, check_opts: dict[str, Any],
                      f"{node.max_abs_error:.3g}, tolerance {node.tolerance:.3g}; path {node.path}")
     for kink in report.kinks:
         lines.append(f"  kink: {kink}")
-    shown = {k: v for k, v in check_opts.items() if v is not None}
-    lines.append("  reproduce: verigrad.check(fn, *inputs"
-                 + "".join(f", {k}={v!r}" for k, v in sorted(shown.items())) + ")")
+    from verigrad.report.document import reproduce_command
+
+    cmd = reproduce_command(report)
+    if cmd:
+        lines.append("  reproduce:\n" + _indent(cmd))
+    else:
+        shown = {k: v for k, v in check_opts.items() if v is not None}
+        lines.append(f"  reproduce: {call}"
+                     + "".join(f", {k}={v!r}" for k, v in sorted(shown.items())) + ")")
     if saved is not None:
         lines.append(f"  report: {saved}")
     return "\n".join(lines)
@@ -328,6 +464,8 @@ def _save(report: CheckReport, directory: Path, formats: Any, nodeid: str,
             report.save(str(target))
     except ValueError as exc:  # an unknown format, refused before anything is written
         problem = f"verigrad report format: {exc}"
+    except OSError as exc:   # not writable, a full disk, a symlink in the report's place
+        problem = f"cannot write the verigrad report to {target}: {exc.strerror or exc}"
     except ImportError as exc:
         # the renderers live in verigrad.report; an install without them cannot write files
         problem = (f"--verigrad-report-dir / verigrad_report_dir: this verigrad cannot write "

@@ -154,7 +154,8 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
         warnings=[f.precision for f in main.findings if f.precision] + main.warnings,
         fd_traces=main.traces,
         settings=dict(opts),
-        versions=_versions(), seconds=time.perf_counter() - t0)
+        versions=_versions(), seconds=time.perf_counter() - t0,
+        from_expression=problem.expr is not None)
     scalar = bool(report.entries) and report.entries[0].output is None
     report.closed_form = lambda: _closed_form(problem, scalar)
     report.seconds = time.perf_counter() - t0
@@ -901,7 +902,7 @@ def _float32_note(problem: Problem, main: _Point) -> None:
                       + (f" ({err})" if err else ""))
 
 
-def _closed_form(problem: Problem, scalar: bool) -> tuple[dict[str, str], str]:
+def _closed_form(problem: Problem, scalar: bool) -> tuple:
     """LaTeX of the derivatives for reports, when the expression is small."""
     if not scalar:
         return {}, "closed forms are shown for scalar outputs only"
@@ -921,13 +922,15 @@ def _closed_form(problem: Problem, scalar: bool) -> tuple[dict[str, str], str]:
         return {}, str(e)
     except (MirrorError, CheckInputError, ValueError) as e:
         return {}, f"no closed form: {e}"
+    exprs: dict[str, Any] = {}     # the SymPy expressions too: the HTML report prints MathML
     for t, g in zip(leaves, grads):
         if isinstance(g, sympy.Array):
             for idx in np.ndindex(t.shape):
-                derivatives[f"{t.name}[{', '.join(map(str, idx))}]"] = sympy.latex(g[idx])
+                exprs[f"{t.name}[{', '.join(map(str, idx))}]"] = g[idx]
         else:
-            derivatives[t.name] = sympy.latex(g)
-    return derivatives, ""
+            exprs[t.name] = g
+    derivatives = {name: sympy.latex(g) for name, g in exprs.items()}
+    return derivatives, "", exprs
 
 
 def _versions() -> dict[str, str]:

@@ -130,6 +130,43 @@ class CheckReport:
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the command (or Python snippet) that reruns this check, set by whoever knows the
+    #: target: the CLI (``file.py:function``), the pytest fixture; None: derived from an
+    #: expression, or unknown
+    reproduce: str | None = field(default=None, compare=False)
+    #: True when the check was of an expression string (its text then reruns it); a
+    #: callable's name never does, even when it reads like an expression
+    from_expression: bool = False
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many entries the report lists, by status: the one count every format shows
+        (``nearby``: how many of them are from nearby points, where only failures are kept).
+
+        >>> import verigrad as vg
+        >>> vg.check("w*x + b", x=2.0, w=3.0, b=1.0).counts
+        {'entries': 3, 'pass': 3, 'fail': 0, 'inconclusive': 0, 'nearby': 0}
+        """
+        n_fail = sum(e.status == "fail" for e in self.entries)
+        n_inc = sum(e.status == "inconclusive" for e in self.entries)
+        n = len(self.entries)
+        return {"entries": n, "pass": n - n_fail - n_inc, "fail": n_fail,
+                "inconclusive": n_inc, "nearby": sum(e.point != 0 for e in self.entries)}
+
+    @property
+    def counts_text(self) -> str:
+        """:attr:`counts` as the one line every format prints.
+
+        >>> import verigrad as vg
+        >>> vg.check("w*x + b", x=2.0, w=3.0, b=1.0).counts_text
+        '3 entries: 3 pass'
+        """
+        c = self.counts
+        text = f"{c['entries']} {'entry' if c['entries'] == 1 else 'entries'}: {c['pass']} pass"
+        text += f", {c['fail']} fail" if c["fail"] else ""
+        text += f", {c['inconclusive']} inconclusive" if c["inconclusive"] else ""
+        text += f" ({c['nearby']} of them at nearby points)" if c["nearby"] else ""
+        return text
 
     @property
     def derivatives(self) -> dict[str, str]:
@@ -141,10 +178,17 @@ class CheckReport:
         """Why ``derivatives`` is empty, when it is."""
         return self._closed_forms()[1]
 
-    def _closed_forms(self) -> tuple[dict[str, str], str]:
+    @property
+    def derivative_expressions(self) -> dict[str, Any]:
+        """The SymPy expressions behind :attr:`derivatives` (the HTML report prints them as
+        MathML); empty when ``derivatives`` is."""
+        return self._closed_forms()[2]
+
+    def _closed_forms(self) -> tuple[dict[str, str], str, dict[str, Any]]:
         if callable(self.closed_form):
             self.closed_form = self.closed_form()  # computed once, on first use
-        return self.closed_form if self.closed_form is not None else ({}, "")
+        found = tuple(self.closed_form) if self.closed_form is not None else ({}, "")
+        return (found + ({},))[:3] if len(found) < 3 else found[:3]
 
     @property
     def ok(self) -> bool:
@@ -157,14 +201,36 @@ class CheckReport:
 
     def worst(self, n: int = 5) -> list[Entry]:
         """The entries most worth looking at: failures, then inconclusive, then the largest
-        relative errors."""
+        relative errors (to 3 significant digits), ties in the entries' order."""
         rank = {"fail": 0, "inconclusive": 1, "precision": 2, "pass": 3}
 
-        def key(e: Entry) -> tuple:
-            r = e.rel_error if e.rel_error is not None and math.isfinite(e.rel_error) else 0.0
-            return (rank.get(e.status, 3), e.point != 0, -r)
+        def key(item: tuple[int, Entry]) -> tuple:
+            k, e = item
+            r = e.rel_error
+            # no error: nothing to rank; an infinite or nan one is the worst there is
+            r = 0.0 if r is None else (float(f"{r:.3g}") if math.isfinite(r) else math.inf)
+            # errors equal to the 3 digits a table shows (every entry off by the same factor,
+            # up to rounding) keep the entries' order, rather than an order set by rounding
+            return (rank.get(e.status, 3), e.point != 0, -r, k)
 
-        return sorted(self.entries, key=key)[:n]
+        return [e for _, e in sorted(enumerate(self.entries), key=key)[:n]]
+
+    def shown_entries(self, n: int) -> list[Entry]:
+        """The ``n`` entries a table shows: :meth:`worst`, always including the culprit's
+        element (the entry of the culprit's input and element, when there is one), so the
+        number the culprit names can be read next to the others."""
+        shown = self.worst(n)
+        c = self.culprit
+        if c is None or n <= 0 or len(shown) == len(self.entries):
+            return shown
+
+        def of_culprit(e: Entry) -> bool:
+            return e.input == c.input_name and tuple(e.index) == tuple(c.element)
+
+        if any(of_culprit(e) for e in shown):
+            return shown
+        mine = [e for e in self.worst(len(self.entries)) if of_culprit(e)]
+        return shown[:n - 1] + mine[:1] if mine else shown
 
     def __str__(self) -> str:
         from ..report.terminal import render_text

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable
 
-__all__ = ["save", "FORMATS", "render"]
+__all__ = ["save", "FORMATS", "render", "UnsafeReportPath"]
 
 #: format name -> file name
 FORMATS = {"json": "report.json", "md": "report.md", "html": "report.html"}
@@ -37,15 +37,77 @@ def render(report: Any, fmt: str, created: str | None = None) -> str:
     raise ValueError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
+class UnsafeReportPath(OSError):
+    """A report file's place is a symlink (or another non-file) verigrad did not create:
+    nothing is written there."""
+
+
+def _umask() -> int:
+    # the mode a plain open() would give a new file; /proc avoids os.umask's set-and-restore
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _refuse_unsafe(directory: str, paths: list[str]) -> None:
+    """Never write through (or replace) a symlink: verigrad creates none, so one in a report's
+    place was put there by someone else (a link to ~/.bashrc, say)."""
+    if os.path.islink(directory):
+        raise UnsafeReportPath(f"{directory} is a symlink; verigrad writes reports only into "
+                               f"a real directory (remove the link or choose another one)")
+    for path in paths:
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+            what = "a symlink" if os.path.islink(path) else "not a regular file"
+            raise UnsafeReportPath(f"{path} is {what}; verigrad replaces only report files it "
+                                   f"wrote (remove it or choose another directory)")
+
+
+def _write_temp(directory: str, name: str, text: str, mode: int) -> str:
+    """``text`` in a new temporary file next to ``name`` (flushed to disk); its path."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def save(report: Any, directory: str | os.PathLike, formats: Iterable[str] | str = (
         "json", "md", "html")) -> list[str]:
     """Write ``report.json``/``report.md``/``report.html`` (those in ``formats``, a sequence
     or a comma-separated string) into ``directory``, created if needed; returns the paths.
 
-    Every file gets the same ``created`` timestamp. Raises ``ValueError`` for an unknown
-    format (before writing anything) and ``OSError`` when the directory is not writable.
+    Every file gets the same ``created`` timestamp. Writes are atomic: each file is written
+    to a temporary file in ``directory`` and moved into place with :func:`os.replace`, and
+    the files are moved only once all of them are written, so a full disk or an
+    interrupted write leaves the previous report (or nothing), never a half file; if a move
+    fails, the files already moved are put back. Raises ``ValueError`` for an unknown
+    format (before writing anything), :class:`UnsafeReportPath` (an ``OSError``) when a
+    report file or the directory is a symlink, and ``OSError`` when the directory is not
+    writable.
     """
-    from .markdown import created_now
+    from .document import created_now
 
     if isinstance(formats, str):
         formats = [f.strip() for f in formats.split(",") if f.strip()]
@@ -56,11 +118,43 @@ def save(report: Any, directory: str | os.PathLike, formats: Iterable[str] | str
                          f" choose from {', '.join(FORMATS)}")
     created = created_now()
     texts = {f: render(report, f, created) for f in formats}   # render all before writing
+    directory = os.fspath(directory)
+    paths = [os.path.join(directory, FORMATS[f]) for f in formats]
+    _refuse_unsafe(directory, paths)
     os.makedirs(directory, exist_ok=True)
-    paths = []
-    for f in formats:
-        path = os.path.join(os.fspath(directory), FORMATS[f])
-        with open(path, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(texts[f])
-        paths.append(path)
+    _refuse_unsafe(directory, paths)     # again: the directory may have been made just now
+    mode = 0o666 & ~_umask()
+    temps: dict[str, str] = {}
+    backups: dict[str, str] = {}
+    done: list[str] = []
+    try:
+        for f, path in zip(formats, paths):
+            temps[path] = _write_temp(directory, FORMATS[f], texts[f], mode)
+        _refuse_unsafe(directory, paths)  # nothing swapped in while we wrote
+        for path in paths:
+            if os.path.exists(path):
+                # a hard link keeps the previous file, to put back if a later move fails
+                backup = temps[path] + ".old"
+                try:
+                    os.link(path, backup)
+                    backups[path] = backup
+                except OSError:
+                    pass
+        for path in paths:
+            os.replace(temps[path], path)
+            del temps[path]
+            done.append(path)
+    except BaseException:
+        for path in reversed(done):       # the set is complete or not written
+            if path in backups:
+                try:
+                    os.replace(backups.pop(path), path)
+                except OSError:
+                    pass
+            else:
+                _remove(path)
+        raise
+    finally:
+        for tmp in list(temps.values()) + list(backups.values()):
+            _remove(tmp)
     return paths

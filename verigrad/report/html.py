@@ -1,10 +1,10 @@
 """The HTML report: one self-contained file a person can open.
 
-The same content as the Markdown report (both print :func:`verigrad.report.markdown.document`)
+The same content as the Markdown report (both print :func:`verigrad.report.document.document`)
 plus figures as inline SVG. No scripts, no external fonts, images or stylesheets: the page
 reads the same offline and without JavaScript. Every piece of user text goes through
-:func:`html.escape`. LaTeX formulas are shown as LaTeX source (rendering them would need
-MathJax or KaTeX, i.e. scripts and fonts).
+:func:`html.escape`. Derivatives are presentation MathML (SymPy's printer), which browsers
+render natively, with no scripts or fonts.
 
 >>> import verigrad as vg
 >>> page = vg.check("w*x + b", x=2.0, w=3.0, b=1.0).to_html()
@@ -16,7 +16,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from .markdown import (Bullets, Code, FigureSlot, Footer, Formula, Heading, Para, Preformatted,
+from .document import (Bullets, Code, FigureSlot, Footer, Formula, Heading, Para, Preformatted,
                        Strong, Table, Verdict, document)
 
 __all__ = ["render_html", "CSS"]
@@ -64,6 +64,8 @@ tr.inconclusive td.status { color: var(--inconclusive); }
            border-left: 3px solid var(--line); }
 .formula .name { color: var(--muted); font-size: 0.85em; margin-right: 10px; }
 .formula code { background: none; padding: 0; }
+.formula { overflow-x: auto; }
+.formula math { font-size: 1.15em; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr));
         gap: 8px 28px; align-items: start; }
 figure { margin: 12px 0 20px; }
@@ -121,14 +123,13 @@ def _figures(report: Any) -> str:
     if not figs:
         out.append('<p class="skipped">No figures: no entry has a single reference and no '
                    'finite-difference ladder was recorded.</p>')
-    out.append('<div class="figs">')
-    for f in figs:
-        if f.svg:
-            out.append(f"<figure>\n{f.svg}\n<figcaption>{escape(f.caption)}</figcaption>\n"
-                       f"</figure>")
-        else:
-            out.append(f'<p class="skipped">{escape(f.title)}: {escape(f.caption)}</p>')
-    out.append("</div>")
+    # only drawn figures go into the grid: a note there would leave a cell without a plot
+    drawn = [f"<figure>\n{f.svg}\n<figcaption>{escape(f.caption)}</figcaption>\n</figure>"
+             for f in figs if f.svg]
+    if drawn:
+        out += ['<div class="figs">', *drawn, "</div>"]
+    out += [f'<p class="skipped">{escape(f.title)}: {escape(f.caption)}</p>'
+            for f in figs if not f.svg]
     return "\n".join(out)
 
 
@@ -154,8 +155,12 @@ def render_html(report: Any, created: str | None = None) -> str:
         elif isinstance(b, Para):
             body.append(f"<p>{_inline(b.parts)}</p>")
         elif isinstance(b, Formula):
-            body.append(f'<div class="formula"><span class="name">∂f/∂{escape(b.name)} =</span>'
-                        f"<code>{escape(b.rhs)}</code></div>")
+            if b.mathml:
+                body.append(f'<div class="formula"><math display="block">{b.mathml}</math>'
+                            f'</div>')
+            else:
+                body.append(f'<div class="formula"><span class="name">∂f/∂{escape(b.name)} ='
+                            f'</span><code>{escape(b.rhs)}</code></div>')
         elif isinstance(b, Bullets):
             body.append("<ul>\n" + "\n".join(f"<li>{_inline(i)}</li>" for i in b.items)
                         + "\n</ul>")

@@ -8,44 +8,21 @@ The one field that changes between two runs of the same check is ``created``.
 >>> import json, verigrad as vg
 >>> doc = json.loads(vg.check("w*x + b", x=2.0, w=3.0, b=1.0).to_json())
 >>> doc["schema_version"], doc["verdict"], [e["tape"] for e in doc["entries"]]
-('1.0', 'pass', [3.0, 2.0, 1.0])
+('1.1', 'pass', [3.0, 2.0, 1.0])
 """
 from __future__ import annotations
 
 import json
-import math
-import numbers
 from importlib import resources
 from typing import Any
+
+from .document import created_now, plain, reproduce_command
 
 __all__ = ["render_json", "report_dict", "plain", "schema", "SCHEMA_VERSION"]
 
 #: bump the minor version for added fields, the major one for changed or removed ones
-SCHEMA_VERSION = "1.0"
-
-
-def plain(v: Any) -> Any:
-    """Python/numpy data as strict-JSON data (non-finite floats as strings).
-
-    >>> plain({"a": (1, float("nan")), "b": [float("-inf")]})
-    {'a': [1, 'nan'], 'b': ['-inf']}
-    """
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        f = float(v)
-        if math.isfinite(f):
-            return f
-        return "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf")
-    if isinstance(v, dict):
-        return {str(k): plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if hasattr(v, "tolist"):          # numpy arrays and scalars (np.bool_ too)
-        return plain(v.tolist())
-    return str(v)
+#: (1.1: counts.nearby)
+SCHEMA_VERSION = "1.1"
 
 
 def _entry(e: Any) -> dict[str, Any]:
@@ -71,11 +48,7 @@ def _culprit(c: Any) -> dict[str, Any] | None:
 
 def report_dict(report: Any, created: str | None = None) -> dict[str, Any]:
     """The report as plain JSON data (what :func:`render_json` writes)."""
-    from .markdown import created_now, reproduce_command
-
     entries = report.entries
-    n_fail = sum(e.status == "fail" for e in entries)
-    n_inc = sum(e.status == "inconclusive" for e in entries)
     doc = {
         "schema": "verigrad-report",
         "schema_version": SCHEMA_VERSION,
@@ -85,8 +58,7 @@ def report_dict(report: Any, created: str | None = None) -> dict[str, Any]:
         "expression": report.expression,
         "reproduce": reproduce_command(report),
         "inputs": report.inputs,
-        "counts": {"entries": len(entries), "pass": len(entries) - n_fail - n_inc,
-                   "fail": n_fail, "inconclusive": n_inc},
+        "counts": report.counts,
         "culprit": _culprit(report.culprit),
         "culprits": [_culprit(c) for c in report.culprits],
         "contract": list(report.contract),
@@ -134,7 +106,7 @@ def render_json(report: Any, created: str | None = None) -> str:
     """The report as strict JSON text (schema :data:`SCHEMA_VERSION`).
 
     >>> import verigrad as vg
-    >>> '"schema_version": "1.0"' in vg.check("x**2", x=3.0).to_json()
+    >>> '"schema_version": "1.1"' in vg.check("x**2", x=3.0).to_json()
     True
     """
     return _dump(report_dict(report, created), 0) + "\n"
@@ -144,7 +116,7 @@ def schema() -> dict[str, Any]:
     """The JSON Schema of the report, as shipped in the package.
 
     >>> schema()["properties"]["schema_version"]["const"]
-    '1.0'
+    '1.1'
     """
     text = resources.files("verigrad.report").joinpath("schema/report.schema.json").read_text(
         encoding="utf-8")

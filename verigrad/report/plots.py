@@ -158,14 +158,12 @@ def fd_figure(report: Any, name: str, key: str) -> FigureSVG | None:
             return FigureSVG(f"Finite differences for {name}", "", "; ".join(notes) + ".")
         _decades(ax.xaxis)
         _decades(ax.yaxis)
-        ax.set_xlabel("finite-difference step h")
+        # which error wins where is said under the axis, not inside it: a V's arms can run
+        # through any corner of the axes, and text there would cross them
+        ax.set_xlabel("finite-difference step h\n← rounding error dominates · truncation "
+                      "error dominates →", fontsize=9)
         ax.set_ylabel("|D(h) − reference|")
         ax.set_title(f"Finite-difference error against step: {name}", loc="left")
-        # the bottom corners are free: the V's arms rise at both ends
-        ax.text(0.01, 0.02, "← rounding error dominates", transform=ax.transAxes,
-                ha="left", va="bottom", fontsize=8, color="#57606a")
-        ax.text(0.99, 0.02, "truncation error dominates →", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8, color="#57606a")
         if plotted > 1 or len(shown) > 1:
             # beside the axes: inside, it would hide one of the V's arms
             ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),

@@ -73,16 +73,8 @@ def render_text(report: Any, color: bool = False, max_rows: int = 6) -> str:
     verdict = report.verdict.upper()
     if color:
         verdict = f"{_COLORS.get(report.verdict, '')}{verdict}{_RESET}"
-    given = [e for e in report.entries if e.point == 0]
-    n_fail = sum(e.status == "fail" for e in given)
-    n_inc = sum(e.status == "inconclusive" for e in given)
-    n_near = len(report.entries) - len(given)
     head = f"verigrad: {verdict}  {report.expression}"
-    n = len(given)
-    counts = f"  {n} {'entry' if n == 1 else 'entries'}: {n - n_fail - n_inc} pass"
-    counts += f", {n_fail} fail" if n_fail else ""
-    counts += f", {n_inc} inconclusive" if n_inc else ""
-    counts += f" (and {n_near} failing at nearby points)" if n_near else ""
+    counts = "  " + report.counts_text
     lines = [head, counts]
     if report.culprit is not None:
         lines.append(f"  culprit: {report.culprit.message}")
@@ -91,7 +83,7 @@ def render_text(report: Any, color: bool = False, max_rows: int = 6) -> str:
     for c in report.contract:
         if report.culprit is None or c != report.culprit.message:
             lines.append(f"  contract: {c}")
-    shown = report.worst(max_rows)
+    shown = report.shown_entries(max_rows)
     if shown:
         rows = [["entry", "tape", "reference", "abs error", "status"]]
         for e in shown:
