@@ -836,23 +836,23 @@ def _culprits(findings: list[LocalFinding]) -> list[Culprit]:
 
 def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
     """Expected and got with the digits at which they differ, the error next to its
-    tolerance, and, for a projection on a random cotangent, the element's own derivative."""
-    exp, got = distinct(f.expected, f.got)
-    rel = abs(f.got - f.expected) / abs(f.expected) if f.expected else math.inf
+    tolerance. A projection on a random cotangent is replaced by the element's own
+    derivative when that was found, and labelled as a projection when not."""
+    exp, got, err, tol = f.expected, f.got, f.max_abs_error, f.tolerance
+    what = "expected"
+    if f.projected and f.own is not None:
+        k, exp, got, tol = f.own
+        err = abs(got - exp)
+        what = "d out" + (f"[{', '.join(map(str, k))}]" if k else "") + \
+            f" / d {f.input_name}{where.replace(' at ', '')} is"
+    e_s, g_s = distinct(exp, got)
+    rel = abs(got - exp) / abs(exp) if exp else math.inf
     msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
-           f"({f.input_name}){where}: expected {exp} from {against}, got {got} (error "
-           f"{f.max_abs_error:.2g} > tolerance {f.tolerance:.2g}, relative error {rel:.2g}; "
-           f"path {f.path})")
-    if f.projected:
+           f"({f.input_name}){where}: {what} {e_s} by {against}, got {g_s} (error "
+           f"{err:.2g} > tolerance {tol:.2g}, relative error {rel:.2g}; path {f.path})")
+    if f.projected and f.own is None:
         msg += ("; these are v . J for a seeded random cotangent v on its output (a "
                 "projection on a random direction)")
-        if f.own is not None:
-            k, e, g, t = f.own
-            e_s, g_s = distinct(e, g)
-            out = "d out" + (f"[{', '.join(map(str, k))}]" if k else "")
-            msg += (f"; the element's own derivative {out} / d {f.input_name}"
-                    f"{'[' + ', '.join(map(str, f.element)) + ']' if f.element else ''}: "
-                    f"expected {e_s}, got {g_s} (tolerance {t:.2g})")
     return msg
 
 
