@@ -102,13 +102,15 @@ class OpNode(Node):
     _guard = False       # saves inputs or output: check versions / freed before use
     _single = True       # one tensor input: the VJP returns a bare gradient
     _saved_names: tuple = ()  # ((input index, VJP keyword), ...) for non-variadic ops
+    _keep0 = False       # the node keeps input 0 (1) even when it requires grad
+    _keep1 = False
 
     def _backward(self, grads: list, create_graph: bool, owned: bool = False) -> Sequence[Any]:
         """Gradients for the inputs. ``owned``: nothing but the engine holds ``grads[0]``, so
         the VJP may write into it (its ``F.g_*`` forms)."""
-        if self._guard:
-            self._check_saved()
         if create_graph:
+            if self._guard:
+                self._check_saved()
             return self._backward_graph(grads)
         op = self.op
         vjp_params = op.vjp_params
@@ -117,17 +119,29 @@ class OpNode(Node):
             kwargs = {p: params[p] for p in vjp_params}
         else:
             kwargs = {}
-        if self._saved_names:
-            inputs = self._inputs
-            for i, name in self._saved_names:
-                t = inputs[i]
-                d = getattr(t, "_data", t)
-                # numpy scalars: arithmetic on 0-d arrays costs several times more
-                kwargs[name] = d[()] if type(d) is np.ndarray and not d.ndim else d
-        elif op.saved:  # variadic
-            kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, False) for t in self._inputs]
-        if op.uses_out:
-            kwargs["out"] = self._out
+        if self._guard:
+            # _check_saved inlined for the plain ops (scalar graphs pay per node)
+            if self._freed:
+                raise GraphFreedError(FREED_MESSAGE)
+            saved_names = self._saved_names
+            if saved_names:
+                inputs = self._inputs
+                for (i, name), v in zip(saved_names, self._versions):
+                    t = inputs[i]
+                    vb = getattr(t, "_vbox", None)
+                    if vb is not None and vb[0] != v:
+                        raise SavedTensorModifiedError(_modified_message(t, self, vb[0], v))
+                    d = getattr(t, "_data", t)
+                    # numpy scalars: arithmetic on 0-d arrays costs several times more
+                    kwargs[name] = d[()] if type(d) is np.ndarray and not d.ndim else d
+            elif op.saved:  # variadic
+                self._check_saved()
+                kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, False) for t in self._inputs]
+            if op.uses_out:
+                vb = self._out_vbox
+                if vb is not None and vb[0] != 0:
+                    self._check_saved()  # raises
+                kwargs["out"] = self._out
         if op.uses_needs:
             kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
         if op.uses_shapes:
@@ -139,30 +153,36 @@ class OpNode(Node):
             if gi is None or self._edges[0][0] is None:
                 return [None]
             shape = self._shapes[0]
+            dtype = self._dtypes[0]
+            if type(gi) is dtype.type and shape == ():
+                return [gi]  # a numpy scalar of the input's dtype: nothing to reduce or cast
             try:
                 gshape = gi.shape
             except AttributeError:  # a tuple (or anything but an array) for one input
                 raise _count_error(self, result) from None
             if gshape != shape:
                 gi = _reduce(self, F, gi, 0)
-            if gi.dtype != self._dtypes[0]:
-                gi = gi.astype(self._dtypes[0])
+            if gi.dtype != dtype:
+                gi = gi.astype(dtype)
             return [gi]
         # the contract costs two cheap checks here; the shape is checked only where it
         # differs from the input's (where the engine has to reduce it anyway)
         if type(result) not in _SEQUENCES or len(result) != len(self._edges):
             raise _count_error(self, result)
         out = []
-        for i, (gi, shape, dtype, edge) in enumerate(
-                zip(result, self._shapes, self._dtypes, self._edges)):
+        i = 0
+        for gi, shape, dtype, edge in zip(result, self._shapes, self._dtypes, self._edges):
             if gi is None or edge[0] is None:
                 out.append(None)
-                continue
-            if gi.shape != shape:
-                gi = _reduce(self, F, gi, i)
-            if gi.dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
-                gi = gi.astype(dtype)
-            out.append(gi)
+            elif type(gi) is dtype.type and shape == ():
+                out.append(gi)
+            else:
+                if gi.shape != shape:
+                    gi = _reduce(self, F, gi, i)
+                if gi.dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
+                    gi = gi.astype(dtype)
+                out.append(gi)
+            i += 1
         return out
 
     def _backward_graph(self, grads: list) -> Sequence[Any]:
@@ -305,4 +325,5 @@ def make_node_class(op: "OpDef") -> type:
     return type(op.grad_fn_name, (OpNode,), {
         "__slots__": (), "op": op, "_name": op.grad_fn_name, "__module__": "verigrad.autograd.node",
         "_guard": bool(op.saved or op.uses_out), "_single": len(op.inputs) == 1 and not variadic,
-        "_saved_names": () if variadic else tuple((i, op.inputs[i]) for i in op.saved)})
+        "_saved_names": () if variadic else tuple((i, op.inputs[i]) for i in op.saved),
+        "_keep0": bool(op.keep_all or 0 in op.keep), "_keep1": bool(op.keep_all or 1 in op.keep)})
