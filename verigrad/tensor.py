@@ -174,13 +174,17 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
     if n == 1:
         node._edges = (ea,)
         node._inputs = (a,) if ka else _DROPPED
-        node._shapes = (da.shape,)
-        node._dtypes = (dt,)
+        # shared tuples for the common records: fewer objects for the garbage collector to
+        # count (every tracked allocation moves it closer to a collection of the graph)
+        sh = da.shape
+        node._shapes = _S1 if sh is _EMPTY else (sh,)
+        node._dtypes = _DT1.get(dt) or _record_dtypes(_DT1, dt, (dt,))
     elif db is None:  # a Python number: a constant
         node._edges = (ea, _NO_EDGE)
         node._inputs = (a if ka else None, b)
-        node._shapes = (da.shape, ())
-        node._dtypes = (dt, None)
+        sh = da.shape
+        node._shapes = _S2 if sh is _EMPTY else (sh, ())
+        node._dtypes = _DTC.get(dt) or _record_dtypes(_DTC, dt, (dt, None))
     else:
         fn = b._grad_fn
         if fn is not None:
@@ -193,20 +197,21 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
             eb = _NO_EDGE
             kb = True
         node._edges = (ea, eb)
-        node._inputs = (a if ka else None, b if kb else None)
-        node._shapes = (da.shape, db.shape)
-        node._dtypes = (dt, dt)
+        node._inputs = (a if ka else None, b if kb else None) if ka or kb else _DROPPED2
+        sh, shb = da.shape, db.shape
+        node._shapes = _S2 if sh is _EMPTY and shb is _EMPTY else (sh, shb)
+        node._dtypes = _DT2.get(dt) or _record_dtypes(_DT2, dt, (dt, dt))
     saved = op.saved
     if saved:
         if len(saved) == 1:
             vb = getattr(args[saved[0]], "_vbox", None)
-            node._versions = _V0 if vb is None else (vb[0],)
+            node._versions = _V0 if vb is None or not vb[0] else (vb[0],)
         else:
             versions = []
             for i in saved:
                 vb = getattr(args[i], "_vbox", None)
                 versions.append(0 if vb is None else vb[0])
-            node._versions = tuple(versions)
+            node._versions = _V00 if versions == _L00 else tuple(versions)
     else:
         node._versions = ()
     if op.uses_out:
@@ -349,9 +354,23 @@ def _apply_general(op: OpDef, args: tuple, params: dict) -> "Tensor":
 
 
 _DROPPED = (None,)
+_DROPPED2 = (None, None)
 _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
 _V0 = (0,)
+_V00 = (0, 0)
+_L00 = [0, 0]
+_EMPTY = ()
+_S1 = ((),)
+_S2 = ((), ())
+_DT1: dict = {}
+_DT2: dict = {}
+_DTC: dict = {}
+
+
+def _record_dtypes(cache: dict, dt: np.dtype, value: tuple) -> tuple:
+    cache[dt] = value
+    return value
 _new_tensor = object.__new__
 
 
