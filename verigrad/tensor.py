@@ -206,12 +206,11 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
         if len(saved) == 1:
             vb = getattr(args[saved[0]], "_vbox", None)
             node._versions = _V0 if vb is None or not vb[0] else (vb[0],)
-        else:
-            versions = []
-            for i in saved:
-                vb = getattr(args[i], "_vbox", None)
-                versions.append(0 if vb is None else vb[0])
-            node._versions = _V00 if versions == _L00 else tuple(versions)
+        else:  # both inputs (n == 2)
+            va = getattr(a, "_vbox", None)
+            vb = getattr(b, "_vbox", None)
+            node._versions = (_V00 if (va is None or not va[0]) and (vb is None or not vb[0])
+                              else (0 if va is None else va[0], 0 if vb is None else vb[0]))
     else:
         node._versions = ()
     if op.uses_out:
@@ -359,7 +358,6 @@ _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
 _V0 = (0,)
 _V00 = (0, 0)
-_L00 = [0, 0]
 _EMPTY = ()
 _S1 = ((),)
 _S2 = ((), ())

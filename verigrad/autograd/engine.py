@@ -235,13 +235,44 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                     if gi is None or target is None:
                         continue
                     if type(gi) is not ndarray:
-                        mine = False  # a numpy scalar (0-d) or a tensor (create_graph)
+                        # a numpy scalar (0-d gradients: the scalar graphs' path) or a tensor
+                        # (create_graph): never the engine's to reuse
+                        if isinstance(target, Node):
+                            buf = get_buf(target)
+                            if buf is None:
+                                if nr == 0 and target.n_outputs == 1:
+                                    buffers[target] = [gi]
+                                else:
+                                    buf = buffers[target] = [None] * target.n_outputs
+                                    buf[nr] = gi
+                                continue
+                            prev = buf[nr]
+                            if prev is None:
+                                buf[nr] = gi
+                                continue
+                            if type(prev) is not ndarray:  # (then never an owned buffer)
+                                buf[nr] = prev + gi
+                                continue
+                        elif plain:
+                            acc = pending.get(target)
+                            if acc is not None:
+                                if type(gi) is type(acc):  # numpy scalars of one dtype
+                                    pending[target] = acc + gi
+                                    continue
+                                _flush_leaf(target, pending.pop(target))
+                            elif _start_pending(target, gi, pending, _wrap):
+                                continue
+                        mine = False
                     else:
                         # a gradient nothing but this loop references (not the incoming
                         # gradient passed through, not one array handed to two inputs as add
                         # does, not a view, not saved data) is the engine's to reuse
                         mine = (gi.base is None and not create_graph
                                 and _refcount(gi) == _FRESH_REFS)
+                        if plain and not isinstance(target, Node):
+                            acc = pending.get(target)
+                            if acc is not None:  # a 0-d array after numpy scalars
+                                _flush_leaf(target, pending.pop(target))
                     if isinstance(target, Node):
                         buf = get_buf(target)
                         if buf is None:
@@ -262,18 +293,7 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                                 buf[nr] = prev = prev + gi
                                 if nr == 0 and type(prev) is ndarray and not create_graph:
                                     owned.add(target)
-                        continue
-                    if plain:
-                        acc = pending.get(target)
-                        if acc is not None:
-                            if type(gi) is type(acc):  # numpy scalars of one dtype
-                                pending[target] = acc + gi
-                                continue
-                            _flush_leaf(target, pending.pop(target))
-                        elif type(gi) is not ndarray and _start_pending(target, gi, pending,
-                                                                         _wrap):
-                            continue
-                    if (plain and target._grad is not None
+                    elif (plain and target._grad is not None
                             and not target._grad._requires_grad):
                         target._grad._data += gi  # the common case of _deliver_leaf, inline
                     else:
