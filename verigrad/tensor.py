@@ -92,6 +92,144 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
     >>> apply(REGISTRY["exp"], (x,)).grad_fn.name()
     'ExpBackward0'
     """
+    # The common calls (one tensor, two tensors of one float dtype, a tensor and a Python
+    # number) take a path of their own: scalar graphs spend most of their time here, not in
+    # numpy. It computes exactly what _apply_general does for these arguments (the same
+    # forward call, the same node fields); everything else goes there.
+    n = len(args)
+    if n == 1:
+        a = args[0]
+        if type(a) is not Tensor:
+            return _apply_general(op, args, params)
+        da = a._data
+        dt = da.dtype
+        if dt is not _F64 and dt is not _F32 and dt.kind not in "fc":
+            return _apply_general(op, args, params)
+        try:
+            out = op.forward(da, **params) if params else op.forward(da)
+        except ValueError:
+            out = _forward(op, [da], params)  # re-raises in our words
+        b = db = None
+        requires = a._requires_grad
+    elif n == 2:
+        a, b = args
+        if type(a) is not Tensor:
+            return _apply_general(op, args, params)
+        da = a._data
+        dt = da.dtype
+        if dt is not _F64 and dt is not _F32 and dt.kind not in "fc":
+            return _apply_general(op, args, params)
+        tb = type(b)
+        if tb is Tensor:
+            db = b._data
+            if db.dtype is not dt:
+                return _apply_general(op, args, params)
+            requires = a._requires_grad or b._requires_grad
+        elif tb is float or tb is int:
+            db = None
+            requires = a._requires_grad
+        else:
+            return _apply_general(op, args, params)
+        try:
+            if params:
+                out = op.forward(da, b if db is None else db, **params)
+            else:
+                out = op.forward(da, b if db is None else db)
+        except ValueError:
+            out = _forward(op, [da, b if db is None else db], params)
+    else:
+        return _apply_general(op, args, params)
+    scalar = None
+    if type(out) is not np.ndarray:
+        scalar = out  # a ufunc on 0-d arrays returns a numpy scalar: keep it for the node
+        out = np.asarray(out)
+    result = _new_tensor(Tensor)
+    result._data = out
+    result._requires_grad = False
+    result._grad = None
+    result._grad_fn = None
+    result._output_nr = 0
+    result._vbox = None
+    result._base = None
+    result._retains_grad = False
+    result._accumulator = None
+    result.name = None
+    if not requires or op.vjp is None or not _state.enabled:
+        return result
+    odt = out.dtype
+    if odt is not dt and odt.kind not in "fc":
+        return result
+    cls = op.node_cls
+    node = _new_tensor(cls)
+    fn = a._grad_fn
+    if fn is not None:
+        ea = (fn, a._output_nr)
+        ka = cls._keep0
+    elif a._requires_grad:
+        ea = (a, 0)
+        ka = cls._keep0
+    else:
+        ea = _NO_EDGE
+        ka = True
+    if n == 1:
+        node._edges = (ea,)
+        node._inputs = (a,) if ka else _DROPPED
+        # shared tuples for the common records: fewer objects for the garbage collector to
+        # count (every tracked allocation moves it closer to a collection of the graph)
+        sh = da.shape
+        node._shapes = _S1 if sh is _EMPTY else (sh,)
+        node._dtypes = _DT1.get(dt) or _record_dtypes(_DT1, dt, (dt,))
+    elif db is None:  # a Python number: a constant
+        node._edges = (ea, _NO_EDGE)
+        node._inputs = (a if ka else None, b)
+        sh = da.shape
+        node._shapes = _S2 if sh is _EMPTY else (sh, ())
+        node._dtypes = _DTC.get(dt) or _record_dtypes(_DTC, dt, (dt, None))
+    else:
+        fn = b._grad_fn
+        if fn is not None:
+            eb = (fn, b._output_nr)
+            kb = cls._keep1
+        elif b._requires_grad:
+            eb = (b, 0)
+            kb = cls._keep1
+        else:
+            eb = _NO_EDGE
+            kb = True
+        node._edges = (ea, eb)
+        node._inputs = (a if ka else None, b if kb else None) if ka or kb else _DROPPED2
+        sh, shb = da.shape, db.shape
+        node._shapes = _S2 if sh is _EMPTY and shb is _EMPTY else (sh, shb)
+        node._dtypes = _DT2.get(dt) or _record_dtypes(_DT2, dt, (dt, dt))
+    saved = op.saved
+    if saved:
+        if len(saved) == 1:
+            vb = getattr(args[saved[0]], "_vbox", None)
+            node._versions = _V0 if vb is None or not vb[0] else (vb[0],)
+        else:  # both inputs (n == 2)
+            va = getattr(a, "_vbox", None)
+            vb = getattr(b, "_vbox", None)
+            node._versions = (_V00 if (va is None or not va[0]) and (vb is None or not vb[0])
+                              else (0 if va is None else va[0], 0 if vb is None else vb[0]))
+    else:
+        node._versions = ()
+    if op.uses_out:
+        node._out = out if out.ndim else (out[()] if scalar is None else scalar)
+        node._out_vbox = result._vbox = [0]
+    else:
+        node._out = None
+        node._out_vbox = None
+    node._params = params
+    node._freed = False
+    node._retain = None
+    node._seq = next(_seq)
+    result._grad_fn = node
+    result._requires_grad = True
+    return result
+
+
+def _apply_general(op: OpDef, args: tuple, params: dict) -> "Tensor":
+    """:func:`apply` for any arguments: promotion, mixed inputs, variadic ops."""
     datas = []
     requires = False
     common = None
@@ -101,9 +239,10 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
             d = a._data
             if a._requires_grad:
                 requires = True
+            dt = d.dtype
             if common is None:
-                common = d.dtype
-            elif d.dtype != common:
+                common = dt
+            elif dt is not common and dt != common:
                 same = False
             datas.append(d)
         else:
@@ -117,10 +256,12 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
             out = out.astype(_dtype.get_default_dtype().np)
     else:
         try:
-            out = op.forward(*datas, **params)
+            out = op.forward(*datas, **params) if params else op.forward(*datas)
         except ValueError:
             out = _forward(op, datas, params)  # re-raises in our words
+    scalar = None
     if type(out) is not np.ndarray:
+        scalar = out  # a ufunc on 0-d arrays returns a numpy scalar: keep it for the node
         out = np.asarray(out)
     # _wrap inlined: one call fewer per recorded op on the hot path
     result = _new_tensor(Tensor)
@@ -134,56 +275,75 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
     result._retains_grad = False
     result._accumulator = None
     result.name = None
-    if requires and _state.enabled and op.vjp is not None and out.dtype.kind in "fc":
-        node = _new_tensor(op.node_cls)
-        edges = []
-        shapes = []
-        dtypes = []
-        # the node keeps what its VJP reads and the constants (the mirror needs them);
-        # other inputs that require grad are dropped, as PyTorch frees them: their values
-        # can be replayed from the leaves (GraphView.input_values)
-        kept = []
-        keep, keep_all = op.keep, op.keep_all
-        for i, a in enumerate(args):
-            if isinstance(a, Tensor):
-                fn = a._grad_fn
-                if fn is not None:
-                    edges.append((fn, a._output_nr))
-                    kept.append(a if keep_all or i in keep else None)
-                elif a._requires_grad:
-                    edges.append((a, 0))
-                    kept.append(a if keep_all or i in keep else None)
+    if requires and op.vjp is not None and _state.enabled:
+        if out.dtype.kind not in "fc":
+            return result
+        cls = op.node_cls
+        node = _new_tensor(cls)
+        if len(args) == 1:  # unary: the argument is a tensor that requires grad
+            a = args[0]
+            fn = a._grad_fn
+            node._edges = ((fn, a._output_nr),) if fn is not None else ((a, 0),)
+            node._inputs = (a,) if cls._keep0 else _DROPPED
+            d = a._data
+            node._shapes = (d.shape,)
+            node._dtypes = (d.dtype,)
+        else:
+            edges = []
+            shapes = []
+            dtypes = []
+            # the node keeps what its VJP reads and the constants (the mirror needs them);
+            # other inputs that require grad are dropped, as PyTorch frees them: their values
+            # can be replayed from the leaves (GraphView.input_values)
+            kept = []
+            keep, keep_all = op.keep, op.keep_all
+            i = 0
+            for a in args:
+                if isinstance(a, Tensor):
+                    fn = a._grad_fn
+                    if fn is not None:
+                        edges.append((fn, a._output_nr))
+                        kept.append(a if keep_all or i in keep else None)
+                    elif a._requires_grad:
+                        edges.append((a, 0))
+                        kept.append(a if keep_all or i in keep else None)
+                    else:
+                        edges.append(_NO_EDGE)
+                        kept.append(a)
+                    d = a._data
+                    shapes.append(d.shape)
+                    dtypes.append(d.dtype)
                 else:
                     edges.append(_NO_EDGE)
                     kept.append(a)
-                d = a._data
-                shapes.append(d.shape)
-                dtypes.append(d.dtype)
+                    shapes.append(a.shape if isinstance(a, np.ndarray) else ())
+                    dtypes.append(None)
+                i += 1
+            node._edges = tuple(edges)
+            node._inputs = tuple(kept)
+            node._shapes = tuple(shapes)
+            node._dtypes = tuple(dtypes)
+        saved = op.saved
+        if saved:
+            if len(saved) == 1:
+                vb = getattr(args[saved[0]], "_vbox", None)
+                node._versions = _V0 if vb is None else (vb[0],)
             else:
-                edges.append(_NO_EDGE)
-                kept.append(a)
-                shapes.append(a.shape if isinstance(a, np.ndarray) else ())
-                dtypes.append(None)
-        node._edges = tuple(edges)
-        node._inputs = tuple(kept)
-        if op.saved:
-            versions = []
-            for i in op.saved:
-                vb = args[i]._vbox if isinstance(args[i], Tensor) else None
-                versions.append(0 if vb is None else vb[0])
-            node._versions = tuple(versions)
+                versions = []
+                for i in saved:
+                    vb = getattr(args[i], "_vbox", None)
+                    versions.append(0 if vb is None else vb[0])
+                node._versions = tuple(versions)
         else:
             node._versions = ()
         if op.uses_out:
-            node._out = out if out.ndim else out[()]  # a scalar: cheaper 0-d VJP arithmetic
+            # a scalar: cheaper 0-d VJP arithmetic
+            node._out = out if out.ndim else (out[()] if scalar is None else scalar)
             node._out_vbox = result._vbox = [0]
         else:
             node._out = None
             node._out_vbox = None
-        # the engine needs input shapes to reduce broadcast gradients
-        node._shapes = tuple(shapes)
         node._params = params
-        node._dtypes = tuple(dtypes)
         node._freed = False
         node._retain = None
         node._seq = next(_seq)
@@ -192,6 +352,23 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
     return result
 
 
+_DROPPED = (None,)
+_DROPPED2 = (None, None)
+_F64 = np.dtype(np.float64)
+_F32 = np.dtype(np.float32)
+_V0 = (0,)
+_V00 = (0, 0)
+_EMPTY = ()
+_S1 = ((),)
+_S2 = ((), ())
+_DT1: dict = {}
+_DT2: dict = {}
+_DTC: dict = {}
+
+
+def _record_dtypes(cache: dict, dt: np.dtype, value: tuple) -> tuple:
+    cache[dt] = value
+    return value
 _new_tensor = object.__new__
 
 

@@ -194,6 +194,12 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
     pop_buf = buffers.pop
     get_buf = buffers.get
     owned: set = set()  # nodes whose output-0 gradient buffer only the engine references
+    # 0-d gradients for leaves, summed here (numpy scalars: a fraction of the cost of an
+    # in-place add into a 0-d array) and written into .grad once at the end. Each sum starts
+    # from the leaf's .grad and adds in delivery order, so the bits are those of ``+=``.
+    pending: dict = {}
+    plain = cap is None and only is None and not create_graph
+    ndarray = np.ndarray
     try:
         with np.errstate(all="ignore"):  # VJPs evaluate both branches of where()
             for leaf, g in leaf_roots:
@@ -210,7 +216,7 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                         i = cap.get((node, nr))
                         if i is not None and g is not None:
                             results[i] = _add(results[i], g)
-                if node in owned:
+                if owned and node in owned:
                     owned.discard(node)
                     # the VJP may overwrite its incoming gradient: nothing else holds it
                     # (captured or retained gradients were copied or stored above: not owned)
@@ -228,11 +234,45 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                 for (target, nr), gi in zip(node._edges, in_grads):
                     if gi is None or target is None:
                         continue
-                    # a gradient nothing but this loop references (not the incoming gradient
-                    # passed through, not one array handed to two inputs as add does, not a
-                    # view, not saved data) is the engine's to reuse
-                    mine = (type(gi) is np.ndarray and gi.base is None and not create_graph
-                            and _refcount(gi) == _FRESH_REFS)
+                    if type(gi) is not ndarray:
+                        # a numpy scalar (0-d gradients: the scalar graphs' path) or a tensor
+                        # (create_graph): never the engine's to reuse
+                        if isinstance(target, Node):
+                            buf = get_buf(target)
+                            if buf is None:
+                                if nr == 0 and target.n_outputs == 1:
+                                    buffers[target] = [gi]
+                                else:
+                                    buf = buffers[target] = [None] * target.n_outputs
+                                    buf[nr] = gi
+                                continue
+                            prev = buf[nr]
+                            if prev is None:
+                                buf[nr] = gi
+                                continue
+                            if type(prev) is not ndarray:  # (then never an owned buffer)
+                                buf[nr] = prev + gi
+                                continue
+                        elif plain:
+                            acc = pending.get(target)
+                            if acc is not None:
+                                if type(gi) is type(acc):  # numpy scalars of one dtype
+                                    pending[target] = acc + gi
+                                    continue
+                                _flush_leaf(target, pending.pop(target))
+                            elif _start_pending(target, gi, pending, _wrap):
+                                continue
+                        mine = False
+                    else:
+                        # a gradient nothing but this loop references (not the incoming
+                        # gradient passed through, not one array handed to two inputs as add
+                        # does, not a view, not saved data) is the engine's to reuse
+                        mine = (gi.base is None and not create_graph
+                                and _refcount(gi) == _FRESH_REFS)
+                        if plain and not isinstance(target, Node):
+                            acc = pending.get(target)
+                            if acc is not None:  # a 0-d array after numpy scalars
+                                _flush_leaf(target, pending.pop(target))
                     if isinstance(target, Node):
                         buf = get_buf(target)
                         if buf is None:
@@ -251,10 +291,10 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                                 np.add(prev, gi, out=prev)  # bitwise prev + gi, no new buffer
                             else:
                                 buf[nr] = prev = prev + gi
-                                if nr == 0 and type(prev) is np.ndarray and not create_graph:
+                                if nr == 0 and type(prev) is ndarray and not create_graph:
                                     owned.add(target)
-                    elif (cap is None and only is None and not create_graph
-                          and target._grad is not None and not target._grad._requires_grad):
+                    elif (plain and target._grad is not None
+                            and not target._grad._requires_grad):
                         target._grad._data += gi  # the common case of _deliver_leaf, inline
                     else:
                         # a gradient the engine owns becomes the leaf's .grad without a copy
@@ -262,6 +302,32 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                                       mine and gi.flags.writeable)
     finally:
         _state.enabled = prev_mode
+        for leaf, acc in pending.items():
+            _flush_leaf(leaf, acc)
+
+
+def _start_pending(leaf: Any, g: Any, pending: dict, _wrap: Any) -> bool:
+    """Begin summing the 0-d numpy-scalar gradients of ``leaf`` in ``pending`` (False: the
+    leaf's .grad is not a plain 0-d array of ``g``'s dtype; deliver it the usual way)."""
+    dtype = leaf._data.dtype
+    if g.dtype != dtype or leaf._data.ndim:
+        return False
+    grad = leaf._grad
+    if grad is None:
+        # what _deliver_leaf makes: the leaf's own copy (later sums are written into it)
+        leaf._grad = _wrap(np.array(g, dtype=dtype, copy=True))
+        pending[leaf] = g
+        return True
+    data = grad._data
+    if (grad._requires_grad or type(data) is not np.ndarray or data.ndim
+            or data.dtype != dtype or not data.flags.writeable):
+        return False
+    pending[leaf] = data[()] + g  # == data += g
+    return True
+
+
+def _flush_leaf(leaf: Any, acc: Any) -> None:
+    leaf._grad._data[...] = acc
 
 
 _SEQ = operator.attrgetter("_seq")

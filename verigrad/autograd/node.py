@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import weakref
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -102,13 +103,15 @@ class OpNode(Node):
     _guard = False       # saves inputs or output: check versions / freed before use
     _single = True       # one tensor input: the VJP returns a bare gradient
     _saved_names: tuple = ()  # ((input index, VJP keyword), ...) for non-variadic ops
+    _keep0 = False       # the node keeps input 0 (1) even when it requires grad
+    _keep1 = False
 
     def _backward(self, grads: list, create_graph: bool, owned: bool = False) -> Sequence[Any]:
         """Gradients for the inputs. ``owned``: nothing but the engine holds ``grads[0]``, so
         the VJP may write into it (its ``F.g_*`` forms)."""
-        if self._guard:
-            self._check_saved()
         if create_graph:
+            if self._guard:
+                self._check_saved()
             return self._backward_graph(grads)
         op = self.op
         vjp_params = op.vjp_params
@@ -117,17 +120,29 @@ class OpNode(Node):
             kwargs = {p: params[p] for p in vjp_params}
         else:
             kwargs = {}
-        if self._saved_names:
-            inputs = self._inputs
-            for i, name in self._saved_names:
-                t = inputs[i]
-                d = getattr(t, "_data", t)
-                # numpy scalars: arithmetic on 0-d arrays costs several times more
-                kwargs[name] = d[()] if type(d) is np.ndarray and not d.ndim else d
-        elif op.saved:  # variadic
-            kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, False) for t in self._inputs]
-        if op.uses_out:
-            kwargs["out"] = self._out
+        if self._guard:
+            # _check_saved inlined for the plain ops (scalar graphs pay per node)
+            if self._freed:
+                raise GraphFreedError(FREED_MESSAGE)
+            saved_names = self._saved_names
+            if saved_names:
+                inputs = self._inputs
+                for (i, name), v in zip(saved_names, self._versions):
+                    t = inputs[i]
+                    vb = getattr(t, "_vbox", None)
+                    if vb is not None and vb[0] != v:
+                        raise SavedTensorModifiedError(_modified_message(t, self, vb[0], v))
+                    d = getattr(t, "_data", t)
+                    # numpy scalars: arithmetic on 0-d arrays costs several times more
+                    kwargs[name] = d[()] if type(d) is np.ndarray and not d.ndim else d
+            elif op.saved:  # variadic
+                self._check_saved()
+                kwargs[op.inputs[0].lstrip("*")] = [_unpack(t, False) for t in self._inputs]
+            if op.uses_out:
+                vb = self._out_vbox
+                if vb is not None and vb[0] != 0:
+                    self._check_saved()  # raises
+                kwargs["out"] = self._out
         if op.uses_needs:
             kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
         if op.uses_shapes:
@@ -139,30 +154,36 @@ class OpNode(Node):
             if gi is None or self._edges[0][0] is None:
                 return [None]
             shape = self._shapes[0]
+            dtype = self._dtypes[0]
+            if type(gi) is dtype.type and shape == ():
+                return [gi]  # a numpy scalar of the input's dtype: nothing to reduce or cast
             try:
                 gshape = gi.shape
             except AttributeError:  # a tuple (or anything but an array) for one input
                 raise _count_error(self, result) from None
             if gshape != shape:
                 gi = _reduce(self, F, gi, 0)
-            if gi.dtype != self._dtypes[0]:
-                gi = gi.astype(self._dtypes[0])
+            if gi.dtype != dtype:
+                gi = gi.astype(dtype)
             return [gi]
         # the contract costs two cheap checks here; the shape is checked only where it
         # differs from the input's (where the engine has to reduce it anyway)
         if type(result) not in _SEQUENCES or len(result) != len(self._edges):
             raise _count_error(self, result)
         out = []
-        for i, (gi, shape, dtype, edge) in enumerate(
-                zip(result, self._shapes, self._dtypes, self._edges)):
+        i = 0
+        for gi, shape, dtype, edge in zip(result, self._shapes, self._dtypes, self._edges):
             if gi is None or edge[0] is None:
                 out.append(None)
-                continue
-            if gi.shape != shape:
-                gi = _reduce(self, F, gi, i)
-            if gi.dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
-                gi = gi.astype(dtype)
-            out.append(gi)
+            elif type(gi) is dtype.type and shape == ():
+                out.append(gi)
+            else:
+                if gi.shape != shape:
+                    gi = _reduce(self, F, gi, i)
+                if gi.dtype != dtype:  # inputs promoted in forward get gradients in their own dtype
+                    gi = gi.astype(dtype)
+                out.append(gi)
+            i += 1
         return out
 
     def _backward_graph(self, grads: list) -> Sequence[Any]:
@@ -274,7 +295,14 @@ def _namespaces() -> tuple:
     if not _NS:
         from ..ops import namespaces
 
-        _NS = (namespaces.NUMPY, namespaces.TENSOR, namespaces.NUMPY_OWNED)
+        # 3: for 0-d nodes on numpy scalars, where the in-place forms can never write into
+        # anything: the plain operators they fall back to, without the test
+        plain = dict(
+            imul=lambda a, b: a * b, mul_into=lambda a, t: a * t, iadd=lambda a, b: a + b,
+            isub=lambda a, b: a - b, irsub=lambda a, b: b - a, idiv=lambda a, b: a / b,
+            ineg=lambda a: -a)
+        scalar = SimpleNamespace(**dict(vars(namespaces.NUMPY), **plain))
+        _NS = (namespaces.NUMPY, namespaces.TENSOR, namespaces.NUMPY_OWNED, scalar)
     return _NS
 
 
@@ -302,7 +330,109 @@ def _modified_message(t: Any, node: Node, now: int, expected: int) -> str:
 def make_node_class(op: "OpDef") -> type:
     """The grad_fn class of an op: ``type(y.grad_fn).__name__ == "AddBackward0"``."""
     variadic = op.inputs[0].startswith("*")
-    return type(op.grad_fn_name, (OpNode,), {
+    ns = {
         "__slots__": (), "op": op, "_name": op.grad_fn_name, "__module__": "verigrad.autograd.node",
         "_guard": bool(op.saved or op.uses_out), "_single": len(op.inputs) == 1 and not variadic,
-        "_saved_names": () if variadic else tuple((i, op.inputs[i]) for i in op.saved)})
+        "_saved_names": () if variadic else tuple((i, op.inputs[i]) for i in op.saved),
+        "_keep0": bool(op.keep_all or 0 in op.keep), "_keep1": bool(op.keep_all or 1 in op.keep)}
+    fast = _compile_backward(op) if op.vjp is not None and not variadic else None
+    if fast is not None:
+        ns["_backward"] = fast
+    return type(op.grad_fn_name, (OpNode,), ns)
+
+
+def _fix(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
+    """The general tail of a first-order gradient: sum a broadcast gradient back to input
+    ``i``'s shape, cast it to the input's dtype."""
+    if gi.shape != node._shapes[i]:
+        gi = _reduce(node, F, gi, i)
+    if gi.dtype != node._dtypes[i]:  # inputs promoted in forward get gradients in their own dtype
+        gi = gi.astype(node._dtypes[i])
+    return gi
+
+
+def _fix_single(node: "OpNode", F: Any, result: Any) -> Any:
+    try:
+        result.shape
+    except AttributeError:  # a tuple (or anything but an array) for one input
+        raise _count_error(node, result) from None
+    return _fix(node, F, result, 0)
+
+
+def _compile_backward(op: "OpDef") -> Any:
+    """``OpNode._backward`` written out for one op: its saved inputs, VJP keywords and
+    gradient count known in advance, so a first-order backward runs no loops over the
+    declaration and calls the VJP with plain keywords. It does exactly what the generic
+    method does (which create_graph backward still uses); None where an op's names are not
+    plain identifiers."""
+    import keyword
+
+    names = [op.inputs[i] for i in op.saved] + list(op.vjp_params)
+    if any(not n.isidentifier() or keyword.iskeyword(n) for n in names):
+        return None
+    n_in = len(op.inputs)
+    lines = ["def _backward(self, grads, create_graph, owned=False):",
+             "    if create_graph:",
+             "        return _GENERIC(self, grads, create_graph, owned)"]
+    kw = []
+    if op.saved or op.uses_out:
+        lines += ["    if self._freed:", "        raise GraphFreedError(FREED_MESSAGE)"]
+    if op.saved:
+        lines += ["    inputs = self._inputs", "    versions = self._versions"]
+        for k, i in enumerate(op.saved):
+            lines += [f"    t{k} = inputs[{i}]",
+                      f"    vb = getattr(t{k}, '_vbox', None)",
+                      f"    if vb is not None and vb[0] != versions[{k}]:",
+                      f"        raise SavedTensorModifiedError(_modified_message(t{k}, self, "
+                      f"vb[0], versions[{k}]))"]
+    if op.uses_out:
+        lines += ["    vb = self._out_vbox",
+                  "    if vb is not None and vb[0] != 0:",
+                  "        self._check_saved()  # raises"]
+        kw.append("out=self._out")
+    for k, i in enumerate(op.saved):
+        # numpy scalars: arithmetic on 0-d arrays costs several times more
+        lines += [f"    d{k} = getattr(t{k}, '_data', t{k})",
+                  f"    if type(d{k}) is ndarray and not d{k}.ndim:",
+                  f"        d{k} = d{k}[()]"]
+        kw.append(f"{op.inputs[i]}=d{k}")
+    if op.vjp_params:
+        lines.append("    params = self._params")
+        kw += [f"{p}=params[{p!r}]" for p in op.vjp_params]
+    if op.uses_needs:
+        kw.append("needs=tuple(t is not None for t, _ in self._edges)")
+    if op.uses_shapes:
+        kw.append("shapes=self._shapes")
+    zero_d = repr(((),) * n_in)
+    lines += ["    g = grads[0]",
+              f"    if type(g) is not ndarray and self._shapes == {zero_d}:",
+              "        F = (_NS or _namespaces())[3]  # numpy scalars throughout",
+              "    else:",
+              "        F = (_NS or _namespaces())[2 if owned else 0]",
+              # read at call time: the declaration's VJP may be swapped (tests patch it)
+              f"    result = OP.vjp(F, g{''.join(', ' + k for k in kw)})"]
+    if n_in == 1:
+        lines += ["    if result is None or self._edges[0][0] is None:",
+                  "        return [None]",
+                  "    if type(result) is self._dtypes[0].type and self._shapes[0] == ():",
+                  "        return [result]  # a numpy scalar of the input's dtype",
+                  "    return [_fix_single(self, F, result)]"]
+    else:
+        lines += [f"    if type(result) not in _SEQUENCES or len(result) != {n_in}:",
+                  "        raise _count_error(self, result)",
+                  "    edges = self._edges",
+                  "    dtypes = self._dtypes",
+                  "    shapes = self._shapes"]
+        for i in range(n_in):
+            lines += [f"    g{i} = result[{i}]",
+                      f"    if g{i} is not None:",
+                      f"        if edges[{i}][0] is None:",
+                      f"            g{i} = None",
+                      f"        elif type(g{i}) is not dtypes[{i}].type or shapes[{i}] != ():",
+                      f"            g{i} = _fix(self, F, g{i}, {i})"]
+        lines.append(f"    return [{', '.join(f'g{i}' for i in range(n_in))}]")
+    scope = dict(globals(), OP=op, _GENERIC=OpNode._backward, ndarray=np.ndarray)
+    exec("\n".join(lines), scope)  # noqa: S102 - source built above from identifiers only
+    fn = scope["_backward"]
+    fn.__doc__ = OpNode._backward.__doc__
+    return fn

@@ -560,11 +560,13 @@ def _generate(face: Face) -> Any:
             return apply(op, tuple(_t(t) for t in a[inputs[0]]),
                          {p: a[p] for p in op.params})
     elif op.arguments == tuple(inputs) and len(inputs) == 1:  # the hot paths: no binding
-        def fn(input: Any) -> Tensor:
-            return apply(op, (_t(input),))
+        def fn(input: Any) -> Tensor:  # (_t inlined for tensors: scalar graphs pay per call)
+            return apply(op, (input if type(input) is Tensor else _t(input),))
     elif op.arguments == tuple(inputs) and len(inputs) == 2:
         def fn(input: Any, other: Any) -> Tensor:
-            return apply(op, (_t(input), _operand(other)))
+            return apply(op, (input if type(input) is Tensor else _t(input),
+                              other if type(other) is Tensor or type(other) is float
+                              else _operand(other)))
     else:
         def call(a: dict) -> Tensor:
             tensors = tuple((_t if k == 0 else _operand)(a[_ARG_NAMES.get(n, n)])
