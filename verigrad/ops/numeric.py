@@ -113,11 +113,12 @@ MOMENT_CASES = lambda rng: [(((4,),), {"dim": None, "correction": 1, "keepdim": 
 VAR = defop("var", params=("dim", "correction", "keepdim"), forward=_var,
             vjp=lambda F, g, x, dim, correction, keepdim, shapes: _back(
                 F, g, dim, keepdim, shapes[0]) * _centered(F, x, dim, shapes[0])
-            * (2.0 / (_n(shapes[0], dim) - correction)),
+            * (np.float64(2.0) / np.float64(_n(shapes[0], dim) - correction)),
             mirror=_var_mirror, domain=Domain(cases=MOMENT_CASES))
 STD = defop("std", params=("dim", "correction", "keepdim"), forward=_std,
             vjp=lambda F, g, x, out, dim, correction, keepdim, shapes: _back(
-                F, g / ((_n(shapes[0], dim) - correction) * out), dim, keepdim, shapes[0])
+                F, g / (np.float64(_n(shapes[0], dim) - correction) * out), dim, keepdim,
+                shapes[0])
             * _centered(F, x, dim, shapes[0]),
             mirror=lambda x, dim=None, correction=1, keepdim=False: np.vectorize(
                 sp.sqrt, otypes=[object])(_var_mirror(x, dim, correction, keepdim)),
