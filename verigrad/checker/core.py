@@ -641,29 +641,17 @@ def _closed_form(problem: Problem, scalar: bool) -> tuple[dict[str, str], str]:
     """LaTeX of the derivatives for reports, when the expression is small."""
     if not scalar:
         return {}, "closed forms are shown for scalar outputs only"
-    import sympy
+    from ..symbolic.mirror import closed_forms
 
-    from ..symbolic.mirror import SizeCapExceeded, symbolic_grad
-
-    derivatives: dict[str, str] = {}
     try:
         with np.errstate(all="ignore"):
             args = problem.leaves()
             leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
             if sum(t.numel() for t in leaves) > 12:
                 return {}, "closed forms are shown for up to 12 input entries"
-            grads = symbolic_grad(problem.run(args)[0], leaves, cap=2000)
-    except SizeCapExceeded as e:
-        return {}, str(e)
+            return closed_forms(problem.run(args)[0], leaves)
     except (MirrorError, CheckInputError, ValueError) as e:
         return {}, f"no closed form: {e}"
-    for t, g in zip(leaves, grads):
-        if isinstance(g, sympy.Array):
-            for idx in np.ndindex(t.shape):
-                derivatives[f"{t.name}[{', '.join(map(str, idx))}]"] = sympy.latex(g[idx])
-        else:
-            derivatives[t.name] = sympy.latex(g)
-    return derivatives, ""
 
 
 def _versions() -> dict[str, str]:
