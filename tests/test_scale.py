@@ -114,3 +114,44 @@ def test_a_moderate_nesting_still_gets_its_closed_form(tmp_path):
     report = vg.check(expr, x=0.3, nearby=0)
     assert report.derivatives_note == ""
     assert "cos" in report.derivatives["x"]
+
+
+# --- bounded precision work ----------------------------------------------------------------
+
+@pytest.mark.parametrize("expr, x", [("exp(exp(exp(x)))", 10.0), ("exp(exp(exp(exp(x))))", 20.0),
+                                     ("x**y", 10.0)])
+def test_exploding_magnitudes_are_inconclusive_overflow(expr, x):
+    values = {"x": x, "y": 1e6} if "y" in expr else {"x": x}
+    report = vg.check(expr, **values)
+    assert report.verdict == "inconclusive"
+    assert {e.reason for e in report.entries if e.point == 0} == {"overflow"}
+    assert report.entries[0].symbolic_digits == "overflow"
+    assert "digits" not in " ".join(report.notes + report.warnings)
+
+
+def test_the_overflow_command_line_says_so(capsys):
+    code = main(["check", "exp(exp(exp(exp(x))))", "--at", "x=10"])
+    out = capsys.readouterr()
+    assert code == 3, out.err
+    assert "inconclusive (overflow)" in out.out
+    assert "Error" not in out.out + out.err
+
+
+def test_large_but_representable_values_keep_their_verdict():
+    assert vg.check("exp(exp(x))", x=6.5).verdict == "pass"    # 4.9e291: inside float64
+    assert vg.check("x*exp(exp(exp(x)))", x=-30.0).verdict == "pass"
+
+
+def test_the_vm_saturates_magnitudes_instead_of_growing_exponents():
+    import mpmath
+    import sympy
+
+    from verigrad.symbolic.vm import MAGNITUDE_CAP_BITS, Program
+
+    x = sympy.Symbol("x")
+    prog = Program([x], [sympy.exp(sympy.exp(sympy.exp(sympy.exp(x)))),
+                         sympy.exp(-sympy.exp(sympy.exp(x))), sympy.exp(x) + 1])
+    huge, tiny, small = prog(mpmath.mpf(10))
+    assert huge == mpmath.mpf(2) ** MAGNITUDE_CAP_BITS
+    assert tiny == mpmath.mpf(2) ** -MAGNITUDE_CAP_BITS
+    assert small == mpmath.exp(10) + 1

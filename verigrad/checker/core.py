@@ -14,7 +14,7 @@ import numpy as np
 from ..autograd.engine import grad as autograd_grad
 from ..autograd.grad_mode import no_grad
 from ..errors import VerigradError
-from ..symbolic.exact import EPS64, SAFETY, ExactGraph
+from ..symbolic.exact import EPS64, SAFETY, ExactGraph, digits as mp_digits
 from ..symbolic.graph import GraphView
 from ..symbolic.kinks import find_kinks, one_sided_derivatives
 from ..symbolic.local import MirrorError
@@ -255,6 +255,7 @@ class _Sym:
     replayed: np.ndarray
     bound: np.ndarray
     graphs: list[ExactGraph]
+    overflow: bool = False          # high-precision values beyond float64 (exact.py)
 
 
 def _node_eps(findings: list[LocalFinding]) -> dict:
@@ -295,8 +296,9 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
             with mpmath.workdps(g.dps + 20):
                 exact_mp[r] = exact_mp[r] + np.concatenate(
                     [np.asarray(g.last_mp[t], dtype=object).reshape(-1) for t in leaves])
-    digits = [[mpmath.nstr(v, 25) if with_exact else None for v in row] for row in exact_mp]
-    return _Sym(exact, digits, err, rep, bnd, [g for g in graphs if g is not None])
+    digits = [[mp_digits(v, 25) if with_exact else None for v in row] for row in exact_mp]
+    live = [g for g in graphs if g is not None]
+    return _Sym(exact, digits, err, rep, bnd, live, any(g.overflow for g in live))
 
 
 def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
@@ -497,7 +499,9 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 e.reason = "kink" if smooth_sides and not singular else "singularity"
                 e.abs_error = e.rel_error = None  # no single derivative to compare with
             elif ref is None or not math.isfinite(ref) or not math.isfinite(t):
-                if ref is not None and math.isfinite(ref) and not singular:
+                if sym is not None and sym.overflow:
+                    e.status, e.reason = "inconclusive", "overflow"
+                elif ref is not None and math.isfinite(ref) and not singular:
                     e.status, e.reason = "fail", "nan"
                 else:
                     e.status, e.reason = "inconclusive", "singularity" if singular or (

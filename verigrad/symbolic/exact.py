@@ -17,8 +17,9 @@ from ..ops.namespaces import sum_to
 from ..tensor import Tensor
 from .graph import GraphView
 from .local import LocalRule, MirrorError, rule_for, vjp_with_bound
+from .vm import MAGNITUDE_CAP_BITS
 
-__all__ = ["ExactGraph", "to_mp", "DEFAULT_DPS"]
+__all__ = ["ExactGraph", "to_mp", "DEFAULT_DPS", "beyond_float64"]
 
 DEFAULT_DPS = 30
 
@@ -34,6 +35,29 @@ def to_mp(value: Any) -> np.ndarray:
     conv = mpmath.mpf
     out.reshape(-1)[:] = [conv(v) if not isinstance(v, bool) else conv(int(v)) for v in flat]
     return out
+
+
+#: binary exponent past which a value overflows float64
+FLOAT64_MAX_EXP = 1024
+
+
+def beyond_float64(arr: Any) -> bool:
+    """Whether any entry of an object array of mpf is finite but too large for float64."""
+    for v in np.asarray(arr, dtype=object).flat:
+        m = getattr(v, "_mpf_", None)
+        if m is not None and m[1] and m[2] + m[3] > FLOAT64_MAX_EXP:
+            return True
+    return False
+
+
+def digits(v: Any, n: int = 25) -> str:
+    """``n`` significant digits of an mpf, or ``"overflow"`` past the magnitude cap (where
+    the value is saturated, see ``vm.MAGNITUDE_CAP_BITS``, and formatting a huge exponent is
+    costly)."""
+    m = getattr(v, "_mpf_", None)
+    if m is not None and m[1] and abs(m[2] + m[3]) >= MAGNITUDE_CAP_BITS:
+        return "overflow" if m[2] + m[3] > 0 else "underflow"
+    return mpmath.nstr(v, n)
 
 
 def _mpf(v: Any) -> Any:
@@ -67,6 +91,10 @@ class ExactGraph:
         self.dps = dps
         self._rules: dict[Any, LocalRule] = {}
         self._cache: dict = {}
+        #: names of nodes whose high-precision values left float64's range (|v| > 2**1024,
+        #: saturated at 2**MAGNITUDE_CAP_BITS): a non-finite reference there is an overflow,
+        #: not a singularity
+        self.overflow: list[str] = []
         #: per node, the rounding allowance of its backward (multiple of the unit roundoff of
         #: the precision it works in); the checker sets it from its local checks
         self.node_eps: dict[Any, float] = {}
@@ -133,6 +161,8 @@ class ExactGraph:
                 outs, parts = self._eval(rule, args, with_partials)
                 for nr, o in enumerate(outs):
                     values[(node, nr)] = o
+                    if beyond_float64(o) and node.name() not in self.overflow:
+                        self.overflow.append(node.name())
                 if with_partials:
                     partials[node] = (parts, args)
         if leaf_values is None:

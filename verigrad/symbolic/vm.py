@@ -14,7 +14,31 @@ from typing import Any, Callable, Sequence
 
 import mpmath
 
-__all__ = ["Program", "UnsupportedExpression"]
+__all__ = ["Program", "UnsupportedExpression", "MAGNITUDE_CAP_BITS", "saturate"]
+
+#: Magnitudes are kept within 2**-CAP .. 2**CAP (CAP = 4096 bits, about 1e+-1233, far outside
+#: float64's 1e+-308): a result beyond is replaced by +-2**+-CAP. Without the cap an exp
+#: tower grows the *exponent* of an mpf without bound: exp(exp(exp(10))) has a 9,566-digit
+#: exponent, formatting it took minutes and one more exp raised OverflowError inside
+#: mpmath. Saturated values are beyond float64 either way; ``ExactGraph`` reports values
+#: outside float64's range so the checker can call such entries inconclusive (overflow).
+MAGNITUDE_CAP_BITS = 4096
+_HUGE = (0, 1, MAGNITUDE_CAP_BITS, 1)
+_TINY = (0, 1, -MAGNITUDE_CAP_BITS, 1)
+
+
+def saturate(r: Any) -> Any:
+    """``r`` with its magnitude clamped to 2**+-MAGNITUDE_CAP_BITS (sign kept; zero, inf and
+    nan untouched)."""
+    m = r._mpf_
+    if not m[1]:
+        return r
+    mag = m[2] + m[3]
+    if mag > MAGNITUDE_CAP_BITS:
+        return mpmath.mpf((m[0],) + _HUGE[1:])
+    if mag < -MAGNITUDE_CAP_BITS:
+        return mpmath.mpf((m[0],) + _TINY[1:])
+    return r
 
 
 class UnsupportedExpression(ValueError):
@@ -149,6 +173,7 @@ class Program:
         for slot, make in self.constants:
             mem[slot] = make()
         nan = mpmath.mpf("nan")
+        mpf, cap = mpmath.mpf, MAGNITUDE_CAP_BITS
         for slot, fn, args in self.code:
             try:
                 r = fn(*[mem[a] for a in args])
@@ -158,6 +183,10 @@ class Program:
                 r = nan
             if type(r) is mpmath.mpc:  # outside a real function's domain
                 r = r.real if not r.imag else nan
+            if type(r) is mpf:
+                m = r._mpf_
+                if m[1] and not -cap <= m[2] + m[3] <= cap:
+                    r = saturate(r)
             mem[slot] = r
         return [mem[o] for o in self.outputs]
 
