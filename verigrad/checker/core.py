@@ -178,7 +178,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     mirrors = all(f.method == "symbolic" for f in res.findings) and opts.get("symbolic_ok", full)
     if opts["use_symbolic"] and mirrors:
         try:
-            sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full,
+            sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full, view=view,
                                  node_eps=_node_eps(res.findings))
         except (MirrorError, ValueError) as e:
             res.notes.append(f"symbolic reference unavailable: {e}")
@@ -198,7 +198,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     kink_cols: dict[tuple[int, int], tuple[float, float]] = {}
     singular = False
     if sym is not None:
-        kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full)
+        kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full, sym.graphs)
     _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
              kink_cols, singular, opts, point)
     return res
@@ -266,7 +266,7 @@ def _node_eps(findings: list[LocalFinding]) -> dict:
 
 def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
                    sizes: list[int], dps: int, with_exact: bool = True,
-                   node_eps: dict | None = None) -> _Sym:
+                   node_eps: dict | None = None, view: GraphView | None = None) -> _Sym:
     """Exact gradients (verified at two precisions) and the mirror's chain at the tape's
     recorded values with rounding bounds. Nearby points skip the exact values: the
     recorded-value chain decides their verdict alone."""
@@ -274,7 +274,9 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
     shape = (rows.shape[0], n)
     exact, err, rep, bnd = (np.zeros(shape) for _ in range(4))
     exact_mp = np.full(shape, mpmath.mpf(0), dtype=object)
-    graphs = [ExactGraph(o, dps) if o.requires_grad else None for o in outs]
+    # one output: the point's view is its graph's view (no second walk and replay)
+    graphs = [ExactGraph(o, dps, view=view if len(outs) == 1 else None) if o.requires_grad
+              else None for o in outs]
     for g in graphs:
         if g is not None:
             g.node_eps = node_eps or {}
@@ -306,6 +308,10 @@ def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
                            for t in leaves])
 
 
+#: graphs with more ops than this get no FD step sweep (it re-runs f ~66 times for the plot)
+SWEEP_NODES = 2000
+
+
 def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opts: dict,
         sym: "_Sym | None", full: bool, res: _Point) -> tuple:
     """The FD witness: every entry for up to ``fd_full`` inputs, else a seeded sample (the
@@ -329,6 +335,10 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
     # the complex step is a costly witness (complex BLAS is ~10x slower): small inputs only
     f_complex = _complex_fn(problem) if len(cols) <= 64 else None
     record = full and n <= 64
+    if record and sym is not None and sum(len(g.view.nodes) for g in sym.graphs) > SWEEP_NODES:
+        record = False  # the plot's step sweep: ~66 more runs of f, too costly on deep graphs
+        res.notes.append(f"finite-difference step sweep (the plot) skipped: more than "
+                         f"{SWEEP_NODES} ops; the estimate itself is unchanged")
     f = problem.flat()
     ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, record_ladder=record)
     noise = _noise(f, x, opts["seed"])
@@ -406,10 +416,12 @@ def _complex_fn(problem: Problem) -> Any:
 
 
 def _kinks(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray, sizes: list[int],
-           opts: dict, res: _Point, full: bool) -> tuple[dict, bool]:
+           opts: dict, res: _Point, full: bool, graphs: list | None = None
+           ) -> tuple[dict, bool]:
     cols: dict[tuple[int, int], tuple[float, float]] = {}
     singular = False
-    graphs = [ExactGraph(o, opts["dps"]) for o in outs if o.requires_grad]
+    graphs = [g.at_dps(opts["dps"]) for g in graphs] if graphs else \
+        [ExactGraph(o, opts["dps"]) for o in outs if o.requires_grad]
     at_point = []
     for g in graphs:
         for k in find_kinks(g, radius=opts["radius"]):

@@ -52,6 +52,7 @@ class GraphView:
     consumers: dict[Node, list[Node]] = field(default_factory=dict)
     _replay: dict | None = None
     _toward: dict | None = None
+    _inputs: dict = field(default_factory=dict)
     _root_of: dict = field(default_factory=dict)
 
     @classmethod
@@ -169,7 +170,11 @@ class GraphView:
 
         Nodes keep only the inputs their backward reads, and constants; an input they
         dropped is replayed: its producer's forward re-run on its own inputs, from the leaves
-        up, in the same float arithmetic (so the same bits)."""
+        up, in the same float arithmetic (so the same bits). Computed once per node (every
+        stage of a check asks again)."""
+        vals = self._inputs.get(node)
+        if vals is not None:
+            return vals
         vals = []
         for (target, nr), inp in zip(node._edges, getattr(node, "_inputs", ())):
             if isinstance(inp, Tensor):
@@ -180,6 +185,7 @@ class GraphView:
                 vals.append(self._replayed(target)[nr])
             else:
                 vals.append(target._data)  # a leaf
+        self._inputs[node] = vals
         return vals
 
     def _replayed(self, node: Node) -> list[np.ndarray]:
