@@ -204,6 +204,15 @@ class ExactGraph:
 
     def _eval(self, rule: LocalRule, args: list, with_partials: bool) -> tuple[list, Any]:
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
+        if rule.elementwise and all(isinstance(a, np.ndarray) and a.shape == ()
+                                    for a in sym_args):
+            fn = rule.full_fn() if with_partials else rule.forward_fn()
+            res = fn(*[a[()] for a in sym_args])
+            cols = [np.empty((), dtype=object)
+                    for _ in range(1 + (len(rule.diff_inputs) if with_partials else 0))]
+            for c, a in enumerate(cols):
+                a[()] = _mpf(res[c])
+            return [cols[0]], (cols[1:] if with_partials else None)
         if rule.elementwise:
             arrays = [np.asarray(a, dtype=object) for a in sym_args]
             shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
