@@ -33,6 +33,18 @@ with nearby=0. A correct rule and a sign flip are controls.
 
 Target (issue 4): at n = 1000, vg.check (default) faster than torch's slow mode, while
 catching strictly more. This is a report, not a test: it always exits 0.
+
+Scale (issue 14), ``--only scale`` (also part of the default run with ``--scale``):
+    python benchmarks/checker.py --only scale                      # this checkout
+    python benchmarks/checker.py --only scale --baseline DIR       # and DIR's verigrad beside
+each row runs in a fresh process (``--scale-child KEY``), so its peak memory (ru_maxrss) is
+its own; time is wall and CPU seconds of the work itself (imports excluded), the result
+column what the check answered. Rows: deep chains (``z = tanh(z) * 1.5``, 2 ops per step)
+through vg.check; ``vg.symbolic_grad`` on a 200-op chain; ``verigrad report`` on a 199-deep
+expression; exp towers; a custom elementwise Function whose backward is wrong in one entry
+(n // 3), to be found by index; warm small checks (median of 20 calls). Targets: 1e5 ops
+< 60 s and < 1 GB; 1e6 elements < 10 s and < 500 MB; no RecursionError or leaked Python
+limit anywhere; w*x+b < 2 ms. Rows over ``--scale-timeout`` seconds (default 300) say so.
 """
 from __future__ import annotations
 
@@ -450,6 +462,172 @@ def profile_check(key: str, src: str | None, nearby: int = 3, top: int = 25) -> 
     stats.sort_stats("tottime").print_stats(top)
 
 
+# ---------------------------------------------------------------------------------------
+# scale (issue 14): one fresh process per row
+
+
+def _chain(vg: Any, n: int) -> Callable:
+    def f(x):
+        z = x
+        for _ in range(n // 2):
+            z = vg.tanh(z) * 1.5
+        return z
+    return f
+
+
+def _one_wrong(vg: Any, n: int) -> Any:
+    """An elementwise tanh Function whose backward is wrong (x 1.001) at entry n // 3."""
+    wrong = n // 3
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return vg.tensor(np.tanh(x.numpy()))
+
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        d = 1.0 - np.tanh(x.numpy()) ** 2
+        d[wrong] *= 1.001
+        return g * vg.tensor(d)
+
+    return type("OneWrongTanh", (vg.Function,), {"forward": staticmethod(forward),
+                                                  "backward": staticmethod(backward)})
+
+
+def _scale_chain(vg: Any, n: int) -> str:
+    r = vg.check(_chain(vg, n), 0.3)
+    return f"{r.verdict}, {len(r.nodes)} nodes checked"
+
+
+def _scale_symbolic(vg: Any, n: int) -> str:
+    x = vg.tensor(0.3, requires_grad=True, name="x")
+    try:
+        vg.symbolic_grad(_chain(vg, n)(x), x)
+        return "closed form"
+    except RecursionError:
+        return "RecursionError"
+    except ValueError as e:
+        return f"{type(e).__name__}: {str(e)[:60]}"
+
+
+def _scale_report(vg: Any, n: int) -> str:
+    import contextlib
+    import io
+    import tempfile
+
+    from verigrad.cli import main as cli
+
+    expr = "tanh(" * n + "x" + ")" * n
+    with tempfile.TemporaryDirectory() as d, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            code = cli(["report", expr, "--at", "x=0.3", "--out", d])
+        except RecursionError:
+            return "RecursionError"
+        files = sorted(os.listdir(d))
+    tail = err.getvalue().strip().splitlines()[-1:] if code else []
+    return f"exit {code}, files: {', '.join(files) or 'none'}" + (f" ({tail[0][:60]})"
+                                                                  if tail else "")
+
+
+def _scale_tower(vg: Any, n: int) -> str:
+    expr = "exp(" * n + "x" + ")" * n
+    try:
+        r = vg.check(expr, x=10.0)
+    except Exception as e:  # noqa: BLE001 - a report
+        return f"{type(e).__name__}: {str(e)[:60]}"
+    reasons = sorted({e.reason for e in r.entries if e.reason})
+    leaked = any("digits" in t for t in r.notes + r.warnings)
+    return f"{r.verdict} ({', '.join(reasons)})" + (" LEAKED a limit message" if leaked else "")
+
+
+def _scale_elementwise(vg: Any, n: int) -> str:
+    F = _one_wrong(vg, n)
+    x = np.random.default_rng(0).standard_normal(n)
+    r = vg.check(lambda t: F.apply(t).sum(), x)
+    where = r.culprit.element if r.culprit else None
+    ok = "found" if where == (n // 3,) else "NOT found"
+    return f"{r.verdict}, wrong entry {n // 3} {ok} (culprit at {where})"
+
+
+def _scale_small(vg: Any, n: int) -> str:
+    vg.check("w*x + b", x=2.0, w=3.0, b=1.0)
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        vg.check("w*x + b", x=2.0, w=3.0, b=1.0)
+        times.append(time.perf_counter() - t0)
+    return f"median {median(times) * 1e3:.1f} ms per warm check"
+
+
+# key -> (what, runner, size, target)
+SCALE: dict[str, tuple[str, Callable, int, str]] = {
+    "chain1e3": ("chain of 1e3 ops, vg.check", _scale_chain, 1_000, ""),
+    "chain1e4": ("chain of 1e4 ops, vg.check", _scale_chain, 10_000, ""),
+    "chain1e5": ("chain of 1e5 ops, vg.check", _scale_chain, 100_000, "< 60 s, < 1 GB"),
+    "symbolic200": ("vg.symbolic_grad, 200-op chain", _scale_symbolic, 200, "no RecursionError"),
+    "report199": ("verigrad report, tanh nested 199 deep", _scale_report, 199, "writes files"),
+    "exp3": ("exp(exp(exp(x))) at x=10", _scale_tower, 3, "seconds, no leak"),
+    "exp4": ("exp(exp(exp(exp(x)))) at x=10", _scale_tower, 4, "no error"),
+    "elem1e4": ("elementwise Function, 1e4, one wrong entry", _scale_elementwise, 10_000, ""),
+    "elem1e5": ("elementwise Function, 1e5, one wrong entry", _scale_elementwise, 100_000, ""),
+    "elem1e6": ("elementwise Function, 1e6, one wrong entry", _scale_elementwise, 1_000_000,
+                "< 10 s, < 500 MB"),
+    "small": ("warm vg.check('w*x + b')", _scale_small, 0, "< 2 ms"),
+}
+
+
+def _scale_child(key: str, src: str | None) -> None:
+    """Run one scale row in this (fresh) process and print its JSON result line."""
+    import json
+    import resource
+
+    vg = _harness.import_verigrad(src)
+    _, fn, size, _ = SCALE[key]
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        result = fn(vg, size)
+    except MemoryError:
+        result = "MemoryError"
+    except RecursionError:
+        result = "RecursionError"
+    except Exception as e:  # noqa: BLE001 - a report
+        result = f"{type(e).__name__}: {str(e)[:80]}"
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print("SCALE " + json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss, "result": result}))
+
+
+def _scale_run(key: str, src: str | None, timeout: float) -> dict:
+    import json
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--scale-child", key]
+    if src:
+        cmd += ["--src", src]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"result": f"> {timeout:.0f} s (timeout)"}
+    for line in p.stdout.splitlines():
+        if line.startswith("SCALE "):
+            return json.loads(line[6:])
+    err = (p.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"result": f"crashed (exit {p.returncode}): {err[:80]}"}
+
+
+def scale_rows(keys: list[str], src: str | None, baseline: str | None, timeout: float
+               ) -> list[tuple]:
+    rows = []
+    for key in keys:
+        what, _, _, target = SCALE[key]
+        for label, where in ([("baseline", baseline)] if baseline else []) + [("this", src)]:
+            r = _scale_run(key, where, timeout)
+            t = f"{_fmt_s(r['wall'])} (cpu {_fmt_s(r['cpu'])})" if "wall" in r else "-"
+            mem = f"{r['rss_mb']:.0f} MB" if "rss_mb" in r else "-"
+            rows.append((what, label, t, mem, r["result"], target))
+    return rows
+
+
 def _version(dist: str) -> str:
     from importlib import metadata
 
@@ -473,8 +651,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--src", default=None,
                    help="directory containing the verigrad package to measure (default: this "
                         "checkout)")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="scale rows: also run the verigrad package found in DIR (e.g. an "
+                        "export of main), row by row beside this one")
+    p.add_argument("--scale-timeout", type=float, default=300.0,
+                   help="scale rows: seconds before a row is stopped (default 300)")
+    p.add_argument("--scale-rows", default=",".join(SCALE),
+                   help=f"scale rows to run (default all: {', '.join(SCALE)})")
+    p.add_argument("--scale-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     src = str(Path(args.src).resolve()) if args.src else None
+    if args.scale_child:
+        _scale_child(args.scale_child, src)
+        return 0
     if src and not (Path(src) / "verigrad" / "__init__.py").is_file():
         print(f"--src {args.src}: no verigrad package in that directory")
         return 0
@@ -490,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(wanted) - set(WORKLOADS) - {"catches"}
+    unknown = set(wanted) - set(WORKLOADS) - {"catches", "scale"}
     if unknown:
         print(f"unknown workload(s): {', '.join(sorted(unknown))}; choose from "
               f"{', '.join(WORKLOADS)}, catches")
@@ -552,6 +741,15 @@ def main(argv: list[str] | None = None) -> int:
         print()
         for note in notes:
             print(f"  {note}")
+        print()
+    if "scale" in wanted:
+        keys = [k.strip() for k in args.scale_rows.split(",") if k.strip() in SCALE]
+        base = str(Path(args.baseline).resolve()) if args.baseline else None
+        print("scale (issue 14): one fresh process per row; wall and CPU time of the work, "
+              "peak resident memory of the process" + (f"; baseline = {base}" if base else ""))
+        print()
+        _harness.print_table(("workload", "verigrad", "time", "peak memory", "result",
+                              "target"), scale_rows(keys, src, base, args.scale_timeout))
         print()
     if catch_rows:
         print(f"catches: does the checker flag a wrong backward rule? (one check each; "

@@ -14,7 +14,7 @@ import numpy as np
 from ..autograd.engine import grad as autograd_grad
 from ..autograd.grad_mode import no_grad
 from ..errors import VerigradError
-from ..symbolic.exact import EPS64, SAFETY, ExactGraph
+from ..symbolic.exact import EPS64, SAFETY, ExactGraph, digits as mp_digits
 from ..symbolic.graph import GraphView
 from ..symbolic.kinks import find_kinks, one_sided_derivatives
 from ..symbolic.local import MirrorError
@@ -209,7 +209,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     mirrors = all(f.method == "symbolic" for f in res.findings) and opts.get("symbolic_ok", full)
     if opts["use_symbolic"] and mirrors:
         try:
-            sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full,
+            sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full, view=view,
                                  node_eps=_node_eps(res.findings))
         except (MirrorError, ValueError) as e:
             res.notes.append(f"symbolic reference unavailable: {e}")
@@ -230,7 +230,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     kink_cols: dict[tuple[int, int], tuple[float, float]] = {}
     singular = False
     if sym is not None:
-        kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full)
+        kink_cols, singular = _kinks(outs, leaves, rows, sizes, opts, res, full, sym.graphs)
     if fd_rows is not None:
         res.magnitude = graph_magnitude(view)
     if sym is not None and fd_rows is not None:
@@ -294,6 +294,7 @@ class _Sym:
     replayed: np.ndarray
     bound: np.ndarray
     graphs: list[ExactGraph]
+    overflow: bool = False          # high-precision values beyond float64 (exact.py)
 
 
 def _node_eps(findings: list[LocalFinding]) -> dict:
@@ -304,7 +305,7 @@ def _node_eps(findings: list[LocalFinding]) -> dict:
 
 def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
                    sizes: list[int], dps: int, with_exact: bool = True,
-                   node_eps: dict | None = None) -> _Sym:
+                   node_eps: dict | None = None, view: GraphView | None = None) -> _Sym:
     """Exact gradients (verified at two precisions) and the mirror's chain at the tape's
     recorded values with rounding bounds. Nearby points skip the exact values: the
     recorded-value chain decides their verdict alone."""
@@ -312,7 +313,9 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
     shape = (rows.shape[0], n)
     exact, err, rep, bnd = (np.zeros(shape) for _ in range(4))
     exact_mp = np.full(shape, mpmath.mpf(0), dtype=object)
-    graphs = [ExactGraph(o, dps) if o.requires_grad else None for o in outs]
+    # one output: the point's view is its graph's view (no second walk and replay)
+    graphs = [ExactGraph(o, dps, view=view if len(outs) == 1 else None) if o.requires_grad
+              else None for o in outs]
     for g in graphs:
         if g is not None:
             g.node_eps = node_eps or {}
@@ -334,13 +337,18 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
             with mpmath.workdps(g.dps + 20):
                 exact_mp[r] = exact_mp[r] + np.concatenate(
                     [np.asarray(g.last_mp[t], dtype=object).reshape(-1) for t in leaves])
-    digits = [[mpmath.nstr(v, 25) if with_exact else None for v in row] for row in exact_mp]
-    return _Sym(exact, digits, err, rep, bnd, [g for g in graphs if g is not None])
+    digits = [[mp_digits(v, 25) if with_exact else None for v in row] for row in exact_mp]
+    live = [g for g in graphs if g is not None]
+    return _Sym(exact, digits, err, rep, bnd, live, any(g.overflow for g in live))
 
 
 def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
     return np.concatenate([np.asarray(d.get(t, np.zeros(t.shape)), dtype=float).reshape(-1)
                            for t in leaves])
+
+
+#: graphs with more ops than this get no FD step sweep (it re-runs f ~66 times for the plot)
+SWEEP_NODES = 2000
 
 
 def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opts: dict,
@@ -367,6 +375,10 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
     f_complex = _complex_fn(problem) if len(cols) <= 64 and not non_holomorphic(view) \
         else None
     record = full and n <= 64
+    if record and sym is not None and sum(len(g.view.nodes) for g in sym.graphs) > SWEEP_NODES:
+        record = False  # the plot's step sweep: ~66 more runs of f, too costly on deep graphs
+        res.notes.append(f"finite-difference step sweep (the plot) skipped: more than "
+                         f"{SWEEP_NODES} ops; the estimate itself is unchanged")
     f = problem.flat()
     ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, record_ladder=record)
     res.fd_fn = (f, x)
@@ -448,10 +460,12 @@ def _complex_fn(problem: Problem) -> Any:
 
 
 def _kinks(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray, sizes: list[int],
-           opts: dict, res: _Point, full: bool) -> tuple[dict, bool]:
+           opts: dict, res: _Point, full: bool, graphs: list | None = None
+           ) -> tuple[dict, bool]:
     cols: dict[tuple[int, int], tuple[float, float]] = {}
     singular = False
-    graphs = [ExactGraph(o, opts["dps"]) for o in outs if o.requires_grad]
+    graphs = [g.at_dps(opts["dps"]) for g in graphs] if graphs else \
+        [ExactGraph(o, opts["dps"]) for o in outs if o.requires_grad]
     at_point = []
     for g in graphs:
         for k in find_kinks(g, radius=opts["radius"]):
@@ -537,8 +551,11 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
             kink = kink_cols.get((r, j))
             numeric = res.numeric_kinks.get(j) if sym is None else None
             if outside is not None and outside[r]:
-                # NaN (or inf away from a pole) forward: no derivative to compare with
-                e.status, e.reason = "inconclusive", "outside the domain"
+                # NaN (or inf away from a pole) forward: no derivative to compare with; an
+                # exact value beyond float64's range is an overflow, not a domain edge
+                e.status = "inconclusive"
+                e.reason = "overflow" if sym is not None and sym.overflow else \
+                    "outside the domain"
                 e.abs_error = e.rel_error = None
             elif kink is not None:
                 e.left, e.right = kink
@@ -547,7 +564,9 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
                 e.reason = "kink" if smooth_sides and not singular else "singularity"
                 e.abs_error = e.rel_error = None  # no single derivative to compare with
             elif ref is None or not math.isfinite(ref) or not math.isfinite(t):
-                if ref is not None and math.isfinite(ref) and not singular:
+                if sym is not None and sym.overflow:
+                    e.status, e.reason = "inconclusive", "overflow"
+                elif ref is not None and math.isfinite(ref) and not singular:
                     e.status, e.reason = "fail", "nan"
                 elif sym is None and f is not None and math.isnan(f) and not singular:
                     # f is finite here and undefined on both sides at every step tried
@@ -906,31 +925,18 @@ def _closed_form(problem: Problem, scalar: bool) -> tuple:
     """LaTeX of the derivatives for reports, when the expression is small."""
     if not scalar:
         return {}, "closed forms are shown for scalar outputs only"
-    import sympy
+    from ..symbolic.mirror import closed_forms
 
-    from ..symbolic.mirror import SizeCapExceeded, symbolic_grad
-
-    derivatives: dict[str, str] = {}
     try:
         with np.errstate(all="ignore"):
             args = problem.leaves()
             leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
             if sum(t.numel() for t in leaves) > 12:
                 return {}, "closed forms are shown for up to 12 input entries"
-            grads = symbolic_grad(problem.run(args)[0], leaves, cap=2000)
-    except SizeCapExceeded as e:
-        return {}, str(e)
+            # the SymPy expressions too: the HTML report prints them as MathML
+            return closed_forms(problem.run(args)[0], leaves, with_expressions=True)
     except (MirrorError, CheckInputError, ValueError) as e:
         return {}, f"no closed form: {e}"
-    exprs: dict[str, Any] = {}     # the SymPy expressions too: the HTML report prints MathML
-    for t, g in zip(leaves, grads):
-        if isinstance(g, sympy.Array):
-            for idx in np.ndindex(t.shape):
-                exprs[f"{t.name}[{', '.join(map(str, idx))}]"] = g[idx]
-        else:
-            exprs[t.name] = g
-    derivatives = {name: sympy.latex(g) for name, g in exprs.items()}
-    return derivatives, "", exprs
 
 
 def _versions() -> dict[str, str]:

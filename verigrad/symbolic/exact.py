@@ -17,8 +17,9 @@ from ..ops.namespaces import sum_to
 from ..tensor import Tensor
 from .graph import GraphView
 from .local import LocalRule, MirrorError, rule_for, vjp_with_bound
+from .vm import MAGNITUDE_CAP_BITS
 
-__all__ = ["ExactGraph", "to_mp", "DEFAULT_DPS"]
+__all__ = ["ExactGraph", "to_mp", "DEFAULT_DPS", "beyond_float64"]
 
 DEFAULT_DPS = 30
 
@@ -26,6 +27,10 @@ DEFAULT_DPS = 30
 def to_mp(value: Any) -> np.ndarray:
     """A numpy array (or number) as an object array of exact mpmath numbers."""
     arr = np.asarray(value)
+    if arr.ndim == 0 and arr.dtype.kind == "f":  # the common case in deep scalar graphs
+        out = np.empty((), dtype=object)
+        out[()] = mpmath.mpf(float(arr))
+        return out
     if arr.dtype.kind == "c":
         raise MirrorError("complex tensors have no symbolic reference in verigrad yet; "
                           "the check uses finite differences for them")
@@ -34,6 +39,29 @@ def to_mp(value: Any) -> np.ndarray:
     conv = mpmath.mpf
     out.reshape(-1)[:] = [conv(v) if not isinstance(v, bool) else conv(int(v)) for v in flat]
     return out
+
+
+#: binary exponent past which a value overflows float64
+FLOAT64_MAX_EXP = 1024
+
+
+def beyond_float64(arr: Any) -> bool:
+    """Whether any entry of an object array of mpf is finite but too large for float64."""
+    for v in np.asarray(arr, dtype=object).flat:
+        m = getattr(v, "_mpf_", None)
+        if m is not None and m[1] and m[2] + m[3] > FLOAT64_MAX_EXP:
+            return True
+    return False
+
+
+def digits(v: Any, n: int = 25) -> str:
+    """``n`` significant digits of an mpf, or ``"overflow"`` past the magnitude cap (where
+    the value is saturated, see ``vm.MAGNITUDE_CAP_BITS``, and formatting a huge exponent is
+    costly)."""
+    m = getattr(v, "_mpf_", None)
+    if m is not None and m[1] and abs(m[2] + m[3]) >= MAGNITUDE_CAP_BITS:
+        return "overflow" if m[2] + m[3] > 0 else "underflow"
+    return mpmath.nstr(v, n)
 
 
 def _mpf(v: Any) -> Any:
@@ -67,11 +95,24 @@ class ExactGraph:
         self.dps = dps
         self._rules: dict[Any, LocalRule] = {}
         self._cache: dict = {}
+        self._consts: dict = {}
+        self._recorded: dict = {}
+        #: names of nodes whose high-precision values left float64's range (|v| > 2**1024,
+        #: saturated at 2**MAGNITUDE_CAP_BITS): a non-finite reference there is an overflow,
+        #: not a singularity
+        self.overflow: list[str] = []
         #: per node, the rounding allowance of its backward (multiple of the unit roundoff of
         #: the precision it works in); the checker sets it from its local checks
         self.node_eps: dict[Any, float] = {}
         for node in self.view.nodes:
             self._check_real(node)
+        self._leaf_base = {id(t): to_mp(t._data) for t in self.view.leaves}
+        self._leaf_mp = self._leaf_base
+
+    def at_dps(self, dps: int) -> "ExactGraph":
+        """This graph set to work at ``dps`` digits (cached evaluations are kept per dps)."""
+        self.dps = dps
+        return self
 
     def _check_real(self, node: Any) -> None:
         for v in self.view.input_values(node):
@@ -101,7 +142,12 @@ class ExactGraph:
             elif isinstance(node, FunctionCtx) and not isinstance(raw, np.ndarray):
                 args.append(s.value)  # a non-tensor argument of a custom Function
             else:
-                args.append(to_mp(s.value))
+                # floats convert exactly at any dps >= 16, so one conversion serves all
+                key = (node, id(s))
+                mp = self._consts.get(key)
+                if mp is None:
+                    mp = self._consts[key] = to_mp(s.value)
+                args.append(mp)
         return args
 
     def forward(self, leaf_values: Mapping[Tensor, Any] | None = None, with_partials: bool = False,
@@ -115,9 +161,14 @@ class ExactGraph:
         should have produced from its own forward pass (see :meth:`gradient`).
         """
         key = (self.dps, with_partials, recorded)
-        if leaf_values is None and key in self._cache:
-            return self._cache[key]
-        lv = {id(t): to_mp(t._data) for t in self.view.leaves}
+        if leaf_values is None:
+            # values alone: those computed with the partials are the same numbers
+            hit = self._cache.get(key) or (None if with_partials else
+                                           self._cache.get((self.dps, True, recorded)))
+            if hit is not None:
+                self._leaf_mp = self._leaf_base
+                return hit
+        lv = dict(self._leaf_base)
         if leaf_values:
             for t, v in leaf_values.items():
                 lv[id(t)] = v if isinstance(v, np.ndarray) and v.dtype == object else to_mp(v)
@@ -126,13 +177,18 @@ class ExactGraph:
         with mpmath.workdps(self.dps):
             for node in self.view.nodes:
                 rule = self.rule(node)
-                if recorded:
-                    args = [self._recorded_arg(node, raw) for raw in self.view.input_values(node)]
+                if recorded:  # the tape's floats: exact at any dps, converted once
+                    args = self._recorded.get(node)
+                    if args is None:
+                        args = self._recorded[node] = [
+                            self._recorded_arg(node, raw) for raw in self.view.input_values(node)]
                 else:
                     args = self._inputs_mp(node, values, lv)
                 outs, parts = self._eval(rule, args, with_partials)
                 for nr, o in enumerate(outs):
                     values[(node, nr)] = o
+                    if beyond_float64(o) and node.name() not in self.overflow:
+                        self.overflow.append(node.name())
                 if with_partials:
                     partials[node] = (parts, args)
         if leaf_values is None:
@@ -148,21 +204,33 @@ class ExactGraph:
 
     def _eval(self, rule: LocalRule, args: list, with_partials: bool) -> tuple[list, Any]:
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
-        if rule.elementwise:
-            arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in sym_args])
-            shape = arrays[0].shape if arrays else ()
+        if rule.elementwise and all(isinstance(a, np.ndarray) and a.shape == ()
+                                    for a in sym_args):
             fn = rule.full_fn() if with_partials else rule.forward_fn()
-            out = np.empty(shape, dtype=object)
-            parts = [np.empty(shape, dtype=object) for _ in rule.diff_inputs] \
-                if with_partials else None
-            flat_args = [a.reshape(-1) for a in arrays]
-            for j in range(out.size):
-                res = fn(*[a[j] for a in flat_args])
-                out.reshape(-1)[j] = _mpf(res[0])
-                if with_partials:
-                    for k in range(len(rule.diff_inputs)):
-                        parts[k].reshape(-1)[j] = _mpf(res[1 + k])
-            return [out], parts
+            res = fn(*[a[()] for a in sym_args])
+            cols = [np.empty((), dtype=object)
+                    for _ in range(1 + (len(rule.diff_inputs) if with_partials else 0))]
+            for c, a in enumerate(cols):
+                a[()] = _mpf(res[c])
+            return [cols[0]], (cols[1:] if with_partials else None)
+        if rule.elementwise:
+            arrays = [np.asarray(a, dtype=object) for a in sym_args]
+            shape = np.broadcast_shapes(*[a.shape for a in arrays]) if arrays else ()
+            flat_args = [a.reshape(-1).tolist() if a.shape == shape else
+                         np.broadcast_to(a, shape).reshape(-1).tolist() for a in arrays]
+            fn = rule.full_fn() if with_partials else rule.forward_fn()
+            k = len(rule.diff_inputs) if with_partials else 0
+            cols: list[list] = [[] for _ in range(1 + k)]
+            for vals in zip(*flat_args) if flat_args else [()] * int(np.prod(shape)):
+                res = fn(*vals)
+                for c in range(1 + k):
+                    cols[c].append(_mpf(res[c]))
+            arrs = []
+            for col in cols:
+                a = np.empty(len(col), dtype=object)
+                a[:] = col
+                arrs.append(a.reshape(shape))
+            return [arrs[0]], (arrs[1:] if with_partials else None)
         flat = [v for a in sym_args for v in np.asarray(a, dtype=object).reshape(-1)]
         fn = rule.full_fn() if with_partials else rule.forward_fn()
         res = fn(*flat)
@@ -273,7 +341,13 @@ class ExactGraph:
         if rule.elementwise:
             g = gouts[0]
             for k, i in enumerate(rule.diff_inputs):
-                in_grads[i] = _sum_to(g * parts[k], np.shape(in_vals[i]))
+                shape = np.shape(in_vals[i])
+                if not shape and not np.shape(g) and not np.shape(parts[k]):
+                    r = np.empty((), dtype=object)
+                    r[()] = g[()] * parts[k][()]
+                    in_grads[i] = r
+                else:
+                    in_grads[i] = _sum_to(g * parts[k], shape)
             return in_grads
         zero = mpmath.mpf(0)
         for i in rule.diff_inputs:
@@ -295,6 +369,16 @@ class ExactGraph:
         in_vals = self.view.input_values(node)
         out: list = [None] * len(in_vals)
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
+        if rule.elementwise and _all_scalar(sym_args, gouts[0]):
+            # one element (deep scalar chains): the same formula in plain floats
+            mvals = rule.magnitude_fn()(*[a[()] for a in sym_args])
+            g = abs(float(gouts[0][()]))
+            b = float(bouts[0]) if bouts[0] is not None else 0.0
+            for k, i in enumerate(rule.diff_inputs):
+                p = abs(float(parts[k][()]))
+                local = eps * (g * abs(float(mvals[k])) + 2 * g * p)
+                out[i] = _sum_to_float(np.asarray(p * b + local), np.shape(in_vals[i]))
+            return out
         if rule.elementwise:
             mag = rule.magnitude_fn()
             g = np.abs(np.array(np.asarray(gouts[0], dtype=object).tolist(), dtype=float))
@@ -328,6 +412,11 @@ class ExactGraph:
 #: formulas may legitimately take a different route than the mirror's derivative)
 EPS64 = float(np.finfo(np.float64).eps) / 2
 SAFETY = 8.0
+
+
+def _all_scalar(sym_args: list, g: Any) -> bool:
+    return all(isinstance(a, np.ndarray) and a.shape == () for a in sym_args) and \
+        isinstance(g, np.ndarray) and g.shape == ()
 
 
 def _sum_to_float(g: np.ndarray, shape: tuple) -> np.ndarray:

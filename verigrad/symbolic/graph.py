@@ -10,7 +10,23 @@ import numpy as np
 from ..autograd.node import Node, OpNode
 from ..tensor import Tensor
 
-__all__ = ["GraphView", "Source", "node_forward"]
+__all__ = ["GraphView", "Source", "Elided", "node_forward", "PATH_LIMIT"]
+
+#: paths to the output (in findings and kinks) longer than this many nodes are shortened
+PATH_LIMIT = 12
+
+
+class Elided:
+    """Stands in a shortened path for the ``count`` nodes left out."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def name(self) -> str:
+        return f"... {self.count} more ..."
+
+    def __repr__(self) -> str:
+        return f"<Elided {self.count}>"
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,9 @@ class GraphView:
     leaves: list[Tensor] = field(default_factory=list)
     consumers: dict[Node, list[Node]] = field(default_factory=dict)
     _replay: dict | None = None
+    _toward: dict | None = None
+    _inputs: dict = field(default_factory=dict)
+    _root_of: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, outputs: Tensor | Sequence[Tensor]) -> "GraphView":
@@ -97,38 +116,65 @@ class GraphView:
                 out.append(Source("const", value=inp))
         return out
 
-    def path_to_output(self, node: Node) -> list[Node]:
-        """The chain of nodes from the output down to ``node`` (output first)."""
-        roots = {id(t._grad_fn) for t in self.outputs if t._grad_fn is not None}
-        prev: dict[int, Node | None] = {id(node): None}
-        frontier = [node]
-        found = node if id(node) in roots else None
-        while frontier and found is None:
-            nxt = []
-            for n in frontier:
-                for c in self.consumers.get(n, []):
-                    if id(c) not in prev:
-                        prev[id(c)] = n
-                        if id(c) in roots:
-                            found = c
-                            break
-                        nxt.append(c)
-                if found is not None:
-                    break
-            frontier = nxt
-        path = []
-        cur = found
-        while cur is not None:
-            path.append(cur)
-            cur = prev[id(cur)]
-        return path
+    def path_to_output(self, node: Node, limit: int | None = None) -> list[Any]:
+        """A shortest chain of nodes from an output down to ``node`` (output first).
+
+        Paths longer than ``limit`` nodes (default :data:`PATH_LIMIT`) keep the output and
+        the ``limit - 1`` nodes nearest ``node``, with an :class:`Elided` marker (it has a
+        ``name()`` too) for the nodes left out: every node of a deep chain asks for its
+        path, and spelling out all of them would cost time and memory quadratic in depth.
+        One walk of the graph (cached) serves every node, so a path costs O(limit)."""
+        limit = PATH_LIMIT if limit is None else max(int(limit), 2)
+        toward = self._toward_output()
+        if node not in toward:
+            return [node]
+        _, depth = toward[node]
+        near = []
+        cur = node
+        while cur is not None and len(near) < (depth + 1 if depth < limit else limit - 1):
+            near.append(cur)
+            cur = toward[cur][0]
+        if cur is None:
+            return near[::-1]
+        return [self._root_of[node], Elided(depth + 1 - len(near) - 1)] + near[::-1]
+
+    def _toward_output(self) -> dict:
+        """Per node: (its consumer on a shortest path to an output, that path's length),
+        from one breadth-first walk from the outputs (iterative, O(nodes + edges))."""
+        if self._toward is None:
+            toward: dict = {}
+            root_of: dict = {}
+            frontier = []
+            for t in self.outputs:
+                r = t._grad_fn
+                if r is not None and r not in toward:
+                    toward[r] = (None, 0)
+                    root_of[r] = r
+                    frontier.append(r)
+            depth = 0
+            while frontier:
+                depth += 1
+                nxt = []
+                for c in frontier:
+                    for s in self.sources.get(c, ()):
+                        if s.kind == "node" and s.node not in toward:
+                            toward[s.node] = (c, depth)
+                            root_of[s.node] = root_of[c]
+                            nxt.append(s.node)
+                frontier = nxt
+            self._toward, self._root_of = toward, root_of
+        return self._toward
 
     def input_values(self, node: Node) -> list[Any]:
         """The tape's forward values of a node's inputs (arrays, Python numbers or None).
 
         Nodes keep only the inputs their backward reads, and constants; an input they
         dropped is replayed: its producer's forward re-run on its own inputs, from the leaves
-        up, in the same float arithmetic (so the same bits)."""
+        up, in the same float arithmetic (so the same bits). Computed once per node (every
+        stage of a check asks again)."""
+        vals = self._inputs.get(node)
+        if vals is not None:
+            return vals
         vals = []
         for (target, nr), inp in zip(node._edges, getattr(node, "_inputs", ())):
             if isinstance(inp, Tensor):
@@ -139,6 +185,7 @@ class GraphView:
                 vals.append(self._replayed(target)[nr])
             else:
                 vals.append(target._data)  # a leaf
+        self._inputs[node] = vals
         return vals
 
     def _replayed(self, node: Node) -> list[np.ndarray]:

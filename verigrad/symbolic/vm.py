@@ -9,16 +9,45 @@ trees (the optional fast backend) run on the same machine, even mixed in one pro
 """
 from __future__ import annotations
 
+import operator
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 import mpmath
 
-__all__ = ["Program", "UnsupportedExpression"]
+__all__ = ["Program", "UnsupportedExpression", "MAGNITUDE_CAP_BITS", "saturate"]
+
+#: Magnitudes are kept within 2**-CAP .. 2**CAP (CAP = 4096 bits, about 1e+-1233, far outside
+#: float64's 1e+-308): a result beyond is replaced by +-2**+-CAP. Without the cap an exp
+#: tower grows the *exponent* of an mpf without bound: exp(exp(exp(10))) has a 9,566-digit
+#: exponent, formatting it took minutes and one more exp raised OverflowError inside
+#: mpmath. Saturated values are beyond float64 either way; ``ExactGraph`` reports values
+#: outside float64's range so the checker can call such entries inconclusive (overflow).
+MAGNITUDE_CAP_BITS = 4096
+_HUGE = (0, 1, MAGNITUDE_CAP_BITS, 1)
+_TINY = (0, 1, -MAGNITUDE_CAP_BITS, 1)
+
+
+def saturate(r: Any) -> Any:
+    """``r`` with its magnitude clamped to 2**+-MAGNITUDE_CAP_BITS (sign kept; zero, inf and
+    nan untouched)."""
+    m = r._mpf_
+    if not m[1]:
+        return r
+    mag = m[2] + m[3]
+    if mag > MAGNITUDE_CAP_BITS:
+        return mpmath.mpf((m[0],) + _HUGE[1:])
+    if mag < -MAGNITUDE_CAP_BITS:
+        return mpmath.mpf((m[0],) + _TINY[1:])
+    return r
 
 
 class UnsupportedExpression(ValueError):
     """An expression uses a function with no mpmath counterpart here."""
+
+
+_NAN = mpmath.mpf("nan")
+_BINARY: dict[str, Callable] = {"Add": operator.add, "Mul": operator.mul}
 
 
 def _heaviside(x: Any, h0: Any = None) -> Any:
@@ -136,6 +165,8 @@ class Program:
                     stack.extend((a, False) for a in args if a not in slots)
                     continue
                 fn = _FUNCTIONS.get(name) or getattr(mpmath, name.lower(), None)
+                if name in _BINARY and len(args) == 2:
+                    fn = _BINARY[name]  # one rounding, like fsum/fprod, without their setup
                 if fn is None:
                     raise UnsupportedExpression(f"no mpmath evaluation for {name}")
                 slots[e] = n
@@ -144,20 +175,43 @@ class Program:
         self.size = n
         self.outputs = [slots[r] for r in roots]
 
+    def _template(self) -> list[Any]:
+        """The non-input slots with the constants filled in, at the current precision (a
+        Rational's value depends on it; mpf values are immutable, so they are shared)."""
+        prec = mpmath.mp.prec
+        cache = self.__dict__.setdefault("_templates", {})
+        t = cache.get(prec)
+        if t is None:
+            t = [None] * (self.size - self.n_inputs)
+            for slot, make in self.constants:
+                t[slot - self.n_inputs] = make()
+            cache[prec] = t
+        return t
+
     def __call__(self, *values: Any) -> list[Any]:
-        mem: list[Any] = list(values) + [None] * (self.size - self.n_inputs)
-        for slot, make in self.constants:
-            mem[slot] = make()
-        nan = mpmath.mpf("nan")
+        mem: list[Any] = [*values, *self._template()]
+        nan = _NAN
+        mpf, mpc, cap = mpmath.mpf, mpmath.mpc, MAGNITUDE_CAP_BITS
         for slot, fn, args in self.code:
             try:
-                r = fn(*[mem[a] for a in args])
+                if len(args) == 1:
+                    r = fn(mem[args[0]])
+                elif len(args) == 2:
+                    r = fn(mem[args[0]], mem[args[1]])
+                else:
+                    r = fn(*[mem[a] for a in args])
             except ZeroDivisionError:
                 r = mpmath.inf
             except (ValueError, TypeError):  # comparisons with nan, log of 0 and the like
                 r = nan
-            if type(r) is mpmath.mpc:  # outside a real function's domain
+            tr = type(r)
+            if tr is mpf:
+                m = r._mpf_
+                if m[1] and not -cap <= m[2] + m[3] <= cap:
+                    r = saturate(r)
+            elif tr is mpc:  # outside a real function's domain
                 r = r.real if not r.imag else nan
+                if type(r) is mpf:
+                    r = saturate(r)
             mem[slot] = r
         return [mem[o] for o in self.outputs]
-

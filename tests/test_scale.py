@@ -1,0 +1,157 @@
+"""Checks at any scale (issue 14): deep graphs without recursion, capped closed forms,
+bounded precision work and large inputs. No timing assertions here: benchmarks/checker.py
+measures time and memory."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import verigrad as vg
+from verigrad.cli import main
+from verigrad.symbolic import SizeCapExceeded
+from verigrad.symbolic.graph import PATH_LIMIT, GraphView
+from verigrad.symbolic.mirror import DEFAULT_DEPTH_CAP, size_and_depth
+
+
+def chain(x, n: int):
+    """``n`` ops: tanh and a scaling, alternately (stays away from saturation)."""
+    z = x
+    for _ in range(n // 2):
+        z = vg.tanh(z) * 1.5
+    return z
+
+
+# --- deep graphs: every stage iterative ----------------------------------------------------
+
+def test_a_10k_op_chain_checks_and_reports_without_recursion():
+    report = vg.check(lambda x: chain(x, 10_000), 0.3, nearby=0)
+    assert report.verdict == "pass"
+    assert len(report.nodes) == 10_000
+    data = json.loads(report.to_json())
+    assert data["derivatives"] == {}
+    assert data["derivatives_note"].startswith("closed form omitted:")
+    assert "closed form omitted" in report.to_markdown()
+
+
+def test_paths_of_deep_nodes_are_shortened_and_name_the_output():
+    x = vg.tensor(0.3, requires_grad=True)
+    view = GraphView.of(chain(x, 1000))
+    path = [n.name() for n in view.path_to_output(view.nodes[0])]
+    assert len(path) == PATH_LIMIT + 1
+    assert path[0] == "MulBackward0" and path[-1] == "TanhBackward0"
+    assert path[1] == f"... {1000 - PATH_LIMIT} more ..."
+    short = [n.name() for n in view.path_to_output(view.nodes[-3])]
+    assert short == ["MulBackward0", "TanhBackward0", "MulBackward0"]
+
+
+def test_a_wrong_rule_deep_in_a_chain_is_named_with_a_short_path():
+    class Twice(vg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2.0001
+
+        @staticmethod
+        def symbolic(x):
+            return 2 * x
+
+    def f(x):
+        return chain(Twice.apply(x), 400)
+
+    report = vg.check(f, 0.1, nearby=0)
+    assert report.verdict == "fail"
+    assert report.culprit.grad_fn == "TwiceBackward"
+    assert "more ..." in report.culprit.path and report.culprit.path.endswith("TwiceBackward")
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_symbolic_on_a_deep_chain_says_the_cap_not_recursion(grad):
+    x = vg.tensor(0.3, requires_grad=True, name="x")
+    z = chain(x, 10_000)
+    with pytest.raises(SizeCapExceeded, match=f"closed form omitted: .*deeper than "
+                                              f"{DEFAULT_DEPTH_CAP}"):
+        vg.symbolic_grad(z, x) if grad else vg.symbolic(z)
+
+
+def test_symbolic_without_caps_reports_sympys_recursion_as_a_cap():
+    x = vg.tensor(0.3, requires_grad=True, name="x")
+    with pytest.raises(SizeCapExceeded, match="too deep for SymPy"):
+        vg.symbolic_grad(chain(x, 10_000), x, cap=None, depth_cap=None)
+
+
+def test_size_and_depth_count_the_tree_not_the_dag():
+    import sympy
+
+    x = sympy.Symbol("x")
+    e = x
+    for _ in range(30):   # each level shares its argument twice: a DAG of 2 nodes per level
+        e = sympy.sin(e) * sympy.cos(e)
+    n, d = size_and_depth(e)
+    assert d == 61 and n > 2 ** 30
+    deep = x
+    for _ in range(5000):
+        deep = sympy.exp(deep, evaluate=False)
+    assert size_and_depth(deep) == (5001, 5001)
+
+
+def test_report_command_on_a_200_op_expression_writes_files(tmp_path, capsys):
+    expr = "tanh(" * 199 + "x" + ")" * 199
+    code = main(["report", expr, "--at", "x=0.3", "--nearby", "0", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["derivatives_note"].startswith("closed form omitted:")
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.html").exists()
+
+
+def test_a_moderate_nesting_still_gets_its_closed_form(tmp_path):
+    expr = "sin(1.1*" * 30 + "x" + ")" * 30
+    report = vg.check(expr, x=0.3, nearby=0)
+    assert report.derivatives_note == ""
+    assert "cos" in report.derivatives["x"]
+
+
+# --- bounded precision work ----------------------------------------------------------------
+
+@pytest.mark.parametrize("expr, x", [("exp(exp(exp(x)))", 10.0), ("exp(exp(exp(exp(x))))", 20.0),
+                                     ("x**y", 10.0)])
+def test_exploding_magnitudes_are_inconclusive_overflow(expr, x):
+    values = {"x": x, "y": 1e6} if "y" in expr else {"x": x}
+    report = vg.check(expr, **values)
+    assert report.verdict == "inconclusive"
+    assert {e.reason for e in report.entries if e.point == 0} == {"overflow"}
+    assert report.entries[0].symbolic_digits == "overflow"
+    assert "digits" not in " ".join(report.notes + report.warnings)
+
+
+def test_the_overflow_command_line_says_so(capsys):
+    code = main(["check", "exp(exp(exp(exp(x))))", "--at", "x=10"])
+    out = capsys.readouterr()
+    assert code == 3, out.err
+    assert "inconclusive (overflow)" in out.out
+    assert "Error" not in out.out + out.err
+
+
+def test_large_but_representable_values_keep_their_verdict():
+    assert vg.check("exp(exp(x))", x=6.5).verdict == "pass"    # 4.9e291: inside float64
+    assert vg.check("x*exp(exp(exp(x)))", x=-30.0).verdict == "pass"
+
+
+def test_the_vm_saturates_magnitudes_instead_of_growing_exponents():
+    import mpmath
+    import sympy
+
+    from verigrad.symbolic.vm import MAGNITUDE_CAP_BITS, Program
+
+    x = sympy.Symbol("x")
+    prog = Program([x], [sympy.exp(sympy.exp(sympy.exp(sympy.exp(x)))),
+                         sympy.exp(-sympy.exp(sympy.exp(x))), sympy.exp(x) + 1])
+    huge, tiny, small = prog(mpmath.mpf(10))
+    assert huge == mpmath.mpf(2) ** MAGNITUDE_CAP_BITS
+    assert tiny == mpmath.mpf(2) ** -MAGNITUDE_CAP_BITS
+    assert small == mpmath.exp(10) + 1
