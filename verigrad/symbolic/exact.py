@@ -376,7 +376,7 @@ class ExactGraph:
             b = float(bouts[0]) if bouts[0] is not None else 0.0
             for k, i in enumerate(rule.diff_inputs):
                 p = abs(float(parts[k][()]))
-                local = eps * (g * abs(float(mvals[k])) + 2 * g * p)
+                local = eps * (g * abs(float(mvals[k])) + 2 * g * p) + g * UNDERFLOW
                 out[i] = _sum_to_float(np.asarray(p * b + local), np.shape(in_vals[i]))
             return out
         if rule.elementwise:
@@ -391,7 +391,7 @@ class ExactGraph:
                 if rule.diff_inputs else None
             for k, i in enumerate(rule.diff_inputs):
                 p = np.abs(np.array(np.asarray(parts[k], dtype=object).tolist(), dtype=float))
-                local = eps * (g * m[..., k] + 2 * g * p)
+                local = eps * (g * m[..., k] + 2 * g * p) + g * UNDERFLOW
                 out[i] = _sum_to_float(p * b + local, np.shape(in_vals[i]))
             return out
         flat = [v for a in sym_args for v in np.asarray(a, dtype=object).reshape(-1)]
@@ -412,6 +412,9 @@ class ExactGraph:
 #: formulas may legitimately take a different route than the mirror's derivative)
 EPS64 = float(np.finfo(np.float64).eps) / 2
 SAFETY = 8.0
+#: the absolute error of a value that underflowed (exp(-1070) is 0 in float64): relative
+#: bounds miss it, and a huge cotangent (1 / exp(-700) in log-sum-exp) amplifies it
+UNDERFLOW = float(np.finfo(np.float64).smallest_subnormal)
 
 
 def _all_scalar(sym_args: list, g: Any) -> bool:
