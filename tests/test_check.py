@@ -154,3 +154,13 @@ def test_backward_with_wrong_shape_is_a_failure_naming_the_function():
 def test_bad_input_gets_a_clear_error(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         vg.check(*args, **kwargs)
+
+
+def test_step_sweeps_are_made_only_when_a_report_reads_them():
+    # the sweep re-runs f ~30 times per entry: a check in a test suite never pays for it
+    report = vg.check("sin(x) * y", x=1.0, y=2.0)
+    assert callable(report.fd_traces_source)
+    traces = report.fd_traces
+    assert [t.input for t in traces] == ["x", "y"] and all(len(t.steps) > 5 for t in traces)
+    assert report.fd_traces is traces  # made once
+    assert '"fd_traces"' in report.to_json()

@@ -52,7 +52,7 @@ class _Point:
     notes: list[str] = field(default_factory=list)
     contract: list[str] = field(default_factory=list)
     kinks: list[str] = field(default_factory=list)
-    traces: list[FDTrace] = field(default_factory=list)
+    trace_fn: Any = None     # makes the reports' FD step sweeps on first use
     warnings: list[str] = field(default_factory=list)
     symbolic: bool = False
     claimed_rounding: float = 0.0  # relative rounding allowed for a claimed (user) derivative
@@ -152,7 +152,7 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                           f.note) for f in main.findings],
         kinks=main.kinks, notes=main.notes, contract=sorted(set(main.contract)), points=points,
         warnings=[f.precision for f in main.findings if f.precision] + main.warnings,
-        fd_traces=main.traces,
+        fd_traces_source=main.trace_fn or [],
         settings=dict(opts),
         versions=_versions(), seconds=time.perf_counter() - t0,
         from_expression=problem.expr is not None)
@@ -380,7 +380,7 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
         res.notes.append(f"finite-difference step sweep (the plot) skipped: more than "
                          f"{SWEEP_NODES} ops; the estimate itself is unchanged")
     f = problem.flat()
-    ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, record_ladder=record)
+    ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex)
     res.fd_fn = (f, x)
     noise = _noise(f, x, opts["seed"])
     fd_rows = np.full((rows.shape[0], n), np.nan)
@@ -401,13 +401,28 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
         res.fd_steps[j] = e.real_step
         if sym is None and e.kink_suspect is not None and np.any(e.kink_suspect):
             _numeric_kink(problem, f, x, j, rows, res)
-        if record and e.ladder:
-            name, idx = problem.locate(j)
-            ref = sym.exact[0, j] if sym is not None else float(rows[0] @ e.value)
-            res.traces.append(FDTrace(name, idx, [float(s) for s, _ in e.ladder],
-                                      [abs(float(rows[0] @ v) - ref) for _, v in e.ladder],
-                                      float(e.step), e.method))
+    if record:
+        res.trace_fn = lambda: _step_traces(problem, f, x, cols, opts, f_complex, rows, sym)
     return fd_rows, fd_errs, meth, checked
+
+
+def _step_traces(problem: Problem, f: Any, x: np.ndarray, cols: list[int], opts: dict,
+                 f_complex: Any, rows: np.ndarray, sym: "_Sym | None") -> list[FDTrace]:
+    """The FD estimates over a sweep of steps, for the reports' V plots (the same estimates
+    as the check's: the sweep only records more steps)."""
+    traces = []
+    with np.errstate(all="ignore"):
+        ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex,
+                           record_ladder=True)
+    for j, e in zip(cols, ests):
+        if not e.ladder:
+            continue
+        name, idx = problem.locate(j)
+        ref = sym.exact[0, j] if sym is not None else float(rows[0] @ e.value)
+        traces.append(FDTrace(name, idx, [float(s) for s, _ in e.ladder],
+                              [abs(float(rows[0] @ v) - ref) for _, v in e.ladder],
+                              float(e.step), e.method))
+    return traces
 
 
 def _noise(f: Any, x: np.ndarray, seed: int, probes: int = 4) -> np.ndarray:

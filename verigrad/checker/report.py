@@ -124,7 +124,9 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     contract: list[str] = field(default_factory=list)     # violations found
     points: list[PointResult] = field(default_factory=list)
-    fd_traces: list[FDTrace] = field(default_factory=list)
+    # the finite-difference step sweeps (V plots): a list, or a function making it on first
+    # use (only reports plot them; the sweep re-runs f ~30 times per entry)
+    fd_traces_source: Any = field(default_factory=list, repr=False, compare=False)
     # closed forms are printed on request (reports), not on every check: see ``derivatives``
     closed_form: Any = field(default=None, repr=False, compare=False)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -189,6 +191,13 @@ class CheckReport:
             self.closed_form = self.closed_form()  # computed once, on first use
         found = tuple(self.closed_form) if self.closed_form is not None else ({}, "")
         return (found + ({},))[:3] if len(found) < 3 else found[:3]
+
+    @property
+    def fd_traces(self) -> list[FDTrace]:
+        """Each checked entry's FD estimates over a sweep of steps (computed once, on use)."""
+        if callable(self.fd_traces_source):
+            self.fd_traces_source = self.fd_traces_source()
+        return self.fd_traces_source
 
     @property
     def ok(self) -> bool:
