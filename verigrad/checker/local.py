@@ -164,8 +164,8 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
     if contract:
         return LocalFinding(node, path, "contract", False, note=contract, contract=contract)
     note = ""
-    if isinstance(node, FunctionCtx) and mirror_missing(node):
-        note = mirror_missing(node)
+    if isinstance(node, FunctionCtx) and (missing := mirror_missing(node)):
+        note = missing
     elif use_mirror and rule_cost(node, in_vals) <= RULE_COST_CAP:
         try:
             return _symbolic(node, path, in_vals, diff, outs, v, got, rng)

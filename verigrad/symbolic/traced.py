@@ -116,7 +116,7 @@ def _run_forward(cls: type, values: list[Any], grad_slots: set[int]) -> tuple[li
     return leaves, outs
 
 
-def _trace(node: FunctionCtx) -> "Trace | str":  # noqa: C901 - one straight recipe
+def _trace(node: FunctionCtx) -> "Trace | str":
     from ..checker.finite_diff import derivative  # numeric only; the checker package is above
 
     cls = node._forward_cls
