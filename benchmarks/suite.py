@@ -84,9 +84,8 @@ class Cube(torch.autograd.Function):
 POINTS = [0.3 + 0.01 * k for k in range({n})]
 
 
-def t(v, shape=()):
-    return torch.full(shape, v, dtype=torch.float64, requires_grad=True) if shape else \\
-        torch.tensor(v, dtype=torch.float64, requires_grad=True)
+def t(v):
+    return torch.tensor(v, dtype=torch.float64, requires_grad=True)
 '''
 
 

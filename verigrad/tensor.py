@@ -143,7 +143,7 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
     if type(out) is not np.ndarray:
         scalar = out  # a ufunc on 0-d arrays returns a numpy scalar: keep it for the node
         out = np.asarray(out)
-    result = _new_tensor(Tensor)
+    result = _new_tensor(Tensor)  # _wrap inlined: one call fewer per recorded op
     result._data = out
     result._requires_grad = False
     result._grad = None
@@ -263,18 +263,7 @@ def _apply_general(op: OpDef, args: tuple, params: dict) -> "Tensor":
     if type(out) is not np.ndarray:
         scalar = out  # a ufunc on 0-d arrays returns a numpy scalar: keep it for the node
         out = np.asarray(out)
-    # _wrap inlined: one call fewer per recorded op on the hot path
-    result = _new_tensor(Tensor)
-    result._data = out
-    result._requires_grad = False
-    result._grad = None
-    result._grad_fn = None
-    result._output_nr = 0
-    result._vbox = None
-    result._base = None
-    result._retains_grad = False
-    result._accumulator = None
-    result.name = None
+    result = _wrap(out)  # (the fast path above inlines it: it is the hot one)
     if requires and op.vjp is not None and _state.enabled:
         if out.dtype.kind not in "fc":
             return result

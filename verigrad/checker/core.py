@@ -859,13 +859,17 @@ def _culprits(findings: list[LocalFinding]) -> list[Culprit]:
         if f.contract:
             msg = f.contract
         else:
-            where = f" at [{', '.join(map(str, f.element))}]" if f.element else ""
+            where = f" at {_index(f.element)}" if f.element else ""
             against = "its symbolic mirror" if f.method == "symbolic" else \
                 "finite differences of its forward"
             msg = _culprit_message(f, where, against)
         out.append(Culprit(f.node.name(), f.input_index, f.input_name, f.path, f.element,
                            f.expected, f.got, f.method, msg))
     return out
+
+
+def _index(idx: tuple) -> str:
+    return f"[{', '.join(map(str, idx))}]" if idx else ""
 
 
 def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
@@ -877,8 +881,7 @@ def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
     if f.projected and f.own is not None:
         k, exp, got, tol = f.own
         err = abs(got - exp)
-        what = "d out" + (f"[{', '.join(map(str, k))}]" if k else "") + \
-            f" / d {f.input_name}{where.replace(' at ', '')} is"
+        what = f"d out{_index(k)} / d {f.input_name}{_index(f.element)} is"
     e_s, g_s = distinct(exp, got)
     rel = abs(got - exp) / abs(exp) if exp else math.inf
     msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "

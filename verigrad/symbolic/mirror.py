@@ -119,6 +119,15 @@ def _replay(view: GraphView, syms: dict[int, np.ndarray], cap: int | None,
     return values
 
 
+def replay_outputs(view: GraphView | None, table: dict[int, np.ndarray],
+                   tensors: Sequence[Tensor]) -> list[np.ndarray]:
+    """The SymPy object arrays of ``tensors`` of a recorded graph whose leaves ``table``
+    sets (``id(leaf)`` -> array); a tensor off the graph is a leaf or a constant."""
+    values = _replay(view, table, None) if view is not None else {}
+    return [values[(t._grad_fn, t._output_nr)] if t._grad_fn is not None else
+            table[id(t)] if id(t) in table else _const(t._data) for t in tensors]
+
+
 def _too_deep(node: Any) -> str:
     return (f"closed form omitted: the expression at {node.name()} is nested too deep for "
             f"SymPy (RecursionError); exact numbers are still available (vg.check uses "

@@ -37,7 +37,7 @@ from ..autograd.node import OpNode
 from ..tensor import Tensor, _wrap, tensor
 from .graph import GraphView
 from .local import MirrorError, _freeze
-from .mirror import _const, _replay
+from .mirror import _const, replay_outputs
 
 __all__ = ["Trace", "trace_of", "traced_mirror", "mirror_missing"]
 
@@ -198,13 +198,4 @@ def traced_mirror(node: FunctionCtx, args: list[Any]) -> tuple[np.ndarray, ...]:
     syms = {id(leaf): np.asarray(args[i], dtype=object) for i, leaf in t.leaves}
     for leaf in t.view.leaves if t.view is not None else ():
         syms.setdefault(id(leaf), _const(leaf._data))  # a tensor the forward closed over
-    values = _replay(t.view, syms, None) if t.view is not None else {}
-    outs = []
-    for o in t.outputs:
-        if o._grad_fn is not None:
-            outs.append(values[(o._grad_fn, o._output_nr)])
-        elif id(o) in syms:
-            outs.append(syms[id(o)])
-        else:
-            outs.append(_const(o._data))
-    return tuple(outs)
+    return tuple(replay_outputs(t.view, syms, t.outputs))

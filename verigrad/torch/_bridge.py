@@ -527,7 +527,7 @@ def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
     """The SymPy mirror of a Function's traced forward, or None if some output left the
     aten stream (computed through numpy, say)."""
     from verigrad.symbolic.graph import GraphView
-    from verigrad.symbolic.mirror import _const, _replay
+    from verigrad.symbolic.mirror import _const, replay_outputs
 
     picked = []
     for v, o in zip(inner_outs, touts):
@@ -545,17 +545,9 @@ def _mirror_of(leaves: list, positions: list, inner_outs: list, touts: tuple
     def mirror(*syms: Any) -> Any:
         table = {id(leaf): np.asarray(syms[k], dtype=object).reshape(leaf.shape)
                  for leaf, k in zip(leaves, positions)}
-        values = _replay(view, table, None) if view is not None else {}
-        outs = []
-        for v, o in zip(picked, touts):
-            if v is None:
-                outs.append(_const(o.detach().numpy()))
-            elif v._grad_fn is not None:
-                outs.append(values[(v._grad_fn, v._output_nr)])
-            elif id(v) in table:
-                outs.append(table[id(v)])
-            else:
-                outs.append(_const(v._data))
+        replayed = iter(replay_outputs(view, table, [v for v in picked if v is not None]))
+        outs = [_const(o.detach().numpy()) if v is None else next(replayed)
+                for v, o in zip(picked, touts)]
         return tuple(outs) if len(outs) > 1 else outs[0]
 
     mirror.fingerprint = fingerprint
