@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 __all__ = ["OpDef", "Domain", "Face", "defop", "public", "numpy_form", "scratch", "on_change",
-           "REGISTRY", "FACES", "NUMPY_FORMS", "grad_fn_name"]
+           "REGISTRY", "FACES", "NUMPY_FORMS", "grad_fn_name", "register_node_factory"]
 
 #: name -> OpDef, in declaration order
 REGISTRY: dict[str, "OpDef"] = {}
@@ -34,6 +34,24 @@ FACES: dict[str, "Face"] = {}
 _LISTENERS: list[Callable[[], None]] = []
 #: numpy name -> a function with numpy's signature that calls public ops (see numpy_form)
 NUMPY_FORMS: dict[str, Callable] = {}
+#: makes an op's grad_fn class (``AddBackward0``); filled in by ``verigrad.autograd.node``,
+#: which sits above this pure-data layer (see register_node_factory)
+_NODE_FACTORY: Callable[["OpDef"], type] | None = None
+
+
+def register_node_factory(factory: Callable[["OpDef"], type]) -> None:
+    """Let the node layer make each op's grad_fn class: ``factory(op) -> class``. Rows
+    declared before the node layer was imported get theirs now.
+
+    >>> import verigrad  # its node layer has registered the factory
+    >>> REGISTRY["mul"].node_cls.__name__
+    'MulBackward0'
+    """
+    global _NODE_FACTORY
+    _NODE_FACTORY = factory
+    for op in REGISTRY.values():
+        if op.node_cls is None:
+            op.node_cls = factory(op)
 
 
 def grad_fn_name(base: str, overload_index: int) -> str:
@@ -186,13 +204,12 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
                uses_shapes="shapes" in uses, vjp_params=tuple(p for p in params if p in uses),
                keep=frozenset(saved), keep_all=bool(saved) and inputs[0].startswith("*"),
                public=public, arguments=arguments)
-    from .autograd.node import make_node_class  # late: node imports nothing from here at import
-
     face = None
     if public is not None:  # checked before anything is registered: a refused row leaves no trace
         face = FACES.get(public) or Face(public)
         _declare(face, method=method, expression=expression, aliases=aliases)
-    op.node_cls = make_node_class(op)
+    if _NODE_FACTORY is not None:  # else register_node_factory makes it
+        op.node_cls = _NODE_FACTORY(op)
     REGISTRY[name] = op
     _BASE_COUNT[base] = index + 1
     if face is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import weakref
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -627,8 +628,6 @@ class Tensor:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self._grad_fn is None or self._retains_grad:
             return
-        import weakref
-
         node = self._grad_fn
         node._retain = (node._retain or ()) + ((self._output_nr, weakref.ref(self)),)
         self._retains_grad = True
@@ -648,9 +647,7 @@ class Tensor:
     def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None,
                  create_graph: bool = False, inputs: Sequence["Tensor"] | None = None) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``vg.autograd.backward``)."""
-        from .autograd.engine import backward
-
-        backward((self,), None if gradient is None else (gradient,), retain_graph, create_graph,
+        _BACKWARD[0]((self,), None if gradient is None else (gradient,), retain_graph, create_graph,
                  inputs=inputs)
 
     @property
@@ -746,14 +743,38 @@ class Tensor:
             raise InplaceOnLeafError(
                 "item assignment into a tensor that is part of a graph is not supported; build "
                 "the tensor with vg.where/vg.cat, or assign under vg.no_grad().")
-        from .ops.shape import _normalize_key
-
         try:
             self._data[_normalize_key(key)] = value._data if isinstance(value, Tensor) else value
         except ValueError as e:
             raise ShapeError(f"cannot assign a value of shape {tuple(np.shape(value))} to "
                              f"x[{key!r}] of a tensor of shape {tuple(self.shape)}: {e}") from None
         _vbox(self)[0] += 1
+
+
+def _normalize_key(key: Any) -> tuple:
+    """Tensors and lists in an index become numpy arrays; everything else is numpy's."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for k in key:
+        if isinstance(k, Tensor):
+            k = k._data
+        elif isinstance(k, list):
+            k = np.asarray(k)
+        if isinstance(k, np.ndarray) and k.dtype.kind not in "biu":
+            raise IndexError(f"tensors used as indices must be integer or bool, got {k.dtype}")
+        out.append(k)
+    return tuple(out)
+
+
+#: [backward(tensors, grad_tensors, retain_graph, create_graph, inputs=)]: the engine sits
+#: above this layer and registers itself (register_backward)
+_BACKWARD: list = []
+
+
+def register_backward(backward: Any) -> None:
+    """Let ``Tensor.backward`` run the engine's ``backward`` (called by the engine)."""
+    _BACKWARD[:] = [backward]
 
 
 class _NoGrad:

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import NoGradFnError, NonScalarBackwardError, ShapeError
+from ..tensor import Tensor, _wrap, register_backward
+from . import node as _node
 from .grad_mode import _state
 from .node import Node, OpNode
 
@@ -19,31 +21,19 @@ __all__ = ["backward", "grad", "vjp_namespace", "wrap_output"]
 
 
 def vjp_namespace(create_graph: bool) -> Any:
-    from ..ops import namespaces
-
-    return namespaces.TENSOR if create_graph else namespaces.NUMPY
+    """The ``F`` a VJP runs on: recorded tensor ops (``create_graph``) or numpy."""
+    return _node._NS[1] if create_graph else _node._NS[0]
 
 
 def wrap_output(data: np.ndarray, node: Node, nr: int) -> Any:
     """A saved output re-attached to the node that made it (for create_graph backward)."""
-    from ..tensor import _wrap
-
     t = _wrap(data)
     t._grad_fn, t._output_nr, t._requires_grad = node, nr, True
     return t
 
 
-def _tensor_cls():
-    from ..tensor import Tensor
-
-    return Tensor
-
-
 def _make_root_grads(tensors: Sequence[Any], grad_tensors: Sequence[Any] | None,
                      create_graph: bool) -> list[Any]:
-    Tensor = _tensor_cls()
-    from ..tensor import _wrap
-
     out = []
     for i, t in enumerate(tensors):
         g = None if grad_tensors is None else grad_tensors[i]
@@ -92,7 +82,6 @@ def backward(tensors: Sequence[Any], grad_tensors: Sequence[Any] | None = None,
     >>> x.grad
     tensor(6.)
     """
-    Tensor = _tensor_cls()
     if isinstance(tensors, Tensor):
         tensors = (tensors,)
     if isinstance(grad_tensors, Tensor):
@@ -118,7 +107,6 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     >>> g, vg.autograd.grad(g, x)[0]
     (tensor(27., grad_fn=<MulBackward0>), tensor(18.))
     """
-    Tensor = _tensor_cls()
     outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     if isinstance(grad_outputs, Tensor):
@@ -146,8 +134,6 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
                     f"used in the graph. Set allow_unused=True if this is the desired behavior.")
             continue
         if not isinstance(r, Tensor):
-            from ..tensor import _wrap
-
             results[i] = _wrap(r)
     return tuple(results)
 
@@ -158,9 +144,6 @@ def _add(a: Any, b: Any) -> Any:
 
 def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_graph: bool,
          capture: tuple[dict, list] | None, only: set | None) -> None:
-    Tensor = _tensor_cls()
-    from ..tensor import _wrap
-
     # 1. the nodes reachable from the roots. Every node is created after the nodes it points
     # to, so decreasing creation number (_seq) is a topological order: running nodes in that
     # order runs each one after all its consumers, with no dependency counts or ready queue.
@@ -365,11 +348,19 @@ def _retain(node: Node, grads: list, create_graph: bool, Tensor: type, _wrap: An
             if not create_graph else t._grad + g
 
 
+#: public ops the engine calls, registered by ``verigrad.ops`` (a higher layer)
+_OPS: dict[str, Any] = {}
+
+
+def register_ops(**ops: Any) -> None:
+    """Give the engine (and custom Functions) the public ops they record with:
+    ``clone(t)`` and ``to(t, dtype)``."""
+    _OPS.update(ops)
+
+
 def _own(g: Any) -> Any:
     """A copy of a gradient tensor that stays in its graph (create_graph=True)."""
-    from ..ops import clone
-
-    return clone(g)
+    return _OPS["clone"](g)
 
 
 def _deliver_leaf(leaf: Any, g: Any, cap: dict | None, results: list | None, create_graph: bool,
@@ -400,3 +391,8 @@ def _deliver_leaf(leaf: Any, g: Any, cap: dict | None, results: list | None, cre
         leaf._grad = _wrap(leaf._grad._data + g)
     else:
         leaf._grad._data += g
+
+
+# the layers below reach the engine through these
+_node.register_output_wrapper(wrap_output)
+register_backward(backward)

@@ -12,6 +12,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BackwardContractError, GraphFreedError, SavedTensorModifiedError
+from ..tensor import Tensor, _seq, _vbox, _wrap
+from .engine import _OPS, wrap_output
 from .grad_mode import _state
 from .node import FREED_MESSAGE, Node
 
@@ -47,8 +49,6 @@ class FunctionCtx(Node):
     # --- the PyTorch ctx API ---------------------------------------------------------
     def save_for_backward(self, *tensors: Any) -> None:
         """Keep tensors (inputs, outputs or intermediates) for ``backward``; ``None`` allowed."""
-        from ..tensor import Tensor
-
         for i, t in enumerate(tensors):
             if t is not None and not isinstance(t, Tensor):
                 raise TypeError(f"save_for_backward can only save tensors (or None), but "
@@ -67,9 +67,6 @@ class FunctionCtx(Node):
                 continue
             kind, obj, version = item
             if kind == "output":
-                from .engine import wrap_output
-                from ..tensor import _wrap
-
                 nr, data, vbox = obj
                 now = vbox[0]
                 if now != version:
@@ -104,15 +101,11 @@ class FunctionCtx(Node):
     def next_functions(self) -> tuple[tuple[Any, int], ...]:
         """One entry per *tensor* argument of ``forward``, as in PyTorch (non-tensor arguments
         have no edge; ``_edges`` keeps one per argument for the engine and the mirror)."""
-        from ..tensor import Tensor
-
         return tuple(e for e, a in zip(Node.next_functions.fget(self), self._inputs)
                      if isinstance(a, Tensor))
 
     # --- engine interface ------------------------------------------------------------
     def _backward(self, grads: list, create_graph: bool, owned: bool = False) -> list:
-        from ..tensor import Tensor, _wrap
-
         if self._freed:
             raise GraphFreedError(FREED_MESSAGE)
         cls = self._forward_cls
@@ -133,8 +126,6 @@ class FunctionCtx(Node):
         return self._validate(result, create_graph)
 
     def _validate(self, result: Any, create_graph: bool) -> list:
-        from ..tensor import Tensor
-
         cls = self._forward_cls
         if not isinstance(result, tuple):
             result = (result,)
@@ -170,11 +161,7 @@ class FunctionCtx(Node):
                 if gi._data.dtype.kind == "c" and inp._data.dtype.kind != "c":
                     raise BackwardContractError(
                         f"{cls.__name__}.backward returned a complex gradient for real {label}")
-                from ..ops import to
-
-                from ..tensor import _wrap
-
-                gi = to(gi, inp._data.dtype) if create_graph else \
+                gi = _OPS["to"](gi, inp._data.dtype) if create_graph else \
                     _wrap(gi._data.astype(inp._data.dtype))
             if not self.needs_input_grad[i]:
                 out.append(None)
@@ -240,8 +227,6 @@ class Function(metaclass=_FunctionMeta):
 
     @classmethod
     def apply(cls, *args: Any) -> Any:
-        from ..tensor import Tensor, _vbox, _wrap
-
         ctx = cls._backward_cls()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
         prev = _state.enabled
@@ -276,7 +261,7 @@ class Function(metaclass=_FunctionMeta):
                 edges.append((None, 0))
         ctx._edges = tuple(edges)
         ctx._inputs = args
-        ctx._seq = next(_seq_counter())
+        ctx._seq = next(_seq)
         ctx.n_outputs = len(outs)
         ctx._out_meta = tuple((o.shape, o._data.dtype) if o is not None else ((), np.float64)
                               for o in outs)
@@ -296,13 +281,6 @@ class Function(metaclass=_FunctionMeta):
                 continue
             o._grad_fn, o._output_nr, o._requires_grad = ctx, k, True
         return outs[0] if single else outs
-
-
-def _seq_counter():
-    # the module, not ``verigrad.tensor`` (the package attribute is the factory function)
-    from ..tensor import _seq
-
-    return _seq
 
 
 def once_differentiable(fn: Callable) -> Callable:

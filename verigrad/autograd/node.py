@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .. import registry as _registry
 from ..errors import BackwardContractError, GraphFreedError, SavedTensorModifiedError
 
 if TYPE_CHECKING:
     from ..registry import OpDef
 
-__all__ = ["Node", "OpNode", "AccumulateGrad", "make_node_class"]
+__all__ = ["Node", "OpNode", "AccumulateGrad", "make_node_class", "register_namespaces",
+           "register_output_wrapper"]
 
 FREED_MESSAGE = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -147,7 +149,7 @@ class OpNode(Node):
             kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
         if op.uses_shapes:
             kwargs["shapes"] = self._shapes
-        F = (_NS or _namespaces())[2 if owned else 0]
+        F = _NS[2 if owned else 0]
         result = op.vjp(F, grads[0], **kwargs)
         if self._single:
             gi = result
@@ -189,7 +191,7 @@ class OpNode(Node):
     def _backward_graph(self, grads: list) -> Sequence[Any]:
         """create_graph=True: the VJP runs on recorded tensor ops."""
         op = self.op
-        F = _namespaces()[1]
+        F = _NS[1]
         params = self._params
         kwargs = {p: params[p] for p in op.vjp_params}
         if op.saved:
@@ -199,7 +201,7 @@ class OpNode(Node):
                 for i in op.saved:
                     kwargs[op.inputs[i]] = _unpack(self._inputs[i], True)
         if op.uses_out:
-            kwargs["out"] = _wrap_output()(self._out, self, 0)
+            kwargs["out"] = _WRAP_OUTPUT[0](self._out, self, 0)
         if op.uses_needs:
             kwargs["needs"] = tuple(t is not None for t, _ in self._edges)
         if op.uses_shapes:
@@ -244,7 +246,9 @@ class OpNode(Node):
         return {}
 
 
-_NS: tuple = ()
+#: (numpy, tensor, numpy-owned, numpy-scalar) VJP namespaces: see register_namespaces
+_NS: list = []
+_WRAP_OUTPUT: list = []  # [wrap_output], see register_output_wrapper
 _SEQUENCES = (tuple, list)
 
 
@@ -288,28 +292,31 @@ def _reduce(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
     return F.sum_to(gi, shape)
 
 
-def _namespaces() -> tuple:
-    """(numpy, tensor, numpy-with-owned-gradient namespaces), imported once (ops import
-    this module)."""
-    global _NS
-    if not _NS:
-        from ..ops import namespaces
+def register_namespaces(numpy: Any, tensor: Any, numpy_owned: Any) -> None:
+    """Give the nodes the array namespaces their VJPs run on (``F``): ``numpy`` for a
+    first-order backward, ``tensor`` (recorded ops) for ``create_graph=True``,
+    ``numpy_owned`` where the incoming gradient is a buffer only the engine holds. Called by
+    ``verigrad.ops.namespaces``, which sits above this layer.
 
-        # 3: for 0-d nodes on numpy scalars, where the in-place forms can never write into
-        # anything: the plain operators they fall back to, without the test
-        plain = dict(
-            imul=lambda a, b: a * b, mul_into=lambda a, t: a * t, iadd=lambda a, b: a + b,
-            isub=lambda a, b: a - b, irsub=lambda a, b: b - a, idiv=lambda a, b: a / b,
-            ineg=lambda a: -a)
-        scalar = SimpleNamespace(**dict(vars(namespaces.NUMPY), **plain))
-        _NS = (namespaces.NUMPY, namespaces.TENSOR, namespaces.NUMPY_OWNED, scalar)
-    return _NS
+    >>> import verigrad  # its ops layer has registered them
+    >>> len(_NS)
+    4
+    """
+    # 4th: for 0-d nodes on numpy scalars, where the in-place forms can never write into
+    # anything: the plain operators they fall back to, without the test
+    plain = dict(
+        imul=lambda a, b: a * b, mul_into=lambda a, t: a * t, iadd=lambda a, b: a + b,
+        isub=lambda a, b: a - b, irsub=lambda a, b: b - a, idiv=lambda a, b: a / b,
+        ineg=lambda a: -a)
+    scalar = SimpleNamespace(**dict(vars(numpy), **plain))
+    # in place: the generated backwards (make_node_class) hold this very list
+    _NS[:] = [numpy, tensor, numpy_owned, scalar]
 
 
-def _wrap_output():
-    from .engine import wrap_output
-
-    return wrap_output
+def register_output_wrapper(wrap: Any) -> None:
+    """``wrap(data, node, nr) -> tensor``: a saved output re-attached to its node (for
+    create_graph backward); registered by ``verigrad.autograd.engine``."""
+    _WRAP_OUTPUT[:] = [wrap]
 
 
 def _unpack(t: Any, create_graph: bool) -> Any:
@@ -406,9 +413,9 @@ def _compile_backward(op: "OpDef") -> Any:
     zero_d = repr(((),) * n_in)
     lines += ["    g = grads[0]",
               f"    if type(g) is not ndarray and self._shapes == {zero_d}:",
-              "        F = (_NS or _namespaces())[3]  # numpy scalars throughout",
+              "        F = _NS[3]  # numpy scalars throughout",
               "    else:",
-              "        F = (_NS or _namespaces())[2 if owned else 0]",
+              "        F = _NS[2 if owned else 0]",
               # read at call time: the declaration's VJP may be swapped (tests patch it)
               f"    result = OP.vjp(F, g{''.join(', ' + k for k in kw)})"]
     if n_in == 1:
@@ -436,3 +443,7 @@ def _compile_backward(op: "OpDef") -> Any:
     fn = scope["_backward"]
     fn.__doc__ = OpNode._backward.__doc__
     return fn
+
+
+# the registry (pure data, below this layer) makes every row's grad_fn class through this
+_registry.register_node_factory(make_node_class)

@@ -20,11 +20,14 @@ import numpy as np
 from .. import _dtype
 from ..errors import ShapeError
 from ..registry import FACES, Face, on_change, public
-from ..tensor import MaxResult, MinResult, Tensor, _vbox, _wrap, apply, as_tensor
+from ..autograd.engine import register_ops
+from ..tensor import (MaxResult, MinResult, Tensor, _normalize_key, _vbox, _wrap, apply,
+                      as_tensor)
 from . import elementwise as E
 from . import linalg as L
 from . import reduce as R
 from . import shape as S
+from . import namespaces as _namespaces  # noqa: F401  (registers the VJP namespaces)
 from . import nn as _nn  # noqa: F401  (rows the torch bridge maps aten ops onto)
 from . import numeric as _numeric  # noqa: F401  (rows and numpy forms numpy code calls)
 
@@ -447,7 +450,7 @@ def getitem(input: Tensor, key: Any) -> Tensor:
     """
     x = _t(input)
     lone_slice = isinstance(key, slice)  # x[a:b] records a slice even when it is x[:]
-    key = S._normalize_key(key)
+    key = _normalize_key(key)
     if any(isinstance(k, (bool, np.bool_)) or isinstance(k, np.ndarray) and k.ndim == 0
            and k.dtype == np.bool_ for k in key):
         return _index(x, key)  # x[True]: numpy's rule
@@ -644,3 +647,5 @@ def bind(target: Any, surface: str) -> Any:
 
 
 bind(sys.modules[__name__], "function")
+# the engine and custom Functions (lower layers) record with these
+register_ops(clone=clone, to=to)  # noqa: F821  (clone: generated from its row by bind)

@@ -10,6 +10,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .. import ops as O  # the package being imported (it imports this module): read late
+from ..autograd.node import register_namespaces
+from ..tensor import Tensor, apply, as_tensor
 from . import shape as S
 
 
@@ -132,9 +135,6 @@ NUMPY_OWNED = SimpleNamespace(**dict(vars(NUMPY), g_mul=_imul, g_div=_idiv, g_ne
 
 
 def _tensor_namespace() -> SimpleNamespace:
-    from .. import ops as O
-    from ..tensor import Tensor, apply, as_tensor
-
     def t(x):
         return x if isinstance(x, Tensor) else as_tensor(x)
 
@@ -200,3 +200,6 @@ class _Lazy:
 
 
 TENSOR = _Lazy()
+
+# the nodes (a lower layer) run their VJPs on these
+register_namespaces(NUMPY, TENSOR, NUMPY_OWNED)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._lazy import sp
 from ..registry import Domain, defop
+from ..tensor import apply
 from .elementwise import _sigmoid
 
 __all__ = ["ERF", "RSQRT", "SILU", "CUMSUM", "INDEX_SELECT", "GATHER", "TRIU", "TRIL"]
@@ -61,8 +62,6 @@ def _reverse_cumsum(F, g, dim):
 def _cumsum_f(F, g, dim):
     if isinstance(g, np.ndarray) or np.isscalar(g):
         return np.cumsum(g, axis=dim)
-    from ..tensor import apply
-
     return apply(CUMSUM, (g,), {"dim": dim})
 
 

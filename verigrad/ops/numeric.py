@@ -19,7 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._lazy import sp
+from .. import ops as O  # the package being imported (it imports this module): read late
 from ..registry import Domain, defop, numpy_form, public
+from ..tensor import Tensor, _wrap, apply, tensor
 from .reduce import _axes, _expand_back, _obj_reduce
 
 ANY = ((-2.0, 2.0),)
@@ -129,8 +131,6 @@ STD = defop("std", params=("dim", "correction", "keepdim"), forward=_std,
 def _np_var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0,
             keepdims: bool = False, *, where: Any = True, mean: Any = None,
             correction: Any = None) -> Any:
-    from .. import ops as O
-
     _refuse(dtype=dtype, out=out, mean=mean, where=None if where is True else where)
     return O.var(a, axis, correction=ddof if correction is None else correction,
                  keepdim=keepdims)
@@ -140,8 +140,6 @@ def _np_var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: 
 def _np_std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: float = 0,
             keepdims: bool = False, *, where: Any = True, mean: Any = None,
             correction: Any = None) -> Any:
-    from .. import ops as O
-
     _refuse(dtype=dtype, out=out, mean=mean, where=None if where is True else where)
     return O.std(a, axis, correction=ddof if correction is None else correction,
                  keepdim=keepdims)
@@ -221,8 +219,6 @@ TRACE = defop("trace", forward=np.trace,
 
 @numpy_form("diag")
 def _np_diag(v: Any, k: int = 0) -> Any:
-    from .. import ops as O
-
     t = O._t(v)
     if t.ndim == 1:
         return O.diag_embed(t, int(k))
@@ -234,8 +230,6 @@ def _np_diag(v: Any, k: int = 0) -> Any:
 @numpy_form("trace")
 def _np_trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
               out: Any = None) -> Any:
-    from .. import ops as O
-
     _refuse(dtype=dtype, out=out)
     t = O._t(a)
     if t.ndim == 2 and offset == 0:
@@ -247,8 +241,6 @@ def _np_trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: An
 
 @numpy_form("outer")
 def _np_outer(a: Any, b: Any, out: Any = None) -> Any:
-    from .. import ops as O
-
     _refuse(out=out)
     # as torch.outer records it: a column times a row
     return O.reshape(O._t(a), (-1, 1)) * O.reshape(O._t(b), (1, -1))
@@ -256,8 +248,6 @@ def _np_outer(a: Any, b: Any, out: Any = None) -> Any:
 
 @numpy_form("ravel")
 def _np_ravel(a: Any, order: str = "C") -> Any:
-    from .. import ops as O
-
     if order not in ("C", "A", "K"):  # no strides: only the row-major order is the same
         raise TypeError(f"order={order!r} is not recorded")
     return O.reshape(O._t(a), (-1,))
@@ -265,8 +255,6 @@ def _np_ravel(a: Any, order: str = "C") -> Any:
 
 @numpy_form("square")
 def square(x: Any) -> Any:
-    from .. import ops as O
-
     return O.pow(x, 2)  # torch.square records PowBackward0
 
 
@@ -295,8 +283,6 @@ def _np_einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any =
     """Explicit and implicit einsum (with ``...``), as broadcast products summed over the
     contracted labels (a label repeated in one operand takes that diagonal first;
     ``optimize`` changes no value)."""
-    from .. import ops as O
-
     _refuse(out=out, **options)
     if not isinstance(subscripts, str):
         raise TypeError("the interleaved einsum form is not recorded")
@@ -409,8 +395,6 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
     """numpy's norm: vector norms (1-D, or along one axis), the Frobenius norm, and the
     matrix 1- and inf-norms (max column / row sums); the spectral and nuclear norms need an
     SVD and are not recorded."""
-    from .. import ops as O
-
     t = O._t(x)
     if isinstance(axis, (int, np.integer)):
         axis = (int(axis),)
@@ -437,24 +421,18 @@ def _np_norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) 
 # --- det, inv, solve --------------------------------------------------------------------------
 
 def _recorded(a: Any) -> bool:
-    from ..tensor import Tensor
-
     return isinstance(a, Tensor)
 
 
 def _inv_any(a):
     # the VJP's inverse: numpy's on arrays, the recorded op under create_graph=True
     if _recorded(a):
-        from .. import ops as O
-
         return O.inv(a)
     return np.linalg.inv(a)
 
 
 def _solve_any(a, b):
     if _recorded(a) or _recorded(b):
-        from .. import ops as O
-
         return O.solve(a, b)
     return np.linalg.solve(a, b)
 
@@ -553,9 +531,6 @@ def sort(input: Any, dim: int = -1, descending: bool = False) -> SortResult:
     >>> r.values.grad_fn.name(), r.indices.tolist()
     ('SortBackward0', [1, 2, 0])
     """
-    from .. import ops as O
-    from ..tensor import _wrap, apply
-
     x = O._t(input)
     if x.ndim == 0:  # one element: sorted as a vector of one
         one = apply(SORT, (O.reshape(x, (1,)),), {"dim": 0, "indices": np.zeros(1, np.int64)})
@@ -568,8 +543,6 @@ def sort(input: Any, dim: int = -1, descending: bool = False) -> SortResult:
 @numpy_form("sort")
 def _np_sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
              stable: Any = None) -> Any:
-    from .. import ops as O
-
     _refuse(order=order)  # kind and stable change no value of a float sort
     t = O._t(a)
     if axis is None:
@@ -596,8 +569,6 @@ FLIP = defop("flip", params=("dims",),
 
 @numpy_form("flip")
 def _np_flip(m: Any, axis: Any = None) -> Any:
-    from .. import ops as O
-
     t = O._t(m)
     dims = tuple(range(t.ndim)) if axis is None else (
         (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis))
@@ -608,8 +579,6 @@ def _np_flip(m: Any, axis: Any = None) -> Any:
 
 @numpy_form("cumsum")
 def _np_cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
-    from .. import ops as O
-
     _refuse(dtype=dtype, out=out)
     t = O._t(a)
     if axis is None:  # numpy flattens first
@@ -621,8 +590,6 @@ def _constant(name: str) -> None:
     like = getattr(np, name)
 
     def form(a: Any, *args: Any, **kwargs: Any) -> Any:
-        from ..tensor import Tensor, tensor
-
         # a constant of a's shape: its value never depends on a's, so no gradient flows
         data = a._data if isinstance(a, Tensor) else np.asarray(a)
         return tensor(like(data, *args, **kwargs))
@@ -640,8 +607,6 @@ def _metadata(name: str) -> None:
     like = getattr(np, name)
 
     def form(a: Any, *args: Any, **kwargs: Any) -> Any:
-        from ..tensor import Tensor
-
         # the shape of a tensor, not its values: nothing leaves the tape
         return like(np.empty(a.shape, dtype=a._data.dtype) if isinstance(a, Tensor) else a,
                     *args, **kwargs)

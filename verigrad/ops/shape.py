@@ -146,21 +146,3 @@ TO_COPY = defop("_to_copy", params=("dtype", "src"), forward=lambda x, dtype, sr
                 vjp=lambda F, g, src: F.astype(g, src), mirror=lambda x, dtype, src: x,
                 domain=_cases((((3,),), {"dtype": np.float32, "src": np.float64}),
                               (((2,),), {"dtype": np.float64, "src": np.float64})))
-
-
-def _normalize_key(key):
-    """Tensors and lists in an index become numpy arrays; everything else is numpy's."""
-    from ..tensor import Tensor
-
-    if not isinstance(key, tuple):
-        key = (key,)
-    out = []
-    for k in key:
-        if isinstance(k, Tensor):
-            k = k._data
-        elif isinstance(k, list):
-            k = np.asarray(k)
-        if isinstance(k, np.ndarray) and k.dtype.kind not in "biu":
-            raise IndexError(f"tensors used as indices must be integer or bool, got {k.dtype}")
-        out.append(k)
-    return tuple(out)
