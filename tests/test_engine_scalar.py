@@ -190,3 +190,37 @@ def test_scalar_leaf_gradients_add_in_delivery_order_onto_an_existing_grad():
         expect = np.float32(expect + g)
     assert w.grad._data.dtype == np.float32 and w.grad._data.tobytes() == \
         np.asarray(expect).tobytes()
+
+
+SCALAR_OPS = [op for op in REGISTRY.values() if op.scalar is not None]
+_SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-310, -1e-310, 1e308, -1e308, np.inf, -np.inf, np.nan,
+            3.0e-8, 7.25, -123.456, 2.0 ** 60]
+
+
+@pytest.mark.parametrize("op", SCALAR_OPS, ids=lambda op: op.name)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scalar_forwards_are_bitwise_the_forward_on_0d_arrays(op, dtype):
+    """``OpDef.scalar`` (what 0-d inputs run) gives the bits and type the forward gives on
+    0-d arrays, special values included, and with a Python number as second input where
+    the fast path uses it (float64 only)."""
+    rng = np.random.default_rng(7)
+    values = np.concatenate([np.array(_SPECIAL), rng.standard_normal(200) * 3,
+                             rng.uniform(-60, 60, 100)]).astype(dtype)
+    n = len(op.inputs)
+    with np.errstate(all="ignore"):
+        for k, v in enumerate(values):
+            args = [v] if n == 1 else [v, values[(k * 7 + 3) % len(values)]]
+            want = op.forward(*(np.array(a) for a in args))
+            got = op.scalar(*args)
+            assert type(got) is type(want), (op.name, args)
+            assert _bits(got) == _bits(want), (op.name, args, got, want)
+            if n == 2 and dtype is np.float64:
+                py = float(args[1])
+                want = op.forward(np.array(args[0]), py)
+                got = op.scalar(args[0], py)
+                assert type(got) is type(want) and _bits(got) == _bits(want), (op.name, args)
+
+
+def test_unary_ufunc_rows_run_their_ufunc_on_scalars_and_others_opt_in():
+    assert REGISTRY["tanh"].scalar is np.tanh and REGISTRY["exp"].scalar is np.exp
+    assert REGISTRY["mul"].scalar is not None and REGISTRY["sum"].scalar is None

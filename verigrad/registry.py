@@ -123,6 +123,10 @@ class OpDef:
     numpy: tuple[str, ...] = ()    # the numpy function(s) this op stands for (np.<name>)
     public: str | None = None      # the Face this overload belongs to (None: internal)
     arguments: tuple[str, ...] = ()  # inputs and params in the public function's order
+    #: the forward on numpy scalars, bitwise the forward's on 0-d arrays (a one-input ufunc
+    #: is its own; ``operator.mul`` for ``np.multiply``): 0-d inputs take it, several times
+    #: cheaper than a ufunc call on 0-d arrays. None: 0-d inputs run ``forward``.
+    scalar: Callable | None = field(default=None, repr=False)
 
     @property
     def variadic(self) -> bool:
@@ -142,7 +146,7 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
           numpy: str | Sequence[str] | None = None,
           public: str | bool = True, method: bool | None = None,
           expression: bool | None = None, aliases: Sequence[str] | Mapping[str, Any] = (),
-          arguments: Sequence[str] | None = None) -> OpDef:
+          arguments: Sequence[str] | None = None, scalar: Callable | None = None) -> OpDef:
     """Declare an op overload. ``name`` is ``base`` or ``base.overload``; overloads of one
     base are numbered in declaration order, which therefore follows PyTorch's numbering.
     ``numpy`` names the numpy function(s) the op stands for; by default ``np.<base>`` where
@@ -152,7 +156,9 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
     ``False``, or a base starting with ``_``, keeps it internal). Overloads of one function
     share a :class:`Face`; a face with one overload and no :func:`public` dispatcher gets a
     generated function taking ``arguments`` (default: inputs, then params, with the forward's
-    defaults). ``method`` (default: not variadic), ``expression`` (default: no) and
+    defaults). ``scalar``: the forward on numpy scalars when that is cheaper and bitwise
+    equal (default: ``forward`` itself when it is a one-input ufunc and the op has no
+    params). ``method`` (default: not variadic), ``expression`` (default: no) and
     ``aliases`` (names on every surface, or a mapping name -> surfaces) say where it appears;
     see :class:`Face`.
 
@@ -197,13 +203,15 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
     if numpy is None:
         numpy = (base,) if callable(getattr(np, base, None)) else ()
     numpy = (numpy,) if isinstance(numpy, str) else tuple(numpy)
+    if scalar is None and isinstance(forward, np.ufunc) and forward.nin == 1 and not params:
+        scalar = forward  # a ufunc runs the same loop on a numpy scalar as on a 0-d array
     op = OpDef(name=name, base=base, numpy=numpy, inputs=inputs, params=params, forward=forward, vjp=vjp,
                mirror=mirror, elementwise=elementwise, domain=domain,
                doc=doc, overload_index=index, grad_fn_name=grad_fn_name(base, index),
                saved=tuple(saved), uses_out="out" in uses, uses_needs="needs" in uses,
                uses_shapes="shapes" in uses, vjp_params=tuple(p for p in params if p in uses),
                keep=frozenset(saved), keep_all=bool(saved) and inputs[0].startswith("*"),
-               public=public, arguments=arguments)
+               public=public, arguments=arguments, scalar=scalar)
     face = None
     if public is not None:  # checked before anything is registered: a refused row leaves no trace
         face = FACES.get(public) or Face(public)

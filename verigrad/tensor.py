@@ -106,10 +106,14 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
         dt = da.dtype
         if dt is not _F64 and dt is not _F32 and dt.kind not in "fc":
             return _apply_general(op, args, params)
-        try:
-            out = op.forward(da, **params) if params else op.forward(da)
-        except ValueError:
-            out = _forward(op, [da], params)  # re-raises in our words
+        sc = op.scalar
+        if sc is not None and not da.ndim and not params and (dt is _F64 or dt is _F32):
+            out = sc(da[()])  # on a numpy scalar: the same bits, a fraction of the cost
+        else:
+            try:
+                out = op.forward(da, **params) if params else op.forward(da)
+            except ValueError:
+                out = _forward(op, [da], params)  # re-raises in our words
         b = db = None
         requires = a._requires_grad
     elif n == 2:
@@ -131,13 +135,21 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
             requires = a._requires_grad
         else:
             return _apply_general(op, args, params)
-        try:
-            if params:
-                out = op.forward(da, b if db is None else db, **params)
-            else:
-                out = op.forward(da, b if db is None else db)
-        except ValueError:
-            out = _forward(op, [da, b if db is None else db], params)
+        sc = op.scalar
+        if (sc is not None and not da.ndim and not params
+                and (dt is _F64 or (dt is _F32 and db is not None))
+                and (db is None or not db.ndim)):
+            # numpy scalars (float32 with a Python number stays on the ufunc: its weak-scalar
+            # cast is the ufunc's to keep)
+            out = sc(da[()], b if db is None else db[()])
+        else:
+            try:
+                if params:
+                    out = op.forward(da, b if db is None else db, **params)
+                else:
+                    out = op.forward(da, b if db is None else db)
+            except ValueError:
+                out = _forward(op, [da, b if db is None else db], params)
     else:
         return _apply_general(op, args, params)
     scalar = None

@@ -279,10 +279,9 @@ def _reduce(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
     a gradient of any other shape is a wrong VJP (a reshape would silently hide it)."""
     shape = node._shapes[i]
     gshape = tuple(gi.shape)
-    try:
-        ok = np.broadcast_shapes(gshape, shape) == gshape
-    except ValueError:
-        ok = False
+    lead = len(gshape) - len(shape)
+    # shape broadcasts to gshape (np.broadcast_shapes costs more than the whole VJP of a bias)
+    ok = lead >= 0 and all(s == 1 or s == d for s, d in zip(shape, gshape[lead:]))
     if not ok and [d for d in gshape if d != 1] != [d for d in shape if d != 1]:
         # (only unit axes differ: the same elements, a reshape is exact)
         raise BackwardContractError(

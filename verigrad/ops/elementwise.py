@@ -135,14 +135,17 @@ CLAMP = _unary("clamp", _clamp, lambda F, g, x, min, max: g * _in_range(x, min, 
                                   (((2, 3),), {"min": -1.0, "max": None}),
                                   (((),), {"min": None, "max": 1.0})])
 
-ADD = _binary("add", np.add, lambda F, g: (g, g), operator.add)
-SUB = _binary("sub", np.subtract, lambda F, g: (g, -g), operator.sub, numpy="subtract")
+# scalar=: numpy scalars' own operators, IEEE-exact as the ufunc (a binary ufunc call on
+# numpy scalars costs more than one on 0-d arrays)
+ADD = _binary("add", np.add, lambda F, g: (g, g), operator.add, scalar=operator.add)
+SUB = _binary("sub", np.subtract, lambda F, g: (g, -g), operator.sub, numpy="subtract",
+              scalar=operator.sub)
 # g * y first: the second product may then overwrite g (when the engine owns it)
 MUL = _binary("mul", np.multiply, lambda F, g, x, y: (g * y, F.g_mul(g, x)), operator.mul,
-              numpy="multiply")
+              numpy="multiply", scalar=operator.mul)
 DIV = _binary("div", np.true_divide,
               lambda F, g, x, y: (g / y, F.idiv(F.imul(F.g_neg(g), x), y * y)),
-              operator.truediv, (ANY, NONZERO), numpy="divide")
+              operator.truediv, (ANY, NONZERO), numpy="divide", scalar=operator.truediv)
 RSUB_TENSOR = _binary("rsub.Tensor", lambda x, y: y - x, lambda F, g: (-g, g),
                       lambda x, y: y - x)
 RSUB_SCALAR = _unary("rsub.Scalar", lambda x, other: other - x, lambda F, g: F.g_neg(g),

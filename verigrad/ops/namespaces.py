@@ -26,8 +26,13 @@ def broadcast_axes(g_shape: tuple, shape: tuple) -> tuple[int, ...]:
 def sum_to(g, shape):
     """Sum a broadcast gradient back to ``shape`` (the one place broadcasting is undone; works
     on float and object arrays alike)."""
-    axes = broadcast_axes(g.shape, shape)
+    gshape = g.shape
+    axes = broadcast_axes(gshape, shape)
     if axes:
+        if len(axes) == len(gshape) - len(shape) and type(g) is np.ndarray:
+            # only leading axes (a bias): the same reduction gives the shape itself, no
+            # keepdims and reshape (a view) that would keep the engine from owning the result
+            return g.sum(axis=axes)
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape) if g.shape != shape else g
 

@@ -1,6 +1,8 @@
 """Reductions and the softmax family. ``dim`` follows PyTorch: an int or a tuple of ints."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._lazy import sp
@@ -80,7 +82,7 @@ SUM_DIM = _red("sum.dim_IntList", lambda x, dim, keepdim: np.sum(x, _axes(dim, x
                lambda x, dim, keepdim: _obj_reduce(x, dim, keepdim, sp.Add), ("dim", "keepdim"),
                DIM_CASES)
 MEAN = _red("mean", lambda x: np.mean(x),
-            lambda F, g, shapes: F.broadcast_to(g / max(int(np.prod(shapes[0])), 1), shapes[0]),
+            lambda F, g, shapes: F.broadcast_to(g / max(math.prod(shapes[0]), 1), shapes[0]),
             lambda x: _obj_reduce(x, None, False, sp.Add) / max(np.size(x), 1))
 MEAN_DIM = _red("mean.dim", lambda x, dim, keepdim: np.mean(x, _axes(dim, x.ndim), keepdims=keepdim),
                 lambda F, g, dim, keepdim, shapes: _expand_back(
