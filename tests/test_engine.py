@@ -588,3 +588,27 @@ def test_inplace_dtype_rules():
     f = vg.tensor([1.0, 2.0])
     f += vg.tensor([1, 1])
     assert f.dtype is vg.float32 and f.tolist() == [2.0, 3.0]
+
+
+def test_a_product_under_a_sum_hands_on_the_other_factor_without_writing_into_it():
+    """mul's VJP under sum (a broadcast 1) returns the other factor itself (bitwise 1 * y):
+    the leaves' .grad are copies, and the saved factors stay untouched."""
+    import numpy as np
+    import verigrad as vg
+    from verigrad.ops.namespaces import NUMPY
+
+    rng = np.random.default_rng(3)
+    a0, b0 = rng.standard_normal(50), rng.standard_normal(50)
+    a = vg.tensor(a0, requires_grad=True)
+    b = vg.tensor(b0, requires_grad=True)
+    (vg.sin(a) * vg.exp(b)).sum().backward()
+    assert np.array_equal(a.grad.numpy(), np.cos(a0) * (1.0 * np.exp(b0)))
+    assert np.array_equal(b.grad.numpy(), (1.0 * np.sin(a0)) * np.exp(b0))
+    assert np.array_equal(a.numpy(), a0) and np.array_equal(b.numpy(), b0)
+    c = vg.tensor(a0, requires_grad=True)
+    (c * c).sum().backward()  # both factors the leaf itself: .grad must not alias it
+    assert np.array_equal(c.grad.numpy(), a0 + a0) and np.array_equal(c.numpy(), a0)
+    ones = np.broadcast_to(np.float64(1.0), (50,))
+    assert NUMPY.times(ones, b0) is b0
+    assert NUMPY.times(np.broadcast_to(np.float64(2.0), (50,)), b0) is not b0
+    assert NUMPY.times(np.ones(50), b0) is not b0  # a writable array of ones: a product

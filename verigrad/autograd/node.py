@@ -306,7 +306,7 @@ def register_namespaces(numpy: Any, tensor: Any, numpy_owned: Any) -> None:
     plain = dict(
         imul=lambda a, b: a * b, mul_into=lambda a, t: a * t, iadd=lambda a, b: a + b,
         isub=lambda a, b: a - b, irsub=lambda a, b: b - a, idiv=lambda a, b: a / b,
-        ineg=lambda a: -a)
+        ineg=lambda a: -a, times=lambda a, b: a * b, g_times=lambda a, b: a * b)
     scalar = SimpleNamespace(**dict(vars(numpy), **plain))
     # in place: the generated backwards (make_node_class) hold this very list
     _NS[:] = [numpy, tensor, numpy_owned, scalar]

@@ -140,9 +140,10 @@ CLAMP = _unary("clamp", _clamp, lambda F, g, x, min, max: g * _in_range(x, min, 
 ADD = _binary("add", np.add, lambda F, g: (g, g), operator.add, scalar=operator.add)
 SUB = _binary("sub", np.subtract, lambda F, g: (g, -g), operator.sub, numpy="subtract",
               scalar=operator.sub)
-# g * y first: the second product may then overwrite g (when the engine owns it)
-MUL = _binary("mul", np.multiply, lambda F, g, x, y: (g * y, F.g_mul(g, x)), operator.mul,
-              numpy="multiply", scalar=operator.mul)
+# g * y first: the second product may then overwrite g (when the engine owns it); both are
+# returned as they are, so either may be the other factor itself (F.times)
+MUL = _binary("mul", np.multiply, lambda F, g, x, y: (F.times(g, y), F.g_times(g, x)),
+              operator.mul, numpy="multiply", scalar=operator.mul)
 DIV = _binary("div", np.true_divide,
               lambda F, g, x, y: (g / y, F.idiv(F.imul(F.g_neg(g), x), y * y)),
               operator.truediv, (ANY, NONZERO), numpy="divide", scalar=operator.truediv)

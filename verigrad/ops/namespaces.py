@@ -29,9 +29,9 @@ def sum_to(g, shape):
     gshape = g.shape
     axes = broadcast_axes(gshape, shape)
     if axes:
-        if len(axes) == len(gshape) - len(shape) and type(g) is np.ndarray:
-            # only leading axes (a bias): the same reduction gives the shape itself, no
-            # keepdims and reshape (a view) that would keep the engine from owning the result
+        if shape and len(axes) == len(gshape) - len(shape) and type(g) is np.ndarray:
+            # only leading axes of a dimensioned input (a bias): the same reduction gives the
+            # shape itself, without keepdims and a reshape (a view the engine cannot own)
             return g.sum(axis=axes)
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape) if g.shape != shape else g
@@ -109,6 +109,19 @@ def _plain_mul(a, b):
     return a * b
 
 
+def _times(g, y):
+    """``g * y`` for a product the VJP returns as it is (and never writes into): ``y`` itself
+    when ``g`` is a read-only broadcast of exactly 1 of ``y``'s shape and dtype (what ``sum``'s
+    VJP hands on from a root), since ``1 * y`` is ``y`` bitwise (only a signalling NaN would be
+    quieted by the product; numpy never makes one). Saves a pass and a fresh buffer; the
+    engine never owns ``y`` (the node saved it), so nothing writes into it."""
+    if (type(g) is np.ndarray and type(y) is np.ndarray and g.base is not None and g.ndim
+            and not any(g.strides) and g.shape == y.shape and g.dtype == y.dtype
+            and g.item(0) == 1):
+        return y
+    return g * y
+
+
 def _plain_div(a, b):
     return a / b
 
@@ -133,10 +146,13 @@ NUMPY = SimpleNamespace(
     # ``g_*``: the same on the incoming gradient, which only the engine may let a VJP
     # overwrite: in NUMPY they never do, in NUMPY_OWNED (gradients nothing else holds) they do
     g_mul=_plain_mul, g_div=_plain_div, g_neg=_plain_neg,
+    # ``times``/``g_times``: ``g * y`` that the VJP returns as it is (it may be ``y`` itself:
+    # see _times); ``g_times`` writes into an owned ``g``
+    times=_times, g_times=_times,
 )
 
 #: NUMPY for a node whose incoming gradient is a buffer the engine owns outright
-NUMPY_OWNED = SimpleNamespace(**dict(vars(NUMPY), g_mul=_imul, g_div=_idiv, g_neg=_ineg))
+NUMPY_OWNED = SimpleNamespace(**dict(vars(NUMPY), g_mul=_imul, g_div=_idiv, g_neg=_ineg, g_times=_imul))
 
 
 def _tensor_namespace() -> SimpleNamespace:
@@ -189,7 +205,7 @@ def _tensor_namespace() -> SimpleNamespace:
         argmax_mask=lambda x, dim: as_tensor(_argmax_mask(t(x)._data, dim)),
         astype=lambda x, dtype: O.to(x, dtype), sum_to=sum_to_,
         imul=mul, mul_into=mul, iadd=lambda a, b: a + b, isub=lambda a, b: a - b,
-        irsub=lambda a, b: b - a, idiv=div, ineg=neg, g_mul=mul, g_div=div, g_neg=neg,
+        irsub=lambda a, b: b - a, idiv=div, ineg=neg, g_mul=mul, g_div=div, g_neg=neg, times=mul, g_times=mul,
     )
 
 
