@@ -210,7 +210,7 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                 # bound to ``buf``): they would count against ownership below
                 del grads
                 buf = prev = None
-                if not retain_graph:
+                if not retain_graph and node._guard:
                     node._free()
                 if not in_grads:
                     continue

@@ -1,6 +1,7 @@
 """grad_fn objects: one node per recorded operation, with PyTorch's names and reprs."""
 from __future__ import annotations
 
+import operator
 import weakref
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Sequence
@@ -30,6 +31,7 @@ class Node:
     __slots__ = ("_edges", "_retain", "_seq", "__weakref__")
     _name = "Node"
     n_outputs = 1
+    _guard = True  # the engine calls _free after the node ran (op nodes that save nothing: no)
 
     def name(self) -> str:
         return self._name
@@ -303,10 +305,12 @@ def register_namespaces(numpy: Any, tensor: Any, numpy_owned: Any) -> None:
     """
     # 4th: for 0-d nodes on numpy scalars, where the in-place forms can never write into
     # anything: the plain operators they fall back to, without the test
+    # (operator's C functions: the same operators, no Python frame per call)
     plain = dict(
-        imul=lambda a, b: a * b, mul_into=lambda a, t: a * t, iadd=lambda a, b: a + b,
-        isub=lambda a, b: a - b, irsub=lambda a, b: b - a, idiv=lambda a, b: a / b,
-        ineg=lambda a: -a, times=lambda a, b: a * b, g_times=lambda a, b: a * b)
+        imul=operator.mul, mul_into=operator.mul, iadd=operator.add, isub=operator.sub,
+        irsub=lambda a, b: b - a, idiv=operator.truediv, ineg=operator.neg,
+        times=operator.mul, g_times=operator.mul, g_mul=operator.mul, g_div=operator.truediv,
+        g_neg=operator.neg)
     scalar = SimpleNamespace(**dict(vars(numpy), **plain))
     # in place: the generated backwards (make_node_class) hold this very list
     _NS[:] = [numpy, tensor, numpy_owned, scalar]
