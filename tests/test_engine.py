@@ -612,3 +612,17 @@ def test_a_product_under_a_sum_hands_on_the_other_factor_without_writing_into_it
     assert NUMPY.times(ones, b0) is b0
     assert NUMPY.times(np.broadcast_to(np.float64(2.0), (50,)), b0) is not b0
     assert NUMPY.times(np.ones(50), b0) is not b0  # a writable array of ones: a product
+
+
+@pytest.mark.parametrize("value", [np.float64(0.25), np.array(-1.5), np.float32(2.0),
+                                   np.array(3 + 1j), np.int64(4)])
+@pytest.mark.parametrize("shape", [(), (3,), (2, 1, 4)])
+def test_the_vjp_broadcast_is_numpys(value, shape):
+    """sum's and mean's VJPs broadcast a scalar with a direct view: numpy's values, dtype,
+    strides and read-only flag."""
+    from verigrad.ops.namespaces import NUMPY
+
+    got, want = NUMPY.broadcast_to(value, shape), np.broadcast_to(value, shape)
+    assert got.shape == want.shape and got.dtype == want.dtype and got.strides == want.strides
+    assert np.array_equal(got, want) and not got.flags.writeable
+    assert NUMPY.broadcast_to(np.arange(3.0), (2, 3)).shape == (2, 3)  # arrays: numpy's own
