@@ -626,3 +626,13 @@ def test_the_vjp_broadcast_is_numpys(value, shape):
     assert got.shape == want.shape and got.dtype == want.dtype and got.strides == want.strides
     assert np.array_equal(got, want) and not got.flags.writeable
     assert NUMPY.broadcast_to(np.arange(3.0), (2, 3)).shape == (2, 3)  # arrays: numpy's own
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128, np.float16, np.int64])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (4, 1, 33), (1000,)])
+def test_mean_forward_is_np_mean_bitwise(dtype, shape):
+    from verigrad.ops.reduce import MEAN
+
+    x = (np.random.default_rng(len(shape)).standard_normal(shape) * 100).astype(dtype)
+    got, want = MEAN.forward(x), np.mean(x)
+    assert type(got) is type(want) and np.asarray(got).tobytes() == np.asarray(want).tobytes()

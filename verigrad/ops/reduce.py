@@ -81,7 +81,16 @@ SUM_DIM = _red("sum.dim_IntList", lambda x, dim, keepdim: np.sum(x, _axes(dim, x
                lambda F, g, dim, keepdim, shapes: _expand_back(F, g, dim, keepdim, shapes[0]),
                lambda x, dim, keepdim: _obj_reduce(x, dim, keepdim, sp.Add), ("dim", "keepdim"),
                DIM_CASES)
-MEAN = _red("mean", lambda x: np.mean(x),
+def _mean(x):
+    # np.mean's own steps for a float array (np.add.reduce, then one true division by the
+    # count), without its Python-level bookkeeping; float16, ints, empty: np.mean itself
+    if type(x) is np.ndarray and x.size and (x.dtype.kind == "c" or x.dtype.kind == "f"
+                                             and x.dtype.itemsize >= 4):
+        return np.add.reduce(x, axis=None) / x.size
+    return np.mean(x)
+
+
+MEAN = _red("mean", _mean,
             lambda F, g, shapes: F.broadcast_to(g / max(math.prod(shapes[0]), 1), shapes[0]),
             lambda x: _obj_reduce(x, None, False, sp.Add) / max(np.size(x), 1))
 MEAN_DIM = _red("mean.dim", lambda x, dim, keepdim: np.mean(x, _axes(dim, x.ndim), keepdims=keepdim),
