@@ -17,6 +17,7 @@ from . import _dtype
 from ._dtype import dtype as DType
 from ._format import format_tensor
 from .autograd.grad_mode import _state
+from .autograd.node import S1, S2
 from .errors import DtypeGradError, InplaceOnLeafError, ShapeError
 from .registry import OpDef
 
@@ -361,8 +362,8 @@ _F32 = np.dtype(np.float32)
 _V0 = (0,)
 _V00 = (0, 0)
 _EMPTY = ()
-_S1 = ((),)
-_S2 = ((), ())
+_S1 = S1
+_S2 = S2
 _DT1: dict = {}
 _DT2: dict = {}
 _DTC: dict = {}

@@ -161,14 +161,18 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
         if node not in seen:
             seen.add(node)
             stack.append(node)
-    order = list(stack)
+    order = []
+    add_seen = seen.add
+    push = stack.append
+    pop = stack.pop
     while stack:
-        node = stack.pop()
+        node = pop()
+        order.append(node)
         for target, _ in node._edges:
-            if target is not None and target not in seen and isinstance(target, Node):
-                seen.add(target)
-                stack.append(target)
-                order.append(target)
+            # leaves (tensors: the exact type first, the common case) and missing edges
+            if target not in seen and type(target) is not Tensor and isinstance(target, Node):
+                add_seen(target)
+                push(target)
     order.sort(key=_SEQ, reverse=True)
 
     cap, results = capture if capture is not None else (None, None)

@@ -237,17 +237,22 @@ class OpNode(Node):
         if self._guard:
             self._out = None
             self._freed = True
-            if self._saved_names and any(self._shapes):
+            shapes = self._shapes
+            if (self._saved_names and shapes is not S2 and shapes is not S1
+                    and any(shapes)):  # (the shared all-0-d records need no look)
                 edges = self._edges
                 self._inputs = tuple(
                     None if t is not None and isinstance(edges[i][0], Node) and shape else t
-                    for i, (t, shape) in enumerate(zip(self._inputs, self._shapes)))
+                    for i, (t, shape) in enumerate(zip(self._inputs, shapes)))
 
     @property
     def metadata(self) -> dict:
         return {}
 
 
+#: the shape records of all-0-d nodes, shared (tensor.apply uses these very tuples)
+S1 = ((),)
+S2 = ((), ())
 #: (numpy, tensor, numpy-owned, numpy-scalar) VJP namespaces: see register_namespaces
 _NS: list = []
 _WRAP_OUTPUT: list = []  # [wrap_output], see register_output_wrapper
