@@ -366,14 +366,6 @@ def _fix(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
     return gi
 
 
-def _fix_single(node: "OpNode", F: Any, result: Any) -> Any:
-    try:
-        result.shape
-    except AttributeError:  # a tuple (or anything but an array) for one input
-        raise _count_error(node, result) from None
-    return _fix(node, F, result, 0)
-
-
 def _compile_backward(op: "OpDef") -> Any:
     """``OpNode._backward`` written out for one op: its saved inputs, VJP keywords and
     gradient count known in advance, so a first-order backward runs no loops over the
@@ -415,7 +407,8 @@ def _compile_backward(op: "OpDef") -> Any:
         lines.append("    params = self._params")
         kw += [f"{p}=params[{p!r}]" for p in op.vjp_params]
     if op.uses_needs:
-        kw.append("needs=tuple(t is not None for t, _ in self._edges)")
+        kw.append("needs=(" + "".join(f"self._edges[{i}][0] is not None, "
+                                      for i in range(n_in)) + ")")
     if op.uses_shapes:
         kw.append("shapes=self._shapes")
     zero_d = repr(((),) * n_in)
@@ -431,7 +424,13 @@ def _compile_backward(op: "OpDef") -> Any:
                   "        return [None]",
                   "    if type(result) is self._dtypes[0].type and self._shapes[0] == ():",
                   "        return [result]  # a numpy scalar of the input's dtype",
-                  "    return [_fix_single(self, F, result)]"]
+                  "    try:",
+                  "        rshape = result.shape",
+                  "    except AttributeError:  # a tuple (or anything but an array) for one input",
+                  "        raise _count_error(self, result) from None",
+                  "    if rshape != self._shapes[0] or result.dtype != self._dtypes[0]:",
+                  "        result = _fix(self, F, result, 0)  # (the checks inlined: no call)",
+                  "    return [result]"]
     else:
         lines += [f"    if type(result) not in _SEQUENCES or len(result) != {n_in}:",
                   "        raise _count_error(self, result)",
@@ -443,7 +442,8 @@ def _compile_backward(op: "OpDef") -> Any:
                       f"    if g{i} is not None:",
                       f"        if edges[{i}][0] is None:",
                       f"            g{i} = None",
-                      f"        elif type(g{i}) is not dtypes[{i}].type or shapes[{i}] != ():",
+                      f"        elif ((type(g{i}) is not dtypes[{i}].type or shapes[{i}] != ())",
+                      f"              and (g{i}.shape != shapes[{i}] or g{i}.dtype != dtypes[{i}])):",
                       f"            g{i} = _fix(self, F, g{i}, {i})"]
         lines.append(f"    return [{', '.join(f'g{i}' for i in range(n_in))}]")
     scope = dict(globals(), OP=op, _GENERIC=OpNode._backward, ndarray=np.ndarray)
