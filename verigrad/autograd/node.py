@@ -241,9 +241,18 @@ class OpNode(Node):
             if (self._saved_names and shapes is not S2 and shapes is not S1
                     and any(shapes)):  # (the shared all-0-d records need no look)
                 edges = self._edges
-                self._inputs = tuple(
-                    None if t is not None and isinstance(edges[i][0], Node) and shape else t
-                    for i, (t, shape) in enumerate(zip(self._inputs, shapes)))
+                inputs = self._inputs
+                if len(inputs) == 2:  # (most ops: written out, no generator)
+                    t0, t1 = inputs
+                    self._inputs = (
+                        None if t0 is not None and shapes[0] and isinstance(edges[0][0], Node)
+                        else t0,
+                        None if t1 is not None and shapes[1] and isinstance(edges[1][0], Node)
+                        else t1)
+                else:
+                    self._inputs = tuple(
+                        None if t is not None and isinstance(edges[i][0], Node) and shape else t
+                        for i, (t, shape) in enumerate(zip(inputs, shapes)))
 
     @property
     def metadata(self) -> dict:

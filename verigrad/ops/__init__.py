@@ -248,6 +248,9 @@ def matmul(input: Any, other: Any) -> Tensor:
     'MmBackward0'
     """
     a, b = _t(input), _t(other)
+    da, db = a._data, b._data
+    if da.ndim == 2 and db.ndim == 2 and da.shape[1] == db.shape[0]:  # the common case first
+        return apply(L.MM, (a, b))
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError("both arguments to matmul need to be at least 1D, got shapes "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
