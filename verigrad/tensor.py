@@ -786,7 +786,12 @@ _BACKWARD: list = []
 
 
 def register_backward(backward: Any) -> None:
-    """Let ``Tensor.backward`` run the engine's ``backward`` (called by the engine)."""
+    """Let ``Tensor.backward`` run the engine's ``backward`` (called by the engine).
+
+    >>> import verigrad  # its engine has registered itself
+    >>> _BACKWARD[0].__module__
+    'verigrad.autograd.engine'
+    """
     _BACKWARD[:] = [backward]
 
 

@@ -358,7 +358,12 @@ _OPS: dict[str, Any] = {}
 
 def register_ops(**ops: Any) -> None:
     """Give the engine (and custom Functions) the public ops they record with:
-    ``clone(t)`` and ``to(t, dtype)``."""
+    ``clone(t)`` and ``to(t, dtype)``.
+
+    >>> import verigrad  # its ops layer has registered them
+    >>> sorted(_OPS)
+    ['clone', 'to']
+    """
     _OPS.update(ops)
 
 

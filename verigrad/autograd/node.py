@@ -332,7 +332,12 @@ def register_namespaces(numpy: Any, tensor: Any, numpy_owned: Any) -> None:
 
 def register_output_wrapper(wrap: Any) -> None:
     """``wrap(data, node, nr) -> tensor``: a saved output re-attached to its node (for
-    create_graph backward); registered by ``verigrad.autograd.engine``."""
+    create_graph backward); registered by ``verigrad.autograd.engine``.
+
+    >>> import verigrad
+    >>> _WRAP_OUTPUT[0].__name__
+    'wrap_output'
+    """
     _WRAP_OUTPUT[:] = [wrap]
 
 
