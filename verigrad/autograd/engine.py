@@ -15,7 +15,7 @@ from ..errors import NoGradFnError, NonScalarBackwardError, ShapeError
 from ..tensor import Tensor, _wrap, register_backward
 from . import node as _node
 from .grad_mode import _state
-from .node import Node, OpNode
+from .node import S1, S2, Node, OpNode
 
 __all__ = ["backward", "grad", "vjp_namespace", "wrap_output"]
 
@@ -215,7 +215,13 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                 del grads
                 buf = prev = None
                 if not retain_graph and node._guard:
-                    node._free()
+                    shapes = node._shapes
+                    if shapes is S1 or shapes is S2:
+                        # an all-0-d op node: nothing to drop (its saved output is a numpy
+                        # scalar), only the flag that refuses a second run (OpNode._free)
+                        node._freed = True
+                    else:
+                        node._free()
                 if not in_grads:
                     continue
                 for (target, nr), gi in zip(node._edges, in_grads):
@@ -320,8 +326,9 @@ def _flush_leaf(leaf: Any, acc: Any) -> None:
 _SEQ = operator.attrgetter("_seq")
 
 
-def _refcount(x: Any) -> int:
-    return sys.getrefcount(x)
+#: called directly in the delivery loop (no wrapper frame per gradient); an interpreter
+#: without reference counts reports -2, which never equals _FRESH_REFS
+_refcount = getattr(sys, "getrefcount", lambda x: -2)
 
 
 def _fresh_refs() -> int:

@@ -32,6 +32,7 @@ class Node:
     _name = "Node"
     n_outputs = 1
     _guard = True  # the engine calls _free after the node ran (op nodes that save nothing: no)
+    _shapes = None  # op nodes: their inputs' shapes (a slot of OpNode)
 
     def name(self) -> str:
         return self._name
