@@ -612,6 +612,9 @@ def test_a_product_under_a_sum_hands_on_the_other_factor_without_writing_into_it
     assert NUMPY.times(ones, b0) is b0
     assert NUMPY.times(np.broadcast_to(np.float64(2.0), (50,)), b0) is not b0
     assert NUMPY.times(np.ones(50), b0) is not b0  # a writable array of ones: a product
+    z = np.array([complex(-0.0, np.inf)] * 3)
+    got = NUMPY.times(np.broadcast_to(np.complex128(1), (3,)), z)  # complex: a product
+    assert got is not z and got.tobytes() == (np.complex128(1) * z).tobytes()
 
 
 @pytest.mark.parametrize("value", [np.float64(0.25), np.array(-1.5), np.float32(2.0),

@@ -458,7 +458,8 @@ def _compile_backward(op: "OpDef") -> Any:
                       f"        if edges[{i}][0] is None:",
                       f"            g{i} = None",
                       f"        elif ((type(g{i}) is not dtypes[{i}].type or shapes[{i}] != ())",
-                      f"              and (g{i}.shape != shapes[{i}] or g{i}.dtype != dtypes[{i}])):",
+                      f"              and (g{i}.shape != shapes[{i}]",
+                      f"                   or g{i}.dtype != dtypes[{i}])):",
                       f"            g{i} = _fix(self, F, g{i}, {i})"]
         lines.append(f"    return [{', '.join(f'g{i}' for i in range(n_in))}]")
     scope = dict(globals(), OP=op, _GENERIC=OpNode._backward, ndarray=np.ndarray)

@@ -125,13 +125,14 @@ def _plain_mul(a, b):
 
 def _times(g, y):
     """``g * y`` for a product the VJP returns as it is (and never writes into): ``y`` itself
-    when ``g`` is a read-only broadcast of exactly 1 of ``y``'s shape and dtype (what ``sum``'s
-    VJP hands on from a root), since ``1 * y`` is ``y`` bitwise (only a signalling NaN would be
-    quieted by the product; numpy never makes one). Saves a pass and a fresh buffer; the
-    engine never owns ``y`` (the node saved it), so nothing writes into it."""
+    when ``g`` is a read-only broadcast of exactly 1 with ``y``'s shape and real floating dtype
+    (what ``sum``'s VJP hands on from a root), since ``1 * y`` is ``y`` bitwise there (only a
+    signalling NaN would be quieted; numpy never makes one). Not for complex: ``1 * (a + inf
+    j)`` is not ``a + inf j``. Saves a pass and a fresh buffer; the engine never owns ``y``
+    (the node saved it), so nothing writes into it."""
     if (type(g) is np.ndarray and type(y) is np.ndarray and g.base is not None and g.ndim
             and not any(g.strides) and g.shape == y.shape and g.dtype == y.dtype
-            and g.item(0) == 1):
+            and g.dtype.kind == "f" and g.item(0) == 1):
         return y
     return g * y
 
@@ -166,7 +167,8 @@ NUMPY = SimpleNamespace(
 )
 
 #: NUMPY for a node whose incoming gradient is a buffer the engine owns outright
-NUMPY_OWNED = SimpleNamespace(**dict(vars(NUMPY), g_mul=_imul, g_div=_idiv, g_neg=_ineg, g_times=_imul))
+NUMPY_OWNED = SimpleNamespace(**dict(vars(NUMPY), g_mul=_imul, g_div=_idiv, g_neg=_ineg,
+                                     g_times=_imul))
 
 
 def _tensor_namespace() -> SimpleNamespace:
@@ -219,7 +221,8 @@ def _tensor_namespace() -> SimpleNamespace:
         argmax_mask=lambda x, dim: as_tensor(_argmax_mask(t(x)._data, dim)),
         astype=lambda x, dtype: O.to(x, dtype), sum_to=sum_to_,
         imul=mul, mul_into=mul, iadd=lambda a, b: a + b, isub=lambda a, b: a - b,
-        irsub=lambda a, b: b - a, idiv=div, ineg=neg, g_mul=mul, g_div=div, g_neg=neg, times=mul, g_times=mul,
+        irsub=lambda a, b: b - a, idiv=div, ineg=neg, g_mul=mul, g_div=div, g_neg=neg,
+        times=mul, g_times=mul,
     )
 
 
