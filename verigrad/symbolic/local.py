@@ -19,7 +19,7 @@ import numpy as np
 
 from .._lazy import sp
 from ..autograd.function import FunctionCtx
-from ..autograd.node import Node, OpNode
+from ..autograd.node import Node
 from .vm import Program
 
 __all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror"]
@@ -69,34 +69,15 @@ def apply_mirror(node: Node, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
 
 
 def _apply_mirror(node: Node, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
-    if isinstance(node, OpNode):
-        op = node.op
-        params = node._params
-        if op.elementwise:
-            f = np.frompyfunc(lambda *a: op.mirror(*a, **params), len(args), 1)
-            present = [a for a in args if a is not None]
-            if len(present) != len(args):  # absent optional inputs (clamp bounds)
-                slots = [i for i, a in enumerate(args) if a is not None]
-
-                def g(*vals, _slots=slots, _n=len(args)):
-                    full = [None] * _n
-                    for i, v in zip(_slots, vals):
-                        full[i] = v
-                    return op.mirror(*full, **params)
-
-                f = np.frompyfunc(g, len(present), 1)
-            out = f(*present)
-        else:
-            out = op.mirror(*args, **params)
-        return (np.asarray(out, dtype=object),)
-    if isinstance(node, FunctionCtx):
-        return _function_mirror(node, args)
-    raise MirrorError(f"{node.name()} has no mirror")
+    mirror = getattr(node, "mirror", None)  # the node protocol (autograd/node.py)
+    if mirror is None:
+        raise MirrorError(f"{node.name()} has no mirror")
+    return mirror(args)
 
 
 def _function_mirror(node: FunctionCtx, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
     cls = node._forward_cls
-    sym = getattr(cls, "symbolic", None)
+    sym = node.own_mirror()
     if sym is None:
         from .traced import traced_mirror  # traced graphs are mirrored like any graph
 
@@ -546,9 +527,10 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
 _CACHE: dict[Any, LocalRule] = {}
 
 
-def _trace_signature(node: FunctionCtx) -> Any:
-    """A traced forward's structure (branches taken), part of its rule's key."""
-    if getattr(node._forward_cls, "symbolic", None) is not None:
+def _trace_signature(node: Node) -> Any:
+    """A traced forward's structure (branches taken), part of its rule's key (None for a
+    node with a mirror of its own)."""
+    if not node.user_code or node.own_mirror() is not None:
         return None
     from .traced import Trace, trace_of
 
@@ -565,20 +547,12 @@ def _symbols(prefix: str, shape: tuple, real: bool) -> np.ndarray:
 def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int],
              real: bool = True) -> LocalRule:
     """The (cached) local rule of ``node`` for inputs shaped like ``input_values``."""
-    if isinstance(node, OpNode):
-        ident: Any = ("op", node.op.name, _freeze(node._params))
-        elementwise = node.op.elementwise
-    elif isinstance(node, FunctionCtx):
-        cls = node._forward_cls
-        # the class itself, never its id(): a class made in a factory may land at the
-        # address of a freed one (the key keeps it alive until the cache is cleared)
-        # ``_rule_key``: a Function class made per call (verigrad.torch) names its mirror
-        ident = ("fn", getattr(cls, "_rule_key", None) or cls,
-                 tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)),
-                 _trace_signature(node))
-        elementwise = False
-    else:
+    if getattr(node, "rule_key", None) is None:
         raise MirrorError(f"{node.name()} has no mirror")
+    # the node protocol: op and parameters, or a Function class and its non-tensor arguments;
+    # a traced forward's structure (branches taken) too
+    ident: Any = (_freeze(node.rule_key(input_values)), _trace_signature(node))
+    elementwise = node.elementwise
     shapes = tuple(None if v is None else np.shape(v) for v in input_values)
     key = (ident, shapes if not elementwise else tuple(s is None for s in shapes),
            tuple(diff_inputs), real, backend())
@@ -591,7 +565,7 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
             in_syms.append(None)
         elif elementwise:
             in_syms.append(_symbols(f"a{i}", (), real))
-        elif isinstance(v, np.ndarray) or isinstance(node, OpNode):
+        elif isinstance(v, np.ndarray) or not node.passes_values:
             in_syms.append(_symbols(f"a{i}", s, real))
         else:  # a non-tensor argument of a custom Function: passed through as a value
             in_syms.append(None)
@@ -599,15 +573,19 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
     for i, (v, syms) in enumerate(zip(input_values, in_syms)):
         if syms is not None:
             args.append(syms)
-        elif isinstance(node, FunctionCtx):
+        elif node.passes_values:
             args.append(v)
         else:
             args.append(None)
     outs = list(apply_mirror(node, args))
     rule = LocalRule(elementwise=elementwise, in_syms=in_syms, outs=outs,
                      diff_inputs=tuple(i for i in diff_inputs if in_syms[i] is not None),
-                     uses_out=isinstance(node, OpNode) and node.op.uses_out)
+                     uses_out=node.uses_out)
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
     _CACHE[key] = rule
     return rule
+
+
+# the node layer cannot import this one: a custom Function node's mirror comes from here
+FunctionCtx.mirror_of = _function_mirror
