@@ -21,8 +21,6 @@ rules in memory; this module keeps them on disk too, one small JSON file per rul
 Nothing decides a verdict differently with the cache: a hit yields the same expressions a
 derivation would (checked at write time), and a miss derives them.
 
->>> import os, tempfile
->>> os.environ["VERIGRAD_CACHE_DIR"] = tempfile.mkdtemp()
 >>> from verigrad.symbolic.rule_cache import dumps, loads
 >>> import sympy
 >>> x = sympy.Symbol("a0", real=True)
@@ -152,13 +150,32 @@ def dumps(expr: Any) -> str | None:
         expr = expr._sympy_()
     if not isinstance(expr, sp.Basic):
         return None
-    text = sp.srepr(expr)
+    text = _text(expr)
     if "Dummy(" in text:  # a dummy's index is only unique within one process
         return None
     try:
         return text if loads(text) == expr else None
     except (ValueError, TypeError, ArithmeticError, AttributeError):
         return None
+
+
+def _text(expr: Any) -> str:
+    """``srepr``'s notation, but with every node's arguments in ``.args`` order (``srepr``
+    prints sums and products sorted, which an unevaluated rebuild would keep); iterative."""
+    done: dict[int, str] = {}
+    stack: list[tuple[Any, bool]] = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if id(e) in done and not ready:
+            continue
+        if not e.args:
+            done[id(e)] = sp.srepr(e)
+        elif not ready:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args)
+        else:
+            done[id(e)] = f"{type(e).__name__}({', '.join(done[id(a)] for a in e.args)})"
+    return done[id(expr)]
 
 
 def _unevaluated() -> tuple:
@@ -243,9 +260,8 @@ def loads(text: str) -> Any:
                     raise ValueError("not a whitelisted SymPy expression: ** arguments")
                 kwargs[k.arg] = done.pop(id(k.value))
             _check_literals(cls, args, kwargs)
-            if issubclass(cls, lazy) and cls is not sp.Add:
-                # srepr's args are already canonical (it prints a sum's terms in another
-                # order, so Add re-sorts them); dumps() checks the rebuilt expression
+            if issubclass(cls, lazy):
+                # the args are stored as they were (dumps() checks the rebuilt expression)
                 kwargs.setdefault("evaluate", False)
             done[id(node)] = cls(*args, **kwargs)
         else:
