@@ -14,9 +14,18 @@ for (derandomized, no example database, no deadline, printed reproduction blobs)
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 from hypothesis import settings
+
+# the suite never reads or writes the user's rule cache (verigrad/symbolic/rule_cache.py):
+# one scratch directory per test process, inherited by the CLI subprocesses, removed at exit
+_RULE_CACHE = tempfile.mkdtemp(prefix="verigrad-test-rules-")
+os.environ["VERIGRAD_CACHE_DIR"] = _RULE_CACHE
+atexit.register(shutil.rmtree, _RULE_CACHE, True)
 
 _CI = settings.get_profile("ci")
 _DEFAULT = settings.get_profile("default")

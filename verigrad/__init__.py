@@ -33,7 +33,7 @@ from .expression import build_graph, parse_expression
 # SymPy, comes with it: SymPy loads on first use)
 from .symbolic import symbolic, symbolic_grad
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402 - one place for the version
 
 # The checker loads on first access: ``import verigrad`` for the tape alone, or for the
 # pytest plugin, stays light.
@@ -49,6 +49,10 @@ def __getattr__(name: str):
     import importlib
 
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if module == "checker":
+        # vg.check recognises torch code through a front end the torch layer registers
+        # (the checker sits below it and cannot import it); importing it imports no torch
+        from .torch import _hook  # noqa: F401
     globals()[name] = value
     return value
 

@@ -173,6 +173,57 @@ class FunctionCtx(Node):
         if self._saved:
             self._freed = True
 
+    # --- the node protocol: what symbolic/ and checker/ ask a node (never its kind) -----
+    #: non-tensor arguments reach forward and the mirror as values (an op wraps them)
+    passes_values = True
+    #: forward and backward are the user's code: checked at every point, never cached on disk
+    user_code = True
+    #: one rule for all elements is not known for a user's forward
+    elementwise = False
+    uses_out = False
+    #: ``mirror_of(ctx, args)``: the SymPy mirror (``symbolic`` staticmethod, else the traced
+    #: forward). Filled in by ``symbolic/local.py``, which this layer cannot import
+    mirror_of: Any = None
+
+    def input_names(self) -> list[str]:
+        """The forward's parameter names, one per input (``arg3`` beyond them)."""
+        return _input_names(self._forward_cls, len(self._inputs))
+
+    def rule_key(self, values: Any = None) -> tuple:
+        """What fixes this node's mirror besides input shapes: the Function class (or the
+        mirror a class made per call names, ``_rule_key``) and its non-tensor arguments."""
+        cls = self._forward_cls
+        # the class itself, never its id(): a class made in a factory may land at the
+        # address of a freed one (the key keeps it alive until the cache is cleared)
+        ident = getattr(cls, "_rule_key", None) or cls
+        if values is None:
+            return ("fn", ident)
+        return ("fn", ident, tuple(v for v in values if not isinstance(v, np.ndarray)))
+
+    def own_mirror(self) -> Callable | None:
+        """The class's ``symbolic`` staticmethod, or None (its forward is traced instead)."""
+        return getattr(self._forward_cls, "symbolic", None)
+
+    def mirror(self, args: Any) -> tuple:
+        """SymPy object arrays of the outputs, given the inputs' (values for non-tensors)."""
+        return FunctionCtx.mirror_of(self, args)
+
+    def forward(self, values: Any) -> list:
+        """The user's forward on input values (numpy in, numpy out), without recording."""
+        from ..tensor import Tensor, _wrap
+        from .grad_mode import no_grad
+
+        cls = self._forward_cls
+        with no_grad():
+            args = [_wrap(np.array(v)) if isinstance(v, np.ndarray) else v for v in values]
+            out = cls.forward(cls._backward_cls(), *args)
+        outs = out if isinstance(out, tuple) else (out,)
+        return [np.asarray(o._data if isinstance(o, Tensor) else o) for o in outs]
+
+    def rerun(self, args: Any) -> Any:
+        """The Function applied afresh to ``args`` (tensors or values), recorded."""
+        return self._forward_cls.apply(*args)
+
 
 def _input_names(cls: type, n: int) -> list[str]:
     try:

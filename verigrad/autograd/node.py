@@ -259,6 +259,65 @@ class OpNode(Node):
     def metadata(self) -> dict:
         return {}
 
+    # --- the node protocol: what symbolic/ and checker/ ask a node (never its kind) -----
+    #: non-tensor inputs of an op are wrapped constants (a custom Function passes its own
+    #: through to forward and mirror as values)
+    passes_values = False
+    #: the node runs verigrad's registry code, not the user's: its rules may be cached on
+    #: disk, nearby points cover it through the whole-graph comparison
+    user_code = False
+    #: ``replay(node, values, record)``: the op re-run on tensors. Filled in by
+    #: ``symbolic/graph.py`` (this layer sits below the tensor and cannot import it)
+    replay: Any = None
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether one rule on scalars describes every output element."""
+        return self.op.elementwise
+
+    @property
+    def uses_out(self) -> bool:
+        """Whether the op's VJP reads the forward output (its rounding reaches the VJP)."""
+        return self.op.uses_out
+
+    def input_names(self) -> list[str]:
+        """The op's name for each input (``input[2]`` for variadic ones)."""
+        return _input_labels(self)
+
+    def rule_key(self, values: Sequence[Any] | None = None) -> tuple:
+        """What fixes this node's mirror besides input shapes: op and parameters."""
+        return ("op", self.op.name, self._params)
+
+    def mirror(self, args: Sequence[Any]) -> tuple:
+        """The op's SymPy mirror applied to object arrays (None for absent inputs): one
+        object array per output."""
+        op, params = self.op, self._params
+        if not op.elementwise:
+            return (np.asarray(op.mirror(*args, **params), dtype=object),)
+        present = [a for a in args if a is not None]
+        if len(present) == len(args):
+            f = np.frompyfunc(lambda *a: op.mirror(*a, **params), len(args), 1)
+        else:  # absent optional inputs (clamp bounds)
+            slots = [i for i, a in enumerate(args) if a is not None]
+
+            def g(*vals: Any, _slots: list = slots, _n: int = len(args)) -> Any:
+                full: list[Any] = [None] * _n
+                for i, v in zip(_slots, vals):
+                    full[i] = v
+                return op.mirror(*full, **params)
+
+            f = np.frompyfunc(g, len(present), 1)
+        return (np.asarray(f(*present), dtype=object),)
+
+    def forward(self, values: Sequence[Any]) -> list:
+        """The op's forward on input values (numpy in, numpy out), with the tape's dtype
+        promotion."""
+        return [OpNode.replay(self, values, False)._data]
+
+    def rerun(self, args: Sequence[Any]) -> Any:
+        """The op recorded afresh on ``args`` (tensors or values); its output tensor."""
+        return OpNode.replay(self, args, True)
+
 
 #: the shape records of all-0-d nodes, shared (tensor.apply uses these very tuples)
 S1 = ((),)

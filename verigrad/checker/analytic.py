@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._lazy import sp
-from ..autograd.function import FunctionCtx
 from ..symbolic.graph import GraphView
 from ..symbolic.local import MirrorError, rule_for
 from ..symbolic.traced import trace_of
@@ -37,7 +36,7 @@ def non_holomorphic(view: GraphView) -> str:
         try:
             rule = rule_for(node, vals, [])
         except MirrorError:
-            if not isinstance(node, FunctionCtx):
+            if not node.user_code:
                 return node.name()
             # a custom forward without a mirror: read what its trace ran, if it traced at all
             t = trace_of(node)

@@ -42,6 +42,25 @@ DEFAULTS = {
 }
 
 
+#: (wanted(fn, inputs), dispatch(check's locals())) pairs: front ends for code the checker
+#: does not run itself. verigrad.torch registers one (this layer cannot import it)
+FRONTENDS: list[tuple[Callable[[Any, Sequence[Any]], bool], Callable[[dict], Any]]] = []
+
+
+def register_frontend(wanted: Callable[[Any, Sequence[Any]], bool],
+                      dispatch: Callable[[dict], Any]) -> None:
+    """Let ``check`` hand ``fn`` to ``dispatch(check's arguments)`` when ``wanted(fn, inputs)``
+    (registering the same pair twice is a no-op).
+
+    >>> from verigrad.checker.core import FRONTENDS, register_frontend
+    >>> register_frontend(lambda fn, inputs: fn == "never", lambda scope: None)
+    >>> FRONTENDS.pop()[0]("never", ())
+    True
+    """
+    if (wanted, dispatch) not in FRONTENDS:
+        FRONTENDS.append((wanted, dispatch))
+
+
 @dataclass
 class _Point:
     """Everything found at one evaluation point."""
@@ -90,9 +109,9 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     ('pass', True)
     """
     validate_options(**{k: v for k, v in locals().items() if k not in ("fn", "inputs")})
-    from ..torch import _hook  # torch code is translated by verigrad.torch (never imports torch)
-    if _hook.wanted(fn, inputs):
-        return _hook.dispatch(locals())
+    for wanted, dispatch in FRONTENDS:  # torch code goes to verigrad.torch (registered there)
+        if wanted(fn, inputs):
+            return dispatch(locals())
     t0 = time.perf_counter()
     problem = make_problem(fn, inputs, {**named, **(values or {})}, names)
     opts = dict(DEFAULTS, seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps,
@@ -960,7 +979,7 @@ def _closed_form(problem: Problem, scalar: bool) -> tuple:
 def _versions() -> dict[str, str]:
     import sympy
 
-    from .. import __version__
+    from .._version import __version__
 
     return {"verigrad": __version__, "numpy": np.__version__, "sympy": sympy.__version__,
             "mpmath": mpmath.__version__, "python": platform.python_version()}

@@ -15,8 +15,7 @@ import math
 import mpmath
 import numpy as np
 
-from ..autograd.function import FunctionCtx, _input_names
-from ..autograd.node import Node, OpNode
+from ..autograd.node import Node
 from ..errors import BackwardContractError, VerigradError
 from ..autograd.grad_mode import enable_grad
 from ..symbolic.exact import EPS64, SAFETY, to_mp
@@ -65,19 +64,17 @@ class LocalFinding:
 
 
 def _input_name(node: Node, i: int) -> str:
-    if isinstance(node, OpNode):
-        names = node.op.inputs
-        return names[0].lstrip("*") + f"[{i}]" if node.op.variadic else names[i]
-    if isinstance(node, FunctionCtx):
-        return _input_names(node._forward_cls, len(node._inputs))[i]
-    return f"input {i}"
+    names = getattr(node, "input_names", None)  # the node protocol (autograd/node.py)
+    return names()[i] if names is not None else f"input {i}"
 
 
 def rule_cost(node: Node, in_vals: list) -> int:
     sizes = [int(np.size(v)) for v in in_vals if isinstance(v, np.ndarray)] or [1]
-    if isinstance(node, OpNode) and node.op.elementwise:
+    if node.elementwise:
         return max(sizes)
-    out = sum(int(np.prod(s)) for s, _ in node._out_meta) if isinstance(node, FunctionCtx) \
+    # a custom Function knows its outputs' shapes; an op's output is one forward away
+    meta = getattr(node, "_out_meta", None)
+    out = sum(int(np.prod(s)) for s, _ in meta) if meta is not None \
         else int(np.size(node_forward(node, in_vals)[0]))
     return out * max(sizes)
 
@@ -127,7 +124,7 @@ def check_nodes(view: GraphView, seed: int, use_mirror: bool = True,
     rng = np.random.default_rng(seed)
     findings = []
     for node in reversed(view.nodes):
-        if functions_only and not isinstance(node, FunctionCtx):
+        if functions_only and not node.user_code:
             continue
         finding = _check_node(view, node, rng, use_mirror)
         if override is not None and not finding.contract and finding.input_index >= 0:
@@ -164,7 +161,7 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
     if contract:
         return LocalFinding(node, path, "contract", False, note=contract, contract=contract)
     note = ""
-    if isinstance(node, FunctionCtx) and (missing := mirror_missing(node)):
+    if missing := mirror_missing(node):
         note = missing
     elif use_mirror and rule_cost(node, in_vals) <= RULE_COST_CAP:
         try:
@@ -194,7 +191,7 @@ LOCAL_SAMPLE = 256
 def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[np.ndarray],
               v: list[np.ndarray], got: list[Any], rng: np.random.Generator) -> LocalFinding:
     shape = outs[0].shape
-    if isinstance(node, OpNode) and node.op.elementwise and outs[0].size > LOCAL_SAMPLE and all(
+    if not node.user_code and node.elementwise and outs[0].size > LOCAL_SAMPLE and all(
             np.shape(x) == shape for x in in_vals if isinstance(x, np.ndarray)):
         idx = np.sort(rng.choice(outs[0].size, LOCAL_SAMPLE, replace=False))
         pick = lambda a: None if a is None else (  # noqa: E731
@@ -267,7 +264,7 @@ class _Reference:
 
 def _reference(node: Node, rule: Any, in_vals: list, v: list[np.ndarray],
                out_shapes: list) -> _Reference:
-    args = [None if x is None else (x if isinstance(node, FunctionCtx) and
+    args = [None if x is None else (x if node.passes_values and
                                     not isinstance(x, np.ndarray) else to_mp(x))
             for x in in_vals]
     sym = [a for a, s in zip(args, rule.in_syms) if s is not None]
@@ -313,7 +310,7 @@ def _check_mirror(node: Node, ref: _Reference, outs: list[np.ndarray], dtype: np
 
 def _node_at(node: Node, in_vals: list, diff: list[int]) -> Node | None:
     """A fresh node of the same op (or custom Function) recorded at other input values."""
-    from ..tensor import Tensor, _wrap, apply, tensor
+    from ..tensor import Tensor, _wrap, tensor
 
     args = []
     for i, x in enumerate(in_vals):
@@ -323,9 +320,7 @@ def _node_at(node: Node, in_vals: list, diff: list[int]) -> Node | None:
         else:
             args.append(x)
     with np.errstate(all="ignore"), enable_grad():
-        if isinstance(node, OpNode):
-            return apply(node.op, tuple(args), node._params)._grad_fn
-        out = node._forward_cls.apply(*args)
+        out = node.rerun(args)
     outs = out if isinstance(out, tuple) else (out,)
     return next((o._grad_fn for o in outs if isinstance(o, Tensor) and o._grad_fn is not None),
                 None)
@@ -576,7 +571,7 @@ def _node_magnitude(node: Node, in_vals: list) -> float:
                 np.asarray(v).dtype.kind in "fiu":
             a = np.abs(np.asarray(v, dtype=float))
             big = max(big, float(np.max(a[np.isfinite(a)], initial=0.0)))
-    t = trace_of(node) if isinstance(node, FunctionCtx) else None
+    t = trace_of(node) if node.user_code else None
     if t is not None and not isinstance(t, str) and t.view is not None:
         big = max(big, graph_magnitude(t.view))
     return big

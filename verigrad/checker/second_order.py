@@ -26,14 +26,13 @@ import mpmath
 import numpy as np
 
 from ..autograd.engine import grad as autograd_grad
-from ..autograd.function import FunctionCtx
 from ..autograd.grad_mode import enable_grad
-from ..autograd.node import Node, OpNode
+from ..autograd.node import Node
 from ..errors import VerigradError
 from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView
 from ..symbolic.local import MirrorError, _freeze, rule_for
-from ..tensor import Tensor, apply, tensor
+from ..tensor import Tensor, tensor
 from . import finite_diff as fd
 from .local import FD_SAFETY, RULE_COST_CAP, LocalFinding, _input_name, _path, rule_cost
 from .problem import CheckInputError
@@ -61,17 +60,14 @@ def _rerun(node: Node, in_vals: list, diff: list[int]) -> tuple[list, list]:
     for i, v in enumerate(in_vals):
         if i in diff:
             args.append(tensor(np.array(v, dtype=np.float64), requires_grad=True))
-        elif isinstance(node, FunctionCtx) and not isinstance(inputs[i], Tensor):
+        elif node.passes_values and not isinstance(inputs[i], Tensor):
             args.append(v)  # a non-tensor argument of a custom Function
         elif v is None or not isinstance(v, np.ndarray):
             args.append(v)
         else:
             args.append(tensor(v))
     with enable_grad(), np.errstate(all="ignore"):
-        if isinstance(node, OpNode):
-            out = apply(node.op, tuple(args), node._params)
-        else:
-            out = node._forward_cls.apply(*args)
+        out = node.rerun(args)
     outs = list(out) if isinstance(out, tuple) else [out]
     return args, [o for o in outs if isinstance(o, Tensor) and o.requires_grad]
 
@@ -316,11 +312,10 @@ def check_second_order(view: GraphView, seed: int = 0, dps: int = 30,
     out = []
     seen: set = set()
     for node in reversed(view.nodes):
-        if isinstance(node, OpNode):
+        if not node.user_code:
             if functions_only:
                 continue
-            key = (node.op.name, _freeze(node._params),
-                   tuple(np.shape(v) for v in view.input_values(node)))
+            key = (_freeze(node.rule_key()), tuple(np.shape(v) for v in view.input_values(node)))
             if key in seen:
                 continue
             seen.add(key)
@@ -375,7 +370,7 @@ def extend_report(report: CheckReport, problem: Any, order: int, seed: int = 0,
         report.culprit = report.culprits[0]
     if bad:
         report.verdict = "fail"
-    n_fn = sum(isinstance(f.node, FunctionCtx) for f in findings)
+    n_fn = sum(f.node.user_code for f in findings)
     report.notes.append(
         f"second order: the double backward (create_graph=True) of {n_fn} custom Function "
         f"node(s) and of {len(findings) - n_fn} built-in op(s) (one node per op, parameters "

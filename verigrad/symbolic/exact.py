@@ -139,7 +139,7 @@ class ExactGraph:
                 args.append(leaf_values[id(s.leaf)])
             elif s.value is None:
                 args.append(None)
-            elif isinstance(node, FunctionCtx) and not isinstance(raw, np.ndarray):
+            elif node.passes_values and not isinstance(raw, np.ndarray):
                 args.append(s.value)  # a non-tensor argument of a custom Function
             else:
                 # floats convert exactly at any dps >= 16, so one conversion serves all
@@ -198,7 +198,7 @@ class ExactGraph:
 
     @staticmethod
     def _recorded_arg(node: Any, raw: Any) -> Any:
-        if raw is None or isinstance(node, FunctionCtx) and not isinstance(raw, np.ndarray):
+        if raw is None or node.passes_values and not isinstance(raw, np.ndarray):
             return raw
         return to_mp(raw)
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..autograd.node import Node, OpNode
-from ..tensor import Tensor
+from ..tensor import Tensor, _wrap, apply
 
 __all__ = ["GraphView", "Source", "Elided", "node_forward", "PATH_LIMIT"]
 
@@ -200,17 +200,20 @@ def node_forward(node: Node, in_vals: Sequence[Any]) -> list[np.ndarray]:
     """A node's own forward on given input values (numpy in, numpy out), with the dtype
     promotion the tape applied."""
     from ..autograd.grad_mode import no_grad
-    from ..tensor import _wrap, apply
 
     with no_grad(), np.errstate(all="ignore"):
-        if isinstance(node, OpNode):
-            args = tuple(_wrap(np.asarray(v)) if isinstance(v, np.ndarray) else v
-                         for v in in_vals)
-            return [apply(node.op, args, node._params)._data]
-        cls = node._forward_cls
-        args = [_wrap(np.array(v)) if isinstance(v, np.ndarray) else v for v in in_vals]
-        out = cls.forward(cls._backward_cls(), *args)
-        outs = out if isinstance(out, tuple) else (out,)
-        return [np.asarray(o._data if isinstance(o, Tensor) else o) for o in outs]
+        return node.forward(in_vals)
 
 
+def _replay_op(node: OpNode, values: Sequence[Any], record: bool) -> Tensor:
+    """An op node's forward re-run through ``tensor.apply``: on wrapped input values
+    (``record=False``, the node protocol's ``forward``) or on the caller's tensors, recorded
+    (``rerun``: a fresh node of the same op at other values)."""
+    if record:
+        return apply(node.op, tuple(values), node._params)
+    args = tuple(_wrap(np.asarray(v)) if isinstance(v, np.ndarray) else v for v in values)
+    return apply(node.op, args, node._params)
+
+
+# the node layer cannot import the tensor layer: its protocol's replays come from here
+OpNode.replay = _replay_op

@@ -19,7 +19,8 @@ import numpy as np
 
 from .._lazy import sp
 from ..autograd.function import FunctionCtx
-from ..autograd.node import Node, OpNode
+from ..autograd.node import Node
+from . import rule_cache
 from .vm import Program
 
 __all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror"]
@@ -69,34 +70,15 @@ def apply_mirror(node: Node, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
 
 
 def _apply_mirror(node: Node, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
-    if isinstance(node, OpNode):
-        op = node.op
-        params = node._params
-        if op.elementwise:
-            f = np.frompyfunc(lambda *a: op.mirror(*a, **params), len(args), 1)
-            present = [a for a in args if a is not None]
-            if len(present) != len(args):  # absent optional inputs (clamp bounds)
-                slots = [i for i, a in enumerate(args) if a is not None]
-
-                def g(*vals, _slots=slots, _n=len(args)):
-                    full = [None] * _n
-                    for i, v in zip(_slots, vals):
-                        full[i] = v
-                    return op.mirror(*full, **params)
-
-                f = np.frompyfunc(g, len(present), 1)
-            out = f(*present)
-        else:
-            out = op.mirror(*args, **params)
-        return (np.asarray(out, dtype=object),)
-    if isinstance(node, FunctionCtx):
-        return _function_mirror(node, args)
-    raise MirrorError(f"{node.name()} has no mirror")
+    mirror = getattr(node, "mirror", None)  # the node protocol (autograd/node.py)
+    if mirror is None:
+        raise MirrorError(f"{node.name()} has no mirror")
+    return mirror(args)
 
 
 def _function_mirror(node: FunctionCtx, args: Sequence[Any]) -> tuple[np.ndarray, ...]:
     cls = node._forward_cls
-    sym = getattr(cls, "symbolic", None)
+    sym = node.own_mirror()
     if sym is None:
         from .traced import traced_mirror  # traced graphs are mirrored like any graph
 
@@ -163,6 +145,10 @@ class LocalRule:
     _partial_magnitude: Any = None
     _partials: list[Any] = field(default_factory=list)
     jac_index: list[tuple[int, int, int, int]] = field(default_factory=list)  # (out, oflat, in, iflat)
+    _derived: bool = False           # _partials and jac_index hold the partials
+    _magnitude_exprs: list | None = None
+    _partial_magnitude_exprs: Any = None   # a list, False (none for this rule) or None
+    _store: Callable | None = None   # writes the rule to the on-disk cache (registry ops)
 
     @property
     def flat_syms(self) -> list[Any]:
@@ -171,6 +157,10 @@ class LocalRule:
     def _lambdify(self, exprs: list[Any]) -> Callable:
         return Program(self.flat_syms, exprs)
 
+    def _persist(self) -> None:
+        if self._store is not None:
+            self._store(self)
+
     def magnitude_fn(self) -> Callable:
         """``f(*flat_inputs)`` -> rounding-error magnitude of each partial (same order as the
         partials of ``full_fn``), in units of the unit roundoff: how much a correct float
@@ -178,14 +168,18 @@ class LocalRule:
         symbolically, so meant for elementwise rules (non-elementwise ones measure it:
         ``vjp_with_bound``)."""
         if self._magnitude is None:
-            self.full_fn()
-            # only a backward that reads the saved output sees its rounding (our registry
-            # knows which do; at cos(0) the term would be huge and is not earned)
-            out = self.outs[0].reshape(-1)[0] if self.elementwise and self.uses_out else None
-            self._magnitude = self._lambdify([
-                rounding_magnitude(d) + input_sensitivity(d) +
-                (output_sensitivity(d, out, self._partials, self._diff_syms())
-                 if out is not None else 0) for d in self._partials])
+            if self._magnitude_exprs is None:
+                self.derive_partials()
+                # only a backward that reads the saved output sees its rounding (our
+                # registry knows which do; at cos(0) the term would be huge and is not earned)
+                out = self.outs[0].reshape(-1)[0] if self.elementwise and self.uses_out \
+                    else None
+                self._magnitude_exprs = [
+                    rounding_magnitude(d) + input_sensitivity(d) +
+                    (output_sensitivity(d, out, self._partials, self._diff_syms())
+                     if out is not None else 0) for d in self._partials]
+                self._persist()
+            self._magnitude = self._lambdify(self._magnitude_exprs)
         return self._magnitude
 
     def partial_magnitude_fn(self) -> Callable | None:
@@ -194,16 +188,21 @@ class LocalRule:
         roundoff): ``p - 1`` with ``p`` near 1 is made of terms of size 1, however tiny its
         value. None for large rules (their bound is measured: ``vjp_with_bound``)."""
         if self._partial_magnitude is None:
-            self.full_fn()
-            if self.elementwise or len(self._partials) > PARTIAL_MAGNITUDE_CAP or \
-                    _larger_than(self._partials, PARTIAL_MAGNITUDE_NODES):
-                self._partial_magnitude = False
-            else:
-                # SymEngine's partials come back with plain (complex) symbols: make them ours
-                real = {sp.Symbol(t.name): t for t in self.flat_syms}
-                exprs = [d if isinstance(d, sp.Basic) else d._sympy_().xreplace(real)
-                         for d in self._partials]
-                self._partial_magnitude = self._lambdify([rounding_magnitude(d) for d in exprs])
+            if self._partial_magnitude_exprs is None:
+                self.derive_partials()
+                if self.elementwise or len(self._partials) > PARTIAL_MAGNITUDE_CAP or \
+                        _larger_than(self._partials, PARTIAL_MAGNITUDE_NODES):
+                    self._partial_magnitude_exprs = False
+                else:
+                    # SymEngine's partials come back with plain (complex) symbols: make
+                    # them ours
+                    real = {sp.Symbol(t.name): t for t in self.flat_syms}
+                    exprs = [d if isinstance(d, sp.Basic) else d._sympy_().xreplace(real)
+                             for d in self._partials]
+                    self._partial_magnitude_exprs = [rounding_magnitude(d) for d in exprs]
+                self._persist()
+            self._partial_magnitude = self._lambdify(self._partial_magnitude_exprs) \
+                if self._partial_magnitude_exprs is not False else False
         return self._partial_magnitude or None
 
     def _diff_syms(self) -> list[Any]:
@@ -214,40 +213,48 @@ class LocalRule:
             self._forward = self._lambdify([e for o in self.outs for e in o.flat])
         return self._forward
 
+    def derive_partials(self) -> None:
+        """The nonzero partials (``_partials``, indexed by ``jac_index``), once."""
+        if self._derived:
+            return
+        # SymEngine differentiates ~100x faster; elementwise rules stay in SymPy, whose
+        # partials also feed the symbolic rounding magnitudes
+        se = _symengine() if not self.elementwise else None
+        memo: dict = {}
+        index, partials = [], []
+        for k, o in enumerate(self.outs):
+            for j, e in enumerate(o.flat):
+                terms = _terms_by_symbol(e)
+                for i in self.diff_inputs:
+                    for m, s in enumerate(self.in_syms[i].flat):
+                        if s not in terms:
+                            continue
+                        partials.append(_diff(e, s, terms[s], se, memo))
+                        index.append((k, j, i, m))
+        self.jac_index, self._partials, self._derived = index, partials, True
+        self._persist()
+
     def full_fn(self) -> Callable:
         """``f(*flat_inputs)`` -> outputs, then the nonzero partials listed in ``jac_index``."""
         if self._full is None:
+            self.derive_partials()
             exprs = [e for o in self.outs for e in o.flat]
             n_out = len(exprs)
-            # SymEngine differentiates ~100x faster; elementwise rules stay in SymPy, whose
-            # partials also feed the symbolic rounding magnitudes
             se = _symengine() if not self.elementwise else None
-            memo: dict = {}
             syms = self.flat_syms
             position = {t: n for n, t in enumerate(syms)}
             plan = []  # per partial: (0, input position) | (1, (p, q)) | (2, expression slot)
-            index = []
-            for k, o in enumerate(self.outs):
-                for j, e in enumerate(o.flat):
-                    terms = _terms_by_symbol(e)
-                    for i in self.diff_inputs:
-                        for m, s in enumerate(self.in_syms[i].flat):
-                            if s not in terms:
-                                continue
-                            d = _diff(e, s, terms[s], se, memo)
-                            index.append((k, j, i, m))
-                            self._partials.append(d)
-                            # plain symbols and numbers need no code at all
-                            q = _rational(d)
-                            if d in position or type(d).__name__ == "Symbol":
-                                plan.append((0, position[d] if d in position else
-                                             position[sp.Symbol(d.name, real=True)]))
-                            elif q is not None:
-                                plan.append((1, q))
-                            else:
-                                plan.append((2, len(exprs)))
-                                exprs.append(d)
-            self.jac_index = index
+            for d in self._partials:
+                # plain symbols and numbers need no code at all
+                q = _rational(d)
+                if d in position or type(d).__name__ == "Symbol":
+                    plan.append((0, position[d] if d in position else
+                                 position[sp.Symbol(d.name, real=True)]))
+                elif q is not None:
+                    plan.append((1, q))
+                else:
+                    plan.append((2, len(exprs)))
+                    exprs.append(d)
             f = Program([(t, se.Symbol(t.name)) for t in syms] if se else syms, exprs)
 
             def full(*args: Any) -> list:
@@ -546,9 +553,10 @@ def _diff(expr: Any, s: Any, terms: list[Any], se: Any = None, memo: dict | None
 _CACHE: dict[Any, LocalRule] = {}
 
 
-def _trace_signature(node: FunctionCtx) -> Any:
-    """A traced forward's structure (branches taken), part of its rule's key."""
-    if getattr(node._forward_cls, "symbolic", None) is not None:
+def _trace_signature(node: Node) -> Any:
+    """A traced forward's structure (branches taken), part of its rule's key (None for a
+    node with a mirror of its own)."""
+    if not node.user_code or node.own_mirror() is not None:
         return None
     from .traced import Trace, trace_of
 
@@ -565,25 +573,23 @@ def _symbols(prefix: str, shape: tuple, real: bool) -> np.ndarray:
 def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int],
              real: bool = True) -> LocalRule:
     """The (cached) local rule of ``node`` for inputs shaped like ``input_values``."""
-    if isinstance(node, OpNode):
-        ident: Any = ("op", node.op.name, _freeze(node._params))
-        elementwise = node.op.elementwise
-    elif isinstance(node, FunctionCtx):
-        cls = node._forward_cls
-        # the class itself, never its id(): a class made in a factory may land at the
-        # address of a freed one (the key keeps it alive until the cache is cleared)
-        # ``_rule_key``: a Function class made per call (verigrad.torch) names its mirror
-        ident = ("fn", getattr(cls, "_rule_key", None) or cls,
-                 tuple(_freeze(v) for v in input_values if not isinstance(v, np.ndarray)),
-                 _trace_signature(node))
-        elementwise = False
-    else:
+    if getattr(node, "rule_key", None) is None:
         raise MirrorError(f"{node.name()} has no mirror")
+    # the node protocol: op and parameters, or a Function class and its non-tensor arguments;
+    # a traced forward's structure (branches taken) too
+    ident: Any = (_freeze(node.rule_key(input_values)), _trace_signature(node))
+    elementwise = node.elementwise
     shapes = tuple(None if v is None else np.shape(v) for v in input_values)
     key = (ident, shapes if not elementwise else tuple(s is None for s in shapes),
            tuple(diff_inputs), real, backend())
     rule = _CACHE.get(key)
     if rule is not None:
+        return rule
+    # registry ops (not user code) are the same in every process: kept on disk as well
+    disk = None if node.user_code else rule_cache.key_text(key[0][0:1] + key[1:4], key[4])
+    rule = _rule_from_disk(disk, real) if disk is not None else None
+    if rule is not None:
+        _remember(key, rule)
         return rule
     in_syms: list[Any] = []
     for i, (v, s) in enumerate(zip(input_values, shapes)):
@@ -591,7 +597,7 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
             in_syms.append(None)
         elif elementwise:
             in_syms.append(_symbols(f"a{i}", (), real))
-        elif isinstance(v, np.ndarray) or isinstance(node, OpNode):
+        elif isinstance(v, np.ndarray) or not node.passes_values:
             in_syms.append(_symbols(f"a{i}", s, real))
         else:  # a non-tensor argument of a custom Function: passed through as a value
             in_syms.append(None)
@@ -599,15 +605,112 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
     for i, (v, syms) in enumerate(zip(input_values, in_syms)):
         if syms is not None:
             args.append(syms)
-        elif isinstance(node, FunctionCtx):
+        elif node.passes_values:
             args.append(v)
         else:
             args.append(None)
     outs = list(apply_mirror(node, args))
     rule = LocalRule(elementwise=elementwise, in_syms=in_syms, outs=outs,
                      diff_inputs=tuple(i for i in diff_inputs if in_syms[i] is not None),
-                     uses_out=isinstance(node, OpNode) and node.op.uses_out)
+                     uses_out=node.uses_out)
+    if disk is not None:
+        rule._store = _disk_writer(disk)
+        rule._persist()
+    _remember(key, rule)
+    return rule
+
+
+def _remember(key: Any, rule: LocalRule) -> None:
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
     _CACHE[key] = rule
+
+
+# --- the on-disk copy of registry rules (symbolic/rule_cache.py) ---------------------------
+
+def _texts(exprs: Any, real: dict | None = None) -> list[str] | None:
+    out = []
+    for e in exprs:
+        if real is not None and not isinstance(e, sp.Basic) and hasattr(e, "_sympy_"):
+            e = e._sympy_().xreplace(real)  # SymEngine's symbols carry no assumptions
+        t = rule_cache.dumps(e)
+        if t is None:
+            return None
+        out.append(t)
+    return out
+
+
+def _disk_writer(disk: str) -> Callable[[LocalRule], None]:
+    """Writes a rule's record as it grows (mirror, then partials, then magnitudes); each
+    part is turned into text once. A part that does not survive the text round trip is
+    left out (the next process derives it)."""
+    done: dict[str, Any] = {}
+
+    def store(rule: LocalRule) -> None:
+        if "outs" not in done:
+            outs = [_texts(o.flat) for o in rule.outs]
+            if any(t is None for t in outs):
+                rule._store = None  # e.g. a mirror of plain numbers: derived every time
+                return
+            done["outs"] = [[list(o.shape), t] for o, t in zip(rule.outs, outs)]
+        if rule._derived and "partials" not in done:
+            real = {sp.Symbol(t.name): t for t in rule.flat_syms}
+            texts = _texts(rule._partials, real)
+            done["partials"] = None if texts is None else {
+                "index": [list(ix) for ix in rule.jac_index], "exprs": texts,
+                "symengine": [not isinstance(d, sp.Basic) for d in rule._partials]}
+        if rule._magnitude_exprs is not None and "magnitude" not in done:
+            done["magnitude"] = _texts(rule._magnitude_exprs)
+        if rule._partial_magnitude_exprs is not None and "partial_magnitude" not in done:
+            pm = rule._partial_magnitude_exprs
+            done["partial_magnitude"] = False if pm is False else _texts(pm)
+        rule_cache.save(disk, {
+            "elementwise": rule.elementwise, "uses_out": rule.uses_out,
+            "diff_inputs": list(rule.diff_inputs),
+            "in_syms": [None if a is None else list(a.shape) for a in rule.in_syms],
+            **{k: v for k, v in done.items() if v is not None}})
+
+    return store
+
+
+def _rule_from_disk(disk: str, real: bool) -> LocalRule | None:
+    """The rule stored under ``disk``, rebuilt (None on a miss or an unreadable record)."""
+    rec = rule_cache.load(disk)
+    if rec is None or "outs" not in rec:
+        return None
+    try:
+        in_syms = [None if s is None else _symbols(f"a{i}", tuple(s), real)
+                   for i, s in enumerate(rec["in_syms"])]
+        outs = []
+        for shape, texts in rec["outs"]:
+            arr = np.empty(len(texts), dtype=object)
+            arr[:] = [rule_cache.loads(t) for t in texts]
+            outs.append(arr.reshape(tuple(shape)))
+        rule = LocalRule(elementwise=bool(rec["elementwise"]), in_syms=in_syms, outs=outs,
+                         diff_inputs=tuple(int(i) for i in rec["diff_inputs"]),
+                         uses_out=bool(rec["uses_out"]))
+        parts = rec.get("partials")
+        if parts is not None:
+            exprs = [rule_cache.loads(t) for t in parts["exprs"]]
+            if backend() == "symengine":  # as derived: SymEngine's where it answered
+                exprs = [_to_symengine(e) if se else e
+                         for e, se in zip(exprs, parts["symengine"])]
+            rule._partials = exprs
+            rule.jac_index = [tuple(int(v) for v in ix) for ix in parts["index"]]
+            rule._derived = True
+        if rec.get("magnitude") is not None:
+            rule._magnitude_exprs = [rule_cache.loads(t) for t in rec["magnitude"]]
+        pm = rec.get("partial_magnitude")
+        if pm is not None:
+            rule._partial_magnitude_exprs = False if pm is False else \
+                [rule_cache.loads(t) for t in pm]
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, SyntaxError,
+            RecursionError):
+        return None  # corrupt or from another layout: derived again and rewritten
+    writer = _disk_writer(disk)
+    rule._store = writer
     return rule
+
+
+# the node layer cannot import this one: a custom Function node's mirror comes from here
+FunctionCtx.mirror_of = _function_mirror

@@ -33,7 +33,7 @@ import numpy as np
 from ..autograd.engine import grad
 from ..autograd.function import FunctionCtx
 from ..autograd.grad_mode import enable_grad, no_grad
-from ..autograd.node import OpNode
+from ..autograd.node import Node
 from ..tensor import Tensor, _wrap, tensor
 from .graph import GraphView
 from .local import MirrorError, _freeze
@@ -60,9 +60,10 @@ class Trace:
 _TRACES: "weakref.WeakKeyDictionary[FunctionCtx, Trace | str]" = weakref.WeakKeyDictionary()
 
 
-def mirror_missing(node: FunctionCtx) -> str:
-    """Why ``node`` has no mirror ("" when it has one: ``symbolic`` or a valid trace)."""
-    if getattr(node._forward_cls, "symbolic", None) is not None:
+def mirror_missing(node: Node) -> str:
+    """Why ``node`` has no mirror ("" when it has one: a registry op, ``symbolic`` or a
+    valid trace)."""
+    if not node.user_code or node.own_mirror() is not None:
         return ""
     t = trace_of(node)
     return t if isinstance(t, str) else t.problem
@@ -176,8 +177,7 @@ def _signature(view: GraphView | None, leaves: list, outs: list) -> tuple:
     leaf_slot = {id(t): i for i, t in leaves}
     sig: list[Any] = []
     for n in nodes:
-        kind = ("op", n.op.name, _freeze(n._params)) if isinstance(n, OpNode) else \
-            ("fn", getattr(n, "_forward_cls", type(n)))
+        kind = _freeze(n.rule_key())  # op and parameters, or a nested Function's class
         # constants and tensors the forward closed over are baked into the mirror: by value
         srcs = tuple((s.kind, index.get(id(s.node)), s.nr, leaf_slot.get(id(s.leaf)),
                       _freeze(s.value) if s.kind == "const" else

@@ -561,7 +561,6 @@ def _fingerprint(view: Any, leaves: list, positions: list, picked: list, touts: 
     indices, changes the constants and so the digest)."""
     import hashlib
 
-    from verigrad.autograd.node import OpNode
     from verigrad.symbolic.local import _freeze
 
     h = hashlib.sha256()
@@ -576,8 +575,8 @@ def _fingerprint(view: Any, leaves: list, positions: list, picked: list, touts: 
     index = {node: k for k, node in enumerate(view.nodes)} if view is not None else {}
     where = {id(leaf): p for leaf, p in zip(leaves, positions)}
     for node in (view.nodes if view is not None else ()):
-        if isinstance(node, OpNode):
-            put(("op", node.op.name, node._params))
+        if not node.user_code:  # the node protocol: ("op", name, parameters)
+            put(node.rule_key())
         else:  # a Function nested in the forward: its own digest, else never equal
             key = getattr(node._forward_cls, "_rule_key", None)
             put(("fn", key if key is not None else ("unique", next(_UNIQUE))))

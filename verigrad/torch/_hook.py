@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Sequence
 
+from ..checker.core import register_frontend
+
 __all__ = ["wanted", "dispatch"]
 
 
@@ -26,5 +28,8 @@ def dispatch(scope: dict) -> Any:
     """Run ``verigrad.torch.check`` with ``vg.check``'s own arguments (its ``locals()``)."""
     from ._bridge import check
 
-    opts = {k: v for k, v in scope.items() if k not in ("fn", "inputs", "named", "_hook")}
+    opts = {k: v for k, v in scope.items() if k not in ("fn", "inputs", "named", "wanted", "dispatch")}
     return check(scope["fn"], *scope["inputs"], **opts, **scope.get("named", {}))
+
+
+register_frontend(wanted, dispatch)  # vg.check asks this module about every fn it gets
