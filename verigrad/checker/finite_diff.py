@@ -1,6 +1,6 @@
 """Finite differences with an honest error estimate: the checker's independent opinion.
 
-This module is self-contained (numpy and, for ``f_exact``, mpmath): it knows nothing about
+This module is self-contained (numpy only): it knows nothing about
 tensors or tapes. It answers one question, *what is d/dt f(x + t*direction) at t = 0, and
 how wrong might that number be*, for a plain function ``f(x_flat) -> y_flat``.
 
@@ -41,11 +41,6 @@ How the estimate is made
 * **Complex step** (``f_complex``) is accepted only when it agrees with a reliable real
   estimate within that estimate's error (``abs``, ``relu`` are not holomorphic and give
   wrong numbers silently); then the error is a few ulps.
-* **High precision** (``f_exact``, an mpmath mirror of ``f``): central differences at 64
-  digits with ``h = 1e-18 * scale`` (a far smaller step, then one-sided, near a domain
-  edge), Richardson once; only the result is rounded to float. It must agree with the float
-  estimate, or the result is flagged (the mirror is not a mirror of ``f``).
-
 Known limit: when rounding inside ``f`` is amplified beyond ``u**(1/4)`` relative (condition
 numbers above ~1e12, e.g. ``(1 - cos x)/x**2`` at x < 1e-5), rounding noise cannot be told
 from a function varying on a tiny scale; the estimate then says ``reliable=False`` (or,
@@ -82,11 +77,6 @@ _MAX_REL_STEP = 16.0
 _RELIABLE_REL = 0.1
 #: the guard on the default scale of tiny nonzero coordinates
 _SCALE_FLOOR = 1e-8
-#: working digits and relative step of the high-precision differences (the step loses 18
-#: digits, 30 for the fallback step near a domain edge; 64 leave plenty)
-_HP_DPS = 64
-_HP_REL_STEP = 1e-18
-_HP_EDGE_SHRINK = 1e-12
 #: safety factor on the difference-based part of an error estimate
 _SAFETY = 2.0
 
@@ -101,7 +91,7 @@ class FDEstimate:
     error estimate (>= 0, never nan, inf when unknown). ``ladder`` holds ``(step, raw
     estimate)`` for every step tried, largest step first (plot ``|raw - value|`` against
     ``step`` for the V-shaped curve). ``n_evals`` counts evaluations of ``f`` (not of
-    ``f_complex`` / ``f_exact``).
+    ``f_complex``).
     """
 
     value: np.ndarray
@@ -116,7 +106,7 @@ class FDEstimate:
     #: differences they contain stay apart as the step shrinks instead of closing like h);
     #: a screen only, confirm with :func:`one_sided`
     kink_suspect: np.ndarray | None = None
-    #: the step of the best *real* difference (the complex step and high precision replace
+    #: the step of the best *real* difference (the complex step replaces
     #: ``step``): rounding inside ``f`` limits what differences at this step can resolve
     real_step: float = 0.0
 
@@ -530,83 +520,11 @@ def _complex_step(f_complex: Callable, x64: np.ndarray, d: np.ndarray, dtype: np
     return last, last_h, ""
 
 
-def _high_precision(f_exact: Callable, x64: np.ndarray, d: np.ndarray, s_t: float,
-                    m: int) -> tuple[np.ndarray | None, np.ndarray | None, float, str, str]:
-    """Central (else one-sided) differences of an mpmath mirror; (value, error, h, side, why)."""
-    import mpmath
-
-    def to_real(y: Any) -> list | None:
-        vals = np.asarray(y, dtype=object).reshape(-1)
-        if vals.size != m:
-            return None
-        out = []
-        for v in vals:
-            v = mpmath.mpmathify(v)
-            if isinstance(v, mpmath.mpc):
-                if v.imag != 0:
-                    return None
-                v = v.real
-            if not mpmath.isfinite(v):
-                return None
-            out.append(v)
-        return out
-
-    with mpmath.workdps(_HP_DPS):
-        X = [mpmath.mpf(float(v)) for v in x64]
-        D = [mpmath.mpf(float(v)) for v in d]
-        h = mpmath.mpf(s_t) * mpmath.mpf(_HP_REL_STEP)
-
-        def g(t: Any) -> list | None:
-            pts = np.empty(len(X), dtype=object)
-            pts[:] = [xj + t * dj for xj, dj in zip(X, D)]
-            try:
-                return to_real(f_exact(pts))
-            except Exception:  # noqa: BLE001 - a failing mirror is simply not used
-                return None
-
-        cache: dict = {}
-
-        def gc(t: Any) -> list | None:
-            key = mpmath.nstr(t, 30)
-            if key not in cache:
-                cache[key] = g(t)
-            return cache[key]
-
-        g0 = None
-        tiny = h * mpmath.mpf(_HP_EDGE_SHRINK)   # near a domain edge: a far smaller step
-        for side, hh in (("central", h), ("central", tiny), ("forward", tiny),
-                         ("backward", tiny)):
-            ests = []
-            for t in (hh, hh / 2):
-                if side == "central":
-                    a, b = gc(t), gc(-t)
-                    if a is None or b is None:
-                        break
-                    ests.append([(p - q) / (2 * t) for p, q in zip(a, b)])
-                else:
-                    if g0 is None:
-                        g0 = gc(mpmath.mpf(0))
-                    a = gc(t if side == "forward" else -t)
-                    if a is None or g0 is None:
-                        break
-                    sign = 1 if side == "forward" else -1
-                    ests.append([sign * (p - q) / t for p, q in zip(a, g0)])
-            if len(ests) < 2:
-                continue
-            w = 4 if side == "central" else 2      # Richardson once: O(h^2) or O(h)
-            rich = [(w * e2 - e1) / (w - 1) for e1, e2 in zip(*ests)]
-            err = [abs(r - e2) for r, e2 in zip(rich, ests[1])]
-            value = np.array([float(r) for r in rich])
-            error = np.array([float(e) for e in err]) + unit_roundoff(np.float64) * abs(value)
-            return value, error, float(hh), side, ""
-    return None, None, float(h), "", "f_exact failed or gave non-finite values on both sides"
-
-
 # --------------------------------------------------------------------------- public API
 
 def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
                scale: float | None = None, eps: float | None = None, dtype: Any = np.float64,
-               f_complex: Callable | None = None, f_exact: Callable | None = None,
+               f_complex: Callable | None = None,
                record_ladder: bool = False, side: str = "central") -> FDEstimate:
     """Directional derivative d/dt f(x + t*direction) at t=0, for f: R^n -> R^m
     (flat float vectors in and out).
@@ -616,8 +534,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     fixed step (in units of t); no search, the error comes from a second step eps/2.
     ``dtype``: the precision ``f`` computes in (sets the unit roundoff; ``x`` is rounded to
     it). ``f_complex``: the same function on complex vectors, for the complex step.
-    ``f_exact``: an mpmath mirror (object array in, object array out) for high-precision
-    differences. ``record_ladder``: also sweep steps ``scale * 10**(-j/2)`` down to about
+    ``record_ladder``: also sweep steps ``scale * 10**(-j/2)`` down to about
     ``u * scale`` into ``ladder`` (for the V plot; the estimate itself is unchanged).
     ``side``: ``"forward"`` or ``"backward"`` for a one-sided derivative (right or left;
     see :func:`one_sided`).
@@ -721,28 +638,6 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
             else:
                 notes.append("complex step disagrees with the real differences "
                              "(f_complex is not complex-safe here); not used")
-
-    if f_exact is not None:
-        hp, hp_err, hp_h, side, why = _high_precision(f_exact, fun.x64, d, s_t, m)
-        if hp is None:
-            notes.append(f"high precision not used: {why}")
-        else:
-            with np.errstate(all="ignore"):
-                agree = ~np.isfinite(error) | (abs(hp - value) <= 10 * error + hp_err)
-            if np.all(agree):
-                if not reliable:
-                    notes = [n for n in notes if not n.startswith("estimates disagree")]
-                    notes.append("high precision not cross-checked: the float differences "
-                                 "are unreliable")
-                value, error, step = hp, hp_err, hp_h
-                method = "high-precision"
-                reliable = True
-                if side != "central":
-                    notes.append(f"high-precision {side} differences (central failed)")
-            else:
-                reliable = False
-                notes.append("high-precision mirror disagrees with the float differences "
-                             "(is f_exact an exact mirror of f?)")
 
     real_step = step if tab is None else float(tab.steps[tab.best_b[worst]])
     reliable = reliable and bool(mask.all())
