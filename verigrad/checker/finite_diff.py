@@ -139,18 +139,34 @@ class _Fun:
         self.dd = float(d @ d)
         self.n_evals = 0
         self.m: int | None = None
+        # a direction on few of many coordinates (a partial of a 1e6-entry input) moves only
+        # those: the rest of x + t*d is x + (+-0.0), the same for every step of one sign
+        self.support = np.flatnonzero(d) if d.size > 64 else None
+        if self.support is not None and (self.support.size > d.size // 4
+                                         or not np.all(np.isfinite(self.x64))):
+            self.support = None   # dense, or x + t*0 is nan somewhere: the general path
+        self._base: dict[bool, np.ndarray] = {}
 
     def point(self, t: float) -> tuple[np.ndarray, float]:
         with np.errstate(all="ignore"):
-            xp = (self.x64 + t * self.d).astype(self.dtype)
-            realized = float((xp.astype(np.float64) - self.x64) @ self.d) / self.dd
+            if self.support is None:
+                xp = (self.x64 + t * self.d).astype(self.dtype, copy=False)
+                realized = float((xp.astype(np.float64) - self.x64) @ self.d) / self.dd
+                return xp, realized
+            s, neg = self.support, t < 0
+            if neg not in self._base:  # x + t*0 is x + -0.0 for t < 0 (signed zeros kept)
+                self._base[neg] = (self.x64 + (-0.0 if neg else 0.0)).astype(self.dtype)
+            xp = self._base[neg].copy()
+            xp[s] = (self.x64[s] + t * self.d[s]).astype(self.dtype)
+            realized = float((xp[s].astype(np.float64) - self.x64[s]) @ self.d[s]) / self.dd
         return xp, realized
 
-    def __call__(self, xp: np.ndarray) -> np.ndarray | None:
+    def __call__(self, xp: np.ndarray, fresh: bool = False) -> np.ndarray | None:
+        """f at ``xp`` (copied first unless ``fresh``: made for this call alone)."""
         self.n_evals += 1
         try:
             with np.errstate(all="ignore"):
-                y = np.asarray(self.f(xp.copy()))
+                y = np.asarray(self.f(xp if fresh else xp.copy()))
                 if y.dtype.kind == "c":   # a real function leaving its domain (np.emath)
                     y = np.where(y.imag == 0, y.real, np.nan)
                 y = y.astype(np.float64).reshape(-1)
@@ -188,7 +204,7 @@ class _Ladder:
         return side is not None and side.ok
 
     def _side(self, t: float, xp: np.ndarray) -> _Side:
-        y = self.fun(xp) if t > 0 else None
+        y = self.fun(xp, fresh=True) if t > 0 else None
         ok = y is not None and bool(np.all(np.isfinite(y[self.mask])))
         return _Side(t, y, ok)
 
@@ -525,7 +541,8 @@ def _complex_step(f_complex: Callable, x64: np.ndarray, d: np.ndarray, dtype: np
 def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
                scale: float | None = None, eps: float | None = None, dtype: Any = np.float64,
                f_complex: Callable | None = None,
-               record_ladder: bool = False, side: str = "central") -> FDEstimate:
+               record_ladder: bool = False, side: str = "central",
+               fx: np.ndarray | None = None) -> FDEstimate:
     """Directional derivative d/dt f(x + t*direction) at t=0, for f: R^n -> R^m
     (flat float vectors in and out).
 
@@ -537,7 +554,8 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     ``record_ladder``: also sweep steps ``scale * 10**(-j/2)`` down to about
     ``u * scale`` into ``ladder`` (for the V plot; the estimate itself is unchanged).
     ``side``: ``"forward"`` or ``"backward"`` for a one-sided derivative (right or left;
-    see :func:`one_sided`).
+    see :func:`one_sided`). ``fx``: ``f(x)`` flattened to float64, when already known (the
+    partials of one point share it; not counted in ``n_evals``).
 
     >>> import numpy as np
     >>> est = derivative(lambda v: np.sin(1e3 * v), np.array([1.0]), np.array([1.0]))
@@ -561,7 +579,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     if not np.all(np.isfinite(d)):
         raise ValueError("direction must be finite")
     fun = _Fun(f, x0, d, dt)
-    f0 = fun(x0)
+    f0 = fun(x0) if fx is None else np.asarray(fx, dtype=np.float64).reshape(-1)
     if f0 is None:
         return FDEstimate(np.full(1, np.nan), np.full(1, np.inf), 0.0, "central", [], False,
                           "f raised at x", fun.n_evals)
@@ -735,12 +753,15 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
     dt = np.dtype(getattr(same_options.get("dtype", np.float64), "np",
                           same_options.get("dtype", np.float64)))
     x0 = _vector(x, dt, "x")
-    idx = range(x0.size) if indices is None else [int(i) for i in np.atleast_1d(indices)]
+    idx = list(range(x0.size)) if indices is None else [int(i) for i in np.atleast_1d(indices)]
     out = []
     for j in idx:
         if not -x0.size <= j < x0.size:
             raise IndexError(f"index {j} out of range for x with {x0.size} entries")
+    # f(x) once, shared by every partial (None if f raises there: each then says so)
+    fx = _Fun(f, x0, np.zeros(x0.size), dt)(x0) if len(idx) > 1 else None
+    for j in idx:
         e = np.zeros(x0.size)
         e[j] = 1.0
-        out.append(derivative(f, x0, e, **same_options))
+        out.append(derivative(f, x0, e, fx=fx, **same_options))
     return out
