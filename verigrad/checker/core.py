@@ -366,6 +366,10 @@ def _flat(d: dict, leaves: list[Tensor]) -> np.ndarray:
                            for t in leaves])
 
 
+#: without a mirror, the FD sample of a large input is cut so that (entries x partials) stays
+#: below this (32 partials up to 1e5 entries), down to 8 (2 at nearby points)
+FD_COST = 3_200_000
+
 #: graphs with more ops than this get no FD step sweep (it re-runs f ~66 times for the plot)
 SWEEP_NODES = 2000
 
@@ -384,7 +388,10 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
         cols = list(range(n))
     else:
         seed = opts["seed"] + 17
-        k = min(n, opts["fd_sample"] if full else 8)
+        # each partial evaluates f ~8 times on all n entries: beyond FD_COST entries the
+        # sample shrinks (to a floor), since projections cover every entry (_group_test)
+        k = min(n, opts["fd_sample"] if full else 8,
+                max(8 if full else 2, FD_COST // (n if full else 4 * n)))
         cols = sorted(np.random.default_rng(seed).choice(n, size=k, replace=False).tolist())
         if full:
             res.notes.append(f"finite differences on a seeded sample of {k} of {n} entries "
@@ -407,19 +414,8 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
     meth = [""] * n
     checked = np.zeros(n, bool)
     for j, e in zip(cols, ests):
-        fd_rows[:, j] = rows @ e.value
-        # FD error estimates are spreads of extrapolations, not bounds: where f cancels
-        # (a sum of terms that nearly vanishes) the rounding noise can reach them
-        # the FD module models f's rounding from |f|; a sum that cancels is noisier than its
-        # value says, so the measured noise (over the step, through the extrapolation) is added
-        rounding = 8 * noise / e.step if e.method in ("central", "forward", "backward") else 0
-        fd_errs[:, j] = FD_SAFETY * (np.abs(rows) @ (e.error + rounding)) if e.reliable \
-            else np.inf
-        meth[j] = e.method + ("" if e.reliable else f" (unreliable: {e.reason})")
-        checked[j] = True
-        res.fd_steps[j] = e.real_step
-        if sym is None and e.kink_suspect is not None and np.any(e.kink_suspect):
-            _numeric_kink(problem, f, x, j, rows, res)
+        _fd_column(problem, res, j, e, noise, rows, fd_rows, fd_errs, meth, checked,
+                   sym is None)
     if record:
         res.trace_fn = lambda: _step_traces(problem, f, x, cols, opts, f_complex, rows, sym)
     return fd_rows, fd_errs, meth, checked
@@ -562,9 +558,16 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
     ill = []
     # lost digits measured at nodes (a right formula that cancels) widen the bound they feed
     slack = max([f.slack for f in res.findings if f.precision], default=1.0)
+    if sym is None and fd_rows is not None and point == 0 and not np.all(fd_checked):
+        # FD on a sample of entries: projections over all entries, bisected to any wrong one
+        _group_test(problem, res, tape, fd_rows, fd_errs, fd_meth, fd_checked, opts)
+    # only entries with a reference become entries: without a mirror, the FD-checked ones
+    # (a 1e6-element input must not cost a Python loop over every entry)
+    cols = np.arange(n) if sym is not None else np.flatnonzero(fd_checked) \
+        if fd_rows is not None else np.zeros(0, np.int64)
+    where = problem.locate_many(cols)
     for r, label in enumerate(labels):
-        for j in range(n):
-            name, idx = problem.locate(j)
+        for j, (name, idx) in zip(cols.tolist(), where):
             t = float(tape[r, j])
             s = float(sym.exact[r, j]) if sym is not None else None
             s_err = float(sym.exact_err[r, j]) if sym is not None else None
@@ -983,3 +986,195 @@ def _versions() -> dict[str, str]:
 
     return {"verigrad": __version__, "numpy": np.__version__, "sympy": sympy.__version__,
             "mpmath": mpmath.__version__, "python": platform.python_version()}
+
+
+def _fd_column(problem: Problem, res: _Point, j: int, e: fd.FDEstimate, noise: np.ndarray,
+               rows: np.ndarray, fd_rows: np.ndarray, fd_errs: np.ndarray, meth: list,
+               checked: np.ndarray, screen_kinks: bool) -> None:
+    """Record FD's estimate of input entry ``j`` (every output) as each row's reference."""
+    fd_rows[:, j] = rows @ e.value
+    # FD error estimates are spreads of extrapolations, not bounds: where f cancels
+    # (a sum of terms that nearly vanishes) the rounding noise can reach them
+    # the FD module models f's rounding from |f|; a sum that cancels is noisier than its
+    # value says, so the measured noise (over the step, through the extrapolation) is added
+    rounding = 8 * noise / e.step if e.method in ("central", "forward", "backward") else 0
+    fd_errs[:, j] = FD_SAFETY * (np.abs(rows) @ (e.error + rounding)) if e.reliable \
+        else np.inf
+    meth[j] = e.method + ("" if e.reliable else f" (unreliable: {e.reason})")
+    checked[j] = True
+    res.fd_steps[j] = e.real_step
+    if screen_kinks and e.kink_suspect is not None and np.any(e.kink_suspect):
+        f, x = res.fd_fn
+        _numeric_kink(problem, f, x, j, rows, res)
+
+
+# --- large inputs: projections over every entry, bisected to a wrong one -------------------
+
+#: without a mirror, FD checks a sample of a large input's entries one by one; every entry is
+#: also covered by seeded random +-1 projections on this many random blocks (each its own
+#: tolerance, from FD's error estimate and the block's own magnitudes, so one wrong entry
+#: among 1e6 is not diluted by the others)
+GROUP_BLOCKS = 8
+#: a block whose projection disagrees is halved (one FD per level: the second half's
+#: disagreement is the block's minus the first half's) down to single entries; at most this
+#: many projections per check (each ~7 evaluations of f), the rest is said to be uncovered
+GROUP_BUDGET = 96
+#: at most this many entries located by bisection are checked one by one
+GROUP_FOUND = 4
+
+
+@dataclass
+class _Block:
+    coords: np.ndarray          # flat input entries
+    signs: np.ndarray           # the +-1 direction on them
+    gap: float = 0.0            # FD minus tape along the direction
+    tol: float = 0.0
+    fd_value: float = 0.0
+    tape_value: float = 0.0
+    step: float = 0.0           # FD's step along the direction (its halves reuse it)
+
+
+def _group_test(problem: Problem, res: _Point, tape: np.ndarray, fd_rows: np.ndarray,
+                fd_errs: np.ndarray, fd_meth: list, fd_checked: np.ndarray, opts: dict) -> None:
+    """Cover every input entry, not just FD's sample: the rows are combined by seeded random
+    weights into one scalar ``s = w . rows . f``, whose tape gradient ``g`` is held against
+    FD along a random +-1 direction on each of ``GROUP_BLOCKS`` random blocks. A block that
+    disagrees is bisected; the entries it ends on are checked one by one like the sample
+    (added to ``fd_checked``), so the verdict comes from an entry's own derivative."""
+    if res.fd_fn is None:
+        return
+    f, x = res.fd_fn
+    n = x.size
+    seed = opts["seed"] + 43
+    rng = np.random.default_rng(seed)
+    rows = res.rows
+    w = rng.standard_normal(rows.shape[0]) if rows.shape[0] > 1 else np.ones(1)
+    wrow = w @ rows
+    g = w @ tape
+    try:
+        y0 = np.asarray(f(x), dtype=float).reshape(-1)
+    except CheckInputError:
+        return
+    noise = _noise(f, x, opts["seed"])
+    # s's own rounding: f's measured noise, and the weighted sum of m outputs
+    noise_s = float(np.abs(wrow) @ noise) + ROUNDING_FACTOR * EPS64 * float(
+        np.abs(wrow) @ np.abs(np.nan_to_num(y0)))
+    per_entry = _group_tape_noise(problem, rows, tape, opts["seed"])
+    tnoise = np.abs(w) @ per_entry
+    floor = ROUNDING_FACTOR * EPS64 * res.magnitude * float(np.sum(np.abs(wrow)))
+    claimed = max(EPS64 * SAFETY, res.claimed_rounding)
+
+    def s(z: np.ndarray) -> np.ndarray:
+        return np.array([float(wrow @ np.asarray(f(z), dtype=float).reshape(-1))])
+
+    s0 = np.array([float(wrow @ y0)])
+
+    def project(b: _Block, eps: float | None) -> bool | None:
+        """Does FD along the block's direction disagree with the tape (None: unreliable)?"""
+        u = np.zeros(n)
+        u[b.coords] = b.signs
+        e = fd.derivative(s, x, u, eps=eps, fx=s0)
+        b.step = e.step
+        if not e.reliable or not np.isfinite(e.value[0]) or not e.step > 0:
+            return None
+        # +-1 signs: the products are exact and fsum adds them exactly
+        b.tape_value = math.fsum((g[b.coords] * b.signs).tolist())
+        b.fd_value = float(e.value[0])
+        rounding = 8 * noise_s / e.step if e.method in ("central", "forward", "backward") \
+            else 0.0
+        b.gap = b.fd_value - b.tape_value
+        b.tol = FD_SAFETY * (float(e.error[0]) + rounding + float(np.sum(tnoise[b.coords]))) \
+            + floor / (e.real_step or e.step) + claimed * (
+                float(np.sum(np.abs(g[b.coords]))) + abs(b.fd_value)) + 1e-300
+        return abs(b.gap) > b.tol
+
+    order = rng.permutation(n)
+    blocks = [_Block(c, rng.choice((-1.0, 1.0), c.size))
+              for c in np.array_split(order, min(GROUP_BLOCKS, n)) if c.size]
+    spent, uncovered, worst_tol = 0, 0, 0.0
+    found: list[int] = []
+    spread: list[_Block] = []
+    stack: list[_Block] = []
+    for b in blocks:
+        verdict = project(b, opts["eps"])
+        spent += 1
+        if verdict is None:
+            uncovered += b.coords.size
+            continue
+        worst_tol = max(worst_tol, b.tol)
+        if verdict:
+            stack.append(b)
+    disagreed = len(stack)
+    stack.reverse()
+    while stack and len(found) < GROUP_FOUND:
+        b = stack.pop()
+        if b.coords.size == 1:
+            found.append(int(b.coords[0]))
+            continue
+        if spent >= GROUP_BUDGET:
+            uncovered += b.coords.size
+            continue
+        half = b.coords.size // 2
+        first = _Block(b.coords[:half], b.signs[:half])
+        second = _Block(b.coords[half:], b.signs[half:], step=b.step)
+        # a half is the same function along part of the same direction: FD at its block's
+        # step (two rungs, 4 evaluations) instead of a new adaptive walk
+        verdict = project(first, opts["eps"] or b.step)
+        spent += 1
+        if verdict is None:
+            uncovered += b.coords.size
+            continue
+        # the derivative is linear in the direction: the second half's gap is what is left
+        second.gap, second.tol = b.gap - first.gap, b.tol + first.tol
+        second.fd_value, second.tape_value = b.fd_value - first.fd_value, \
+            b.tape_value - first.tape_value
+        halves = [h for h in (first, second) if abs(h.gap) > h.tol]
+        if not halves:
+            spread.append(b)  # the error is spread over entries of both halves
+        stack.extend(reversed(halves))
+    for j in found:
+        if fd_checked[j]:
+            continue
+        e = fd.partials(f, x, [j], eps=opts["eps"])[0]
+        _fd_column(problem, res, j, e, noise, rows, fd_rows, fd_errs, fd_meth, fd_checked, True)
+        fd_errs[:, j] += FD_SAFETY * per_entry[:, j]
+    _group_note(problem, res, n, len(blocks), seed, spent, worst_tol, disagreed, found,
+                spread, uncovered)
+
+
+def _group_tape_noise(problem: Problem, rows: np.ndarray, tape: np.ndarray, seed: int
+                      ) -> np.ndarray:
+    """The tape's own rounding per row and entry, measured (inputs nudged by one ulp), as
+    the sampled entries allow for it."""
+    sizes = [o.numel() for o in problem.run(problem.leaves())]
+    return _tape_noise(problem, None, rows, sizes, seed, tape)
+
+
+def _group_note(problem: Problem, res: _Point, n: int, blocks: int, seed: int, spent: int,
+                worst_tol: float, disagreed: int, found: list[int], spread: list[_Block],
+                uncovered: int) -> None:
+    """Say which entries were checked and how."""
+    covered = n - uncovered
+    msg = (f"every entry covered by projections: {covered} of {n} entries in {blocks} seeded "
+           f"random blocks (seed {seed}), each compared along a random +-1 direction (finite "
+           f"differences against the tape, {spent} projections in all; an error above "
+           f"{worst_tol:.2g} in any one entry is seen)")
+    if disagreed:
+        where = ", ".join(f"{name}{list(idx) if idx else ''}"
+                          for name, idx in problem.locate_many(found)) or "no single entry"
+        msg += f"; {disagreed} block(s) disagreed and were bisected to {where}, checked one " \
+               f"by one below"
+    if uncovered:
+        msg += (f"; {uncovered} entries not covered (finite differences unreliable there, or "
+                f"the budget of {GROUP_BUDGET} projections spent)")
+    res.notes.append(msg)
+    for b in spread:
+        j = int(b.coords[0])
+        name, idx = problem.locate(j)
+        res.entries.append(Entry(name, idx, ("projection", int(b.coords.size)), b.tape_value,
+                                 None, None, None, b.fd_value, b.tol, "projection", abs(b.gap),
+                                 None, b.tol, "inconclusive", "spread error"))
+        res.notes.append(f"a projection on {b.coords.size} entries (from {name}"
+                         f"{list(idx) if idx else ''}) disagrees with finite differences (gap "
+                         f"{b.gap:.3g} > tolerance {b.tol:.2g}), but neither half does: the "
+                         f"error is spread over several entries; not located")

@@ -1,6 +1,6 @@
 """Finite differences with an honest error estimate: the checker's independent opinion.
 
-This module is self-contained (numpy and, for ``f_exact``, mpmath): it knows nothing about
+This module is self-contained (numpy only): it knows nothing about
 tensors or tapes. It answers one question, *what is d/dt f(x + t*direction) at t = 0, and
 how wrong might that number be*, for a plain function ``f(x_flat) -> y_flat``.
 
@@ -41,11 +41,6 @@ How the estimate is made
 * **Complex step** (``f_complex``) is accepted only when it agrees with a reliable real
   estimate within that estimate's error (``abs``, ``relu`` are not holomorphic and give
   wrong numbers silently); then the error is a few ulps.
-* **High precision** (``f_exact``, an mpmath mirror of ``f``): central differences at 64
-  digits with ``h = 1e-18 * scale`` (a far smaller step, then one-sided, near a domain
-  edge), Richardson once; only the result is rounded to float. It must agree with the float
-  estimate, or the result is flagged (the mirror is not a mirror of ``f``).
-
 Known limit: when rounding inside ``f`` is amplified beyond ``u**(1/4)`` relative (condition
 numbers above ~1e12, e.g. ``(1 - cos x)/x**2`` at x < 1e-5), rounding noise cannot be told
 from a function varying on a tiny scale; the estimate then says ``reliable=False`` (or,
@@ -82,11 +77,6 @@ _MAX_REL_STEP = 16.0
 _RELIABLE_REL = 0.1
 #: the guard on the default scale of tiny nonzero coordinates
 _SCALE_FLOOR = 1e-8
-#: working digits and relative step of the high-precision differences (the step loses 18
-#: digits, 30 for the fallback step near a domain edge; 64 leave plenty)
-_HP_DPS = 64
-_HP_REL_STEP = 1e-18
-_HP_EDGE_SHRINK = 1e-12
 #: safety factor on the difference-based part of an error estimate
 _SAFETY = 2.0
 
@@ -101,7 +91,7 @@ class FDEstimate:
     error estimate (>= 0, never nan, inf when unknown). ``ladder`` holds ``(step, raw
     estimate)`` for every step tried, largest step first (plot ``|raw - value|`` against
     ``step`` for the V-shaped curve). ``n_evals`` counts evaluations of ``f`` (not of
-    ``f_complex`` / ``f_exact``).
+    ``f_complex``).
     """
 
     value: np.ndarray
@@ -116,7 +106,7 @@ class FDEstimate:
     #: differences they contain stay apart as the step shrinks instead of closing like h);
     #: a screen only, confirm with :func:`one_sided`
     kink_suspect: np.ndarray | None = None
-    #: the step of the best *real* difference (the complex step and high precision replace
+    #: the step of the best *real* difference (the complex step replaces
     #: ``step``): rounding inside ``f`` limits what differences at this step can resolve
     real_step: float = 0.0
 
@@ -149,18 +139,34 @@ class _Fun:
         self.dd = float(d @ d)
         self.n_evals = 0
         self.m: int | None = None
+        # a direction on few of many coordinates (a partial of a 1e6-entry input) moves only
+        # those: the rest of x + t*d is x + (+-0.0), the same for every step of one sign
+        self.support = np.flatnonzero(d) if d.size > 64 else None
+        if self.support is not None and (self.support.size > d.size // 4
+                                         or not np.all(np.isfinite(self.x64))):
+            self.support = None   # dense, or x + t*0 is nan somewhere: the general path
+        self._base: dict[bool, np.ndarray] = {}
 
     def point(self, t: float) -> tuple[np.ndarray, float]:
         with np.errstate(all="ignore"):
-            xp = (self.x64 + t * self.d).astype(self.dtype)
-            realized = float((xp.astype(np.float64) - self.x64) @ self.d) / self.dd
+            if self.support is None:
+                xp = (self.x64 + t * self.d).astype(self.dtype, copy=False)
+                realized = float((xp.astype(np.float64) - self.x64) @ self.d) / self.dd
+                return xp, realized
+            s, neg = self.support, t < 0
+            if neg not in self._base:  # x + t*0 is x + -0.0 for t < 0 (signed zeros kept)
+                self._base[neg] = (self.x64 + (-0.0 if neg else 0.0)).astype(self.dtype)
+            xp = self._base[neg].copy()
+            xp[s] = (self.x64[s] + t * self.d[s]).astype(self.dtype)
+            realized = float((xp[s].astype(np.float64) - self.x64[s]) @ self.d[s]) / self.dd
         return xp, realized
 
-    def __call__(self, xp: np.ndarray) -> np.ndarray | None:
+    def __call__(self, xp: np.ndarray, fresh: bool = False) -> np.ndarray | None:
+        """f at ``xp`` (copied first unless ``fresh``: made for this call alone)."""
         self.n_evals += 1
         try:
             with np.errstate(all="ignore"):
-                y = np.asarray(self.f(xp.copy()))
+                y = np.asarray(self.f(xp if fresh else xp.copy()))
                 if y.dtype.kind == "c":   # a real function leaving its domain (np.emath)
                     y = np.where(y.imag == 0, y.real, np.nan)
                 y = y.astype(np.float64).reshape(-1)
@@ -198,7 +204,7 @@ class _Ladder:
         return side is not None and side.ok
 
     def _side(self, t: float, xp: np.ndarray) -> _Side:
-        y = self.fun(xp) if t > 0 else None
+        y = self.fun(xp, fresh=True) if t > 0 else None
         ok = y is not None and bool(np.all(np.isfinite(y[self.mask])))
         return _Side(t, y, ok)
 
@@ -530,84 +536,13 @@ def _complex_step(f_complex: Callable, x64: np.ndarray, d: np.ndarray, dtype: np
     return last, last_h, ""
 
 
-def _high_precision(f_exact: Callable, x64: np.ndarray, d: np.ndarray, s_t: float,
-                    m: int) -> tuple[np.ndarray | None, np.ndarray | None, float, str, str]:
-    """Central (else one-sided) differences of an mpmath mirror; (value, error, h, side, why)."""
-    import mpmath
-
-    def to_real(y: Any) -> list | None:
-        vals = np.asarray(y, dtype=object).reshape(-1)
-        if vals.size != m:
-            return None
-        out = []
-        for v in vals:
-            v = mpmath.mpmathify(v)
-            if isinstance(v, mpmath.mpc):
-                if v.imag != 0:
-                    return None
-                v = v.real
-            if not mpmath.isfinite(v):
-                return None
-            out.append(v)
-        return out
-
-    with mpmath.workdps(_HP_DPS):
-        X = [mpmath.mpf(float(v)) for v in x64]
-        D = [mpmath.mpf(float(v)) for v in d]
-        h = mpmath.mpf(s_t) * mpmath.mpf(_HP_REL_STEP)
-
-        def g(t: Any) -> list | None:
-            pts = np.empty(len(X), dtype=object)
-            pts[:] = [xj + t * dj for xj, dj in zip(X, D)]
-            try:
-                return to_real(f_exact(pts))
-            except Exception:  # noqa: BLE001 - a failing mirror is simply not used
-                return None
-
-        cache: dict = {}
-
-        def gc(t: Any) -> list | None:
-            key = mpmath.nstr(t, 30)
-            if key not in cache:
-                cache[key] = g(t)
-            return cache[key]
-
-        g0 = None
-        tiny = h * mpmath.mpf(_HP_EDGE_SHRINK)   # near a domain edge: a far smaller step
-        for side, hh in (("central", h), ("central", tiny), ("forward", tiny),
-                         ("backward", tiny)):
-            ests = []
-            for t in (hh, hh / 2):
-                if side == "central":
-                    a, b = gc(t), gc(-t)
-                    if a is None or b is None:
-                        break
-                    ests.append([(p - q) / (2 * t) for p, q in zip(a, b)])
-                else:
-                    if g0 is None:
-                        g0 = gc(mpmath.mpf(0))
-                    a = gc(t if side == "forward" else -t)
-                    if a is None or g0 is None:
-                        break
-                    sign = 1 if side == "forward" else -1
-                    ests.append([sign * (p - q) / t for p, q in zip(a, g0)])
-            if len(ests) < 2:
-                continue
-            w = 4 if side == "central" else 2      # Richardson once: O(h^2) or O(h)
-            rich = [(w * e2 - e1) / (w - 1) for e1, e2 in zip(*ests)]
-            err = [abs(r - e2) for r, e2 in zip(rich, ests[1])]
-            value = np.array([float(r) for r in rich])
-            error = np.array([float(e) for e in err]) + unit_roundoff(np.float64) * abs(value)
-            return value, error, float(hh), side, ""
-    return None, None, float(h), "", "f_exact failed or gave non-finite values on both sides"
-
-
 # --------------------------------------------------------------------------- public API
 
 def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
                scale: float | None = None, eps: float | None = None, dtype: Any = np.float64,
-               f_complex: Callable | None = None, f_exact: Callable | None = None,
-               record_ladder: bool = False, side: str = "central") -> FDEstimate:
+               f_complex: Callable | None = None,
+               record_ladder: bool = False, side: str = "central",
+               fx: np.ndarray | None = None) -> FDEstimate:
     """Directional derivative d/dt f(x + t*direction) at t=0, for f: R^n -> R^m
     (flat float vectors in and out).
 
@@ -616,11 +551,11 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     fixed step (in units of t); no search, the error comes from a second step eps/2.
     ``dtype``: the precision ``f`` computes in (sets the unit roundoff; ``x`` is rounded to
     it). ``f_complex``: the same function on complex vectors, for the complex step.
-    ``f_exact``: an mpmath mirror (object array in, object array out) for high-precision
-    differences. ``record_ladder``: also sweep steps ``scale * 10**(-j/2)`` down to about
+    ``record_ladder``: also sweep steps ``scale * 10**(-j/2)`` down to about
     ``u * scale`` into ``ladder`` (for the V plot; the estimate itself is unchanged).
     ``side``: ``"forward"`` or ``"backward"`` for a one-sided derivative (right or left;
-    see :func:`one_sided`).
+    see :func:`one_sided`). ``fx``: ``f(x)`` flattened to float64, when already known (the
+    partials of one point share it; not counted in ``n_evals``).
 
     >>> import numpy as np
     >>> est = derivative(lambda v: np.sin(1e3 * v), np.array([1.0]), np.array([1.0]))
@@ -644,7 +579,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     if not np.all(np.isfinite(d)):
         raise ValueError("direction must be finite")
     fun = _Fun(f, x0, d, dt)
-    f0 = fun(x0)
+    f0 = fun(x0) if fx is None else np.asarray(fx, dtype=np.float64).reshape(-1)
     if f0 is None:
         return FDEstimate(np.full(1, np.nan), np.full(1, np.inf), 0.0, "central", [], False,
                           "f raised at x", fun.n_evals)
@@ -721,28 +656,6 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
             else:
                 notes.append("complex step disagrees with the real differences "
                              "(f_complex is not complex-safe here); not used")
-
-    if f_exact is not None:
-        hp, hp_err, hp_h, side, why = _high_precision(f_exact, fun.x64, d, s_t, m)
-        if hp is None:
-            notes.append(f"high precision not used: {why}")
-        else:
-            with np.errstate(all="ignore"):
-                agree = ~np.isfinite(error) | (abs(hp - value) <= 10 * error + hp_err)
-            if np.all(agree):
-                if not reliable:
-                    notes = [n for n in notes if not n.startswith("estimates disagree")]
-                    notes.append("high precision not cross-checked: the float differences "
-                                 "are unreliable")
-                value, error, step = hp, hp_err, hp_h
-                method = "high-precision"
-                reliable = True
-                if side != "central":
-                    notes.append(f"high-precision {side} differences (central failed)")
-            else:
-                reliable = False
-                notes.append("high-precision mirror disagrees with the float differences "
-                             "(is f_exact an exact mirror of f?)")
 
     real_step = step if tab is None else float(tab.steps[tab.best_b[worst]])
     reliable = reliable and bool(mask.all())
@@ -840,12 +753,15 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
     dt = np.dtype(getattr(same_options.get("dtype", np.float64), "np",
                           same_options.get("dtype", np.float64)))
     x0 = _vector(x, dt, "x")
-    idx = range(x0.size) if indices is None else [int(i) for i in np.atleast_1d(indices)]
+    idx = list(range(x0.size)) if indices is None else [int(i) for i in np.atleast_1d(indices)]
     out = []
     for j in idx:
         if not -x0.size <= j < x0.size:
             raise IndexError(f"index {j} out of range for x with {x0.size} entries")
+    # f(x) once, shared by every partial (None if f raises there: each then says so)
+    fx = _Fun(f, x0, np.zeros(x0.size), dt)(x0) if len(idx) > 1 else None
+    for j in idx:
         e = np.zeros(x0.size)
         e[j] = 1.0
-        out.append(derivative(f, x0, e, **same_options))
+        out.append(derivative(f, x0, e, fx=fx, **same_options))
     return out

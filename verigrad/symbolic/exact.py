@@ -252,10 +252,6 @@ class ExactGraph:
         values, _ = self.forward(leaf_values)
         return values[(self.output._grad_fn, self.output._output_nr)]
 
-    def node_values(self) -> dict:
-        """High-precision forward value of every node output, keyed by (node, nr)."""
-        return self.forward()[0]
-
     # --- reverse ---------------------------------------------------------------------
     def gradient(self, cotangent: Any = None, recorded: bool = False,
                  bounds: bool = False) -> Any:
