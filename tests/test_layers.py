@@ -32,17 +32,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("torch", "scipy_check", "cli", "pytest_plugin", "", "__main__"),  # "" is verigrad itself
 ]
 
-#: (importing module, imported module) pairs that still go upward. Each entry is a debt:
-#: delete it when the import is fixed. The list must only shrink.
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("checker.report", "report"),
-    ("checker.report", "report.html"),
-    ("checker.report", "report.json_report"),
-    ("checker.report", "report.markdown"),
-    ("checker.report", "report.terminal"),
-}
-
-
 def _modules() -> dict[str, pathlib.Path]:
     out = {}
     for path in PACKAGE.rglob("*.py"):
@@ -109,15 +98,9 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_go_downward_only():
-    new = sorted(upward_imports() - KNOWN_UPWARD)
+    new = sorted(upward_imports())
     assert not new, "upward imports (a lower layer importing a higher one; see docs/design.md, " \
                     "'Layers'): " + ", ".join(f"verigrad.{a} -> verigrad.{b}" for a, b in new)
-
-
-def test_known_debts_are_still_debts():
-    fixed = sorted(KNOWN_UPWARD - upward_imports())
-    assert not fixed, "fixed upward imports: delete them from KNOWN_UPWARD: " + ", ".join(
-        f"{a} -> {b}" for a, b in fixed)
 
 
 @pytest.mark.parametrize("source, expected", [

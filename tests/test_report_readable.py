@@ -103,7 +103,7 @@ def test_fd_figure_labels_sit_under_the_axes(monkeypatch):
 
     drawn = []
     monkeypatch.setattr(plots, "_svg", lambda fig, key: drawn.append(fig) or "<svg></svg>")
-    report = vg.check("sin(x)*exp(w*x) + b", x=2.0, w=3.0, b=1.0, nearby=0)
+    report = vg.check("sin(x)*exp(w*x) + b", x=2.0, w=3.0, b=1.0, nearby=0).add_details()
     assert plots.fd_figure(report, "x", "t") is not None
     (ax,) = drawn[0].axes
     # nothing written inside the axes, where the V's arms run; the hint is in the axis label

@@ -35,8 +35,8 @@ from .symbolic import symbolic, symbolic_grad
 
 from ._version import __version__  # noqa: E402 - one place for the version
 
-# The checker loads on first access: ``import verigrad`` for the tape alone, or for the
-# pytest plugin, stays light.
+# These names resolve on first access (the checker itself is loaded by verigrad.report,
+# imported at the bottom: its renderers register into the checker).
 _LAZY = {"check": "checker", "gradcheck": "checker", "gradgradcheck": "checker",
          "CheckReport": "checker", "GradcheckError": "checker",
          "check_grad": "scipy_check", "check_jacobian": "scipy_check"}
@@ -59,6 +59,10 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
+# the report layer registers CheckReport's renderers (str(report), to_json, save...) into
+# the checker, which sits below it and cannot import it: see docs/design.md, "Layers"
+from . import report as _report  # noqa: E402,F401
+
 float = float32  # noqa: A001 - PyTorch aliases
 double = float64
 long = int64

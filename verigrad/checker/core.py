@@ -171,12 +171,13 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                           f.note) for f in main.findings],
         kinks=main.kinks, notes=main.notes, contract=sorted(set(main.contract)), points=points,
         warnings=[f.precision for f in main.findings if f.precision] + main.warnings,
-        fd_traces_source=main.trace_fn or [],
         settings=dict(opts),
         versions=_versions(), seconds=time.perf_counter() - t0,
         from_expression=problem.expr is not None)
     scalar = bool(report.entries) and report.entries[0].output is None
-    report.closed_form = lambda: _closed_form(problem, scalar)
+    # closed forms and FD step sweeps only reports show: made by report.add_details()
+    report.defer_details(lambda max_inputs, max_nodes: _closed_form(problem, scalar, max_inputs,
+                                                                    max_nodes), main.trace_fn)
     report.seconds = time.perf_counter() - t0
     if order != 1:  # the double backward of custom Functions: see second_order.py
         extend_report(report, problem, order, seed, use_symbolic)
@@ -961,8 +962,10 @@ def _float32_note(problem: Problem, main: _Point) -> None:
                       + (f" ({err})" if err else ""))
 
 
-def _closed_form(problem: Problem, scalar: bool) -> tuple:
-    """LaTeX of the derivatives for reports, when the expression is small."""
+def _closed_form(problem: Problem, scalar: bool, max_inputs: int, max_nodes: int) -> tuple:
+    """LaTeX of the derivatives for reports (``CheckReport.add_details``), when the output is
+    a scalar of at most ``max_inputs`` input entries and each derivative has at most
+    ``max_nodes`` tree nodes."""
     if not scalar:
         return {}, "closed forms are shown for scalar outputs only"
     from ..symbolic.mirror import closed_forms
@@ -971,10 +974,11 @@ def _closed_form(problem: Problem, scalar: bool) -> tuple:
         with np.errstate(all="ignore"):
             args = problem.leaves()
             leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
-            if sum(t.numel() for t in leaves) > 12:
-                return {}, "closed forms are shown for up to 12 input entries"
+            if sum(t.numel() for t in leaves) > max_inputs:
+                return {}, f"closed forms are shown for up to {max_inputs} input entries"
             # the SymPy expressions too: the HTML report prints them as MathML
-            return closed_forms(problem.run(args)[0], leaves, with_expressions=True)
+            return closed_forms(problem.run(args)[0], leaves, cap=max_nodes,
+                                with_expressions=True)
     except (MirrorError, CheckInputError, ValueError) as e:
         return {}, f"no closed form: {e}"
 

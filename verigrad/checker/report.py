@@ -1,15 +1,54 @@
 """The result of a check as plain data: what was compared, what agreed, what did not.
 
 Renderers (terminal, JSON, Markdown, HTML) live in :mod:`verigrad.report` and read only
-these fields; nothing here computes.
+these fields: reading an attribute never runs SymPy or finite differences. The two costly
+extras only reports show (closed forms, finite-difference step sweeps) are made by one
+explicit step, :meth:`CheckReport.add_details`, which the report writers call.
+
+The report layer sits above the checker (docs/design.md, "Layers"), so this module never
+imports it: ``verigrad.report`` fills :data:`RENDERERS` when it is imported, and
+``verigrad`` imports it together with the checker.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable
 
-__all__ = ["Entry", "Culprit", "NodeResult", "PointResult", "FDTrace", "CheckReport"]
+from ..symbolic.mirror import REPORT_SIZE_CAP
+
+__all__ = ["Entry", "Culprit", "NodeResult", "PointResult", "FDTrace", "CheckReport",
+           "PendingDetails", "RENDERERS", "register_renderer", "DETAILS_PENDING",
+           "MAX_CLOSED_FORM_INPUTS"]
+
+#: How a report becomes text, by format: ``"text"`` (``str(report)``), ``"json"``, ``"md"``,
+#: ``"html"``, and ``"save"`` (writes files). Filled in by :mod:`verigrad.report`.
+RENDERERS: dict[str, Callable[..., Any]] = {}
+
+#: closed forms are made for up to this many input entries (a scalar output's gradient)
+MAX_CLOSED_FORM_INPUTS = 12
+
+#: what ``derivatives_note`` says before :meth:`CheckReport.add_details` ran
+DETAILS_PENDING = ("closed forms are made for reports: call report.add_details() (the report "
+                   "writers and `verigrad report` do)")
+
+
+def register_renderer(fmt: str, render: Callable[..., Any]) -> None:
+    """Make ``render`` the renderer of ``fmt`` (called by :mod:`verigrad.report` on import).
+
+    >>> import verigrad as vg
+    >>> sorted(RENDERERS)
+    ['html', 'json', 'md', 'save', 'text']
+    """
+    RENDERERS[fmt] = render
+
+
+def _renderer(fmt: str) -> Callable[..., Any]:
+    try:
+        return RENDERERS[fmt]
+    except KeyError:
+        raise RuntimeError(f"no {fmt!r} renderer is registered for CheckReport: import "
+                           f"verigrad.report (import verigrad does, with the checker)") from None
 
 
 @dataclass
@@ -102,6 +141,17 @@ class FDTrace:
 
 
 @dataclass
+class PendingDetails:
+    """How the checker makes a report's details later (never on attribute access):
+    ``closed_forms(max_inputs, max_nodes)`` returns ``(latex by entry, note[, SymPy
+    expressions])`` and ``fd_traces()`` the step sweeps. Only
+    :meth:`CheckReport.add_details` calls them, once."""
+
+    closed_forms: Callable[[int, int], tuple] | None = None
+    fd_traces: Callable[[], list] | None = None
+
+
+@dataclass
 class CheckReport:
     """What ``vg.check`` found. ``str(report)`` is a short summary a person can act on.
 
@@ -124,11 +174,18 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     contract: list[str] = field(default_factory=list)     # violations found
     points: list[PointResult] = field(default_factory=list)
-    # the finite-difference step sweeps (V plots): a list, or a function making it on first
-    # use (only reports plot them; the sweep re-runs f ~30 times per entry)
-    fd_traces_source: Any = field(default_factory=list, repr=False, compare=False)
-    # closed forms are printed on request (reports), not on every check: see ``derivatives``
-    closed_form: Any = field(default=None, repr=False, compare=False)
+    #: LaTeX of each derivative by input entry, and the SymPy expressions behind it (the
+    #: HTML report prints them as MathML): made by :meth:`add_details` for small
+    #: scalar-output checks, with ``derivatives_note`` saying why when there are none
+    derivatives: dict[str, str] = field(default_factory=dict)
+    derivatives_note: str = ""
+    derivative_expressions: dict[str, Any] = field(default_factory=dict, repr=False,
+                                                   compare=False)
+    #: each checked entry's FD estimates over a sweep of steps (the V plots): made by
+    #: :meth:`add_details` (the sweep re-runs f ~30 times per entry)
+    fd_traces: list[FDTrace] = field(default_factory=list)
+    #: what :meth:`add_details` will run; None once it ran (or for a report built by hand)
+    pending_details: PendingDetails | None = field(default=None, repr=False, compare=False)
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -140,64 +197,71 @@ class CheckReport:
     #: callable's name never does, even when it reads like an expression
     from_expression: bool = False
 
-    @property
-    def counts(self) -> dict[str, int]:
-        """How many entries the report lists, by status: the one count every format shows
-        (``nearby``: how many of them are from nearby points, where only failures are kept).
+    #: how many entries the report lists, by status (``nearby``: how many of them are from
+    #: nearby points, where only failures are kept), and the one line every format prints
+    #: with them; counted once, here (call :meth:`recount` after editing ``entries``)
+    counts: dict[str, int] = field(init=False, repr=False, compare=False)
+    counts_text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.recount()
+
+    def recount(self) -> None:
+        """Count the entries by status into :attr:`counts` and :attr:`counts_text`.
 
         >>> import verigrad as vg
-        >>> vg.check("w*x + b", x=2.0, w=3.0, b=1.0).counts
+        >>> r = vg.check("w*x + b", x=2.0, w=3.0, b=1.0)
+        >>> r.counts
         {'entries': 3, 'pass': 3, 'fail': 0, 'inconclusive': 0, 'nearby': 0}
+        >>> r.counts_text
+        '3 entries: 3 pass'
         """
         n_fail = sum(e.status == "fail" for e in self.entries)
         n_inc = sum(e.status == "inconclusive" for e in self.entries)
         n = len(self.entries)
-        return {"entries": n, "pass": n - n_fail - n_inc, "fail": n_fail,
-                "inconclusive": n_inc, "nearby": sum(e.point != 0 for e in self.entries)}
+        c = {"entries": n, "pass": n - n_fail - n_inc, "fail": n_fail, "inconclusive": n_inc,
+             "nearby": sum(e.point != 0 for e in self.entries)}
+        text = f"{n} {'entry' if n == 1 else 'entries'}: {c['pass']} pass"
+        text += f", {n_fail} fail" if n_fail else ""
+        text += f", {n_inc} inconclusive" if n_inc else ""
+        text += f" ({c['nearby']} of them at nearby points)" if c["nearby"] else ""
+        self.counts, self.counts_text = c, text
 
-    @property
-    def counts_text(self) -> str:
-        """:attr:`counts` as the one line every format prints.
+    def defer_details(self, closed_forms: Callable[[int, int], tuple] | None,
+                      fd_traces: Callable[[], list] | None) -> None:
+        """Leave the details to :meth:`add_details` (the checker's hand-over): until then
+        ``derivatives`` and ``fd_traces`` are empty and ``derivatives_note`` says why."""
+        self.pending_details = PendingDetails(closed_forms, fd_traces)
+        self.derivatives_note = DETAILS_PENDING
+
+    def add_details(self, max_inputs: int = MAX_CLOSED_FORM_INPUTS,
+                    max_nodes: int = REPORT_SIZE_CAP) -> "CheckReport":
+        """Make what only reports show, once: :attr:`derivatives` (closed forms, for a
+        scalar output of at most ``max_inputs`` input entries, each derivative at most
+        ``max_nodes`` tree nodes) and :attr:`fd_traces` (the FD step sweeps). The report
+        writers (``to_json``/``to_markdown``/``to_html``, :meth:`save`, ``verigrad
+        report``, the pytest fixture's saved reports) call it; a plain ``vg.check`` does
+        not pay for it. Returns the report.
 
         >>> import verigrad as vg
-        >>> vg.check("w*x + b", x=2.0, w=3.0, b=1.0).counts_text
-        '3 entries: 3 pass'
+        >>> r = vg.check("w*x + b", x=2.0, w=3.0, b=1.0, nearby=0)
+        >>> r.derivatives, r.fd_traces
+        ({}, [])
+        >>> r.add_details().derivatives
+        {'x': 'w', 'w': 'x', 'b': '1'}
+        >>> [t.input for t in r.fd_traces]
+        ['x', 'w', 'b']
         """
-        c = self.counts
-        text = f"{c['entries']} {'entry' if c['entries'] == 1 else 'entries'}: {c['pass']} pass"
-        text += f", {c['fail']} fail" if c["fail"] else ""
-        text += f", {c['inconclusive']} inconclusive" if c["inconclusive"] else ""
-        text += f" ({c['nearby']} of them at nearby points)" if c["nearby"] else ""
-        return text
-
-    @property
-    def derivatives(self) -> dict[str, str]:
-        """LaTeX of each derivative by input entry (small scalar-output checks only)."""
-        return self._closed_forms()[0]
-
-    @property
-    def derivatives_note(self) -> str:
-        """Why ``derivatives`` is empty, when it is."""
-        return self._closed_forms()[1]
-
-    @property
-    def derivative_expressions(self) -> dict[str, Any]:
-        """The SymPy expressions behind :attr:`derivatives` (the HTML report prints them as
-        MathML); empty when ``derivatives`` is."""
-        return self._closed_forms()[2]
-
-    def _closed_forms(self) -> tuple[dict[str, str], str, dict[str, Any]]:
-        if callable(self.closed_form):
-            self.closed_form = self.closed_form()  # computed once, on first use
-        found = tuple(self.closed_form) if self.closed_form is not None else ({}, "")
-        return (found + ({},))[:3] if len(found) < 3 else found[:3]
-
-    @property
-    def fd_traces(self) -> list[FDTrace]:
-        """Each checked entry's FD estimates over a sweep of steps (computed once, on use)."""
-        if callable(self.fd_traces_source):
-            self.fd_traces_source = self.fd_traces_source()
-        return self.fd_traces_source
+        pending, self.pending_details = self.pending_details, None
+        if pending is None:
+            return self
+        if pending.closed_forms is not None:
+            found = tuple(pending.closed_forms(max_inputs, max_nodes))
+            self.derivatives, self.derivatives_note = dict(found[0]), found[1]
+            self.derivative_expressions = dict(found[2]) if len(found) > 2 else {}
+        if pending.fd_traces is not None:
+            self.fd_traces = list(pending.fd_traces())
+        return self
 
     @property
     def ok(self) -> bool:
@@ -242,31 +306,25 @@ class CheckReport:
         return shown[:n - 1] + mine[:1] if mine else shown
 
     def __str__(self) -> str:
-        from ..report.terminal import render_text
-
-        return render_text(self, color=False)
+        return _renderer("text")(self, color=False)
 
     def __repr__(self) -> str:
         return f"<CheckReport {self.verdict}: {self.expression} ({len(self.entries)} entries)>"
 
     def to_json(self) -> str:
-        from ..report.json_report import render_json
-
-        return render_json(self)
+        """The versioned JSON report (details included: see :meth:`add_details`)."""
+        return _renderer("json")(self.add_details())
 
     def to_markdown(self) -> str:
-        from ..report.markdown import render_markdown
-
-        return render_markdown(self)
+        """The Markdown report (details included: see :meth:`add_details`)."""
+        return _renderer("md")(self.add_details())
 
     def to_html(self) -> str:
-        from ..report.html import render_html
+        """The self-contained HTML report (details included: see :meth:`add_details`)."""
+        return _renderer("html")(self.add_details())
 
-        return render_html(self)
-
-    def save(self, directory: str, formats: tuple[str, ...] = ("json", "md", "html")) -> list[str]:
-        """Write ``report.json``/``report.md``/``report.html`` into ``directory``; returns
-        the paths."""
-        from ..report import save
-
-        return save(self, directory, formats)
+    def save(self, directory: str, formats: Iterable[str] | str = ("json", "md", "html")
+             ) -> list[str]:
+        """Write ``report.json``/``report.md``/``report.html`` into ``directory`` (details
+        included); returns the paths."""
+        return _renderer("save")(self.add_details(), directory, formats)

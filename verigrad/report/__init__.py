@@ -2,7 +2,12 @@
 
 ``terminal`` (``str(report)``), ``json_report`` (versioned, schema in ``schema/``),
 ``markdown`` and ``html`` (self-contained, figures from ``plots``). :func:`save` writes
-several formats at once with one shared timestamp.
+several formats at once with one shared timestamp, after the report's details (closed
+forms, FD step sweeps: ``CheckReport.add_details``) are made; the renderers only read.
+
+Importing this package registers the renderers with
+:data:`verigrad.checker.report.RENDERERS`, which ``str(report)``, ``report.to_json()`` and
+the other methods call: the checker sits below this layer and never imports it.
 
 >>> import tempfile, verigrad as vg
 >>> paths = vg.check("w*x + b", x=2.0, w=3.0, b=1.0).save(tempfile.mkdtemp(), ("json", "md"))
@@ -21,7 +26,8 @@ FORMATS = {"json": "report.json", "md": "report.md", "html": "report.html"}
 
 
 def render(report: Any, fmt: str, created: str | None = None) -> str:
-    """One format of the report as text (``fmt`` one of :data:`FORMATS`)."""
+    """One format of the report as text (``fmt`` one of :data:`FORMATS`), from what the
+    report holds (a report whose details were not made says so where they would be)."""
     if fmt == "json":
         from .json_report import render_json
 
@@ -98,7 +104,8 @@ def save(report: Any, directory: str | os.PathLike, formats: Iterable[str] | str
     """Write ``report.json``/``report.md``/``report.html`` (those in ``formats``, a sequence
     or a comma-separated string) into ``directory``, created if needed; returns the paths.
 
-    Every file gets the same ``created`` timestamp. Writes are atomic: each file is written
+    The report's details are made first (``report.add_details()``: closed forms, FD step
+    sweeps). Every file gets the same ``created`` timestamp. Writes are atomic: each file is written
     to a temporary file in ``directory`` and moved into place with :func:`os.replace`, and
     the files are moved only once all of them are written, so a full disk or an
     interrupted write leaves the previous report (or nothing), never a half file; if a move
@@ -116,6 +123,8 @@ def save(report: Any, directory: str | os.PathLike, formats: Iterable[str] | str
     if unknown or not formats:
         raise ValueError(f"unknown report format(s) {', '.join(map(repr, unknown)) or '(none)'};"
                          f" choose from {', '.join(FORMATS)}")
+    if hasattr(report, "add_details"):
+        report.add_details()
     created = created_now()
     texts = {f: render(report, f, created) for f in formats}   # render all before writing
     directory = os.fspath(directory)
@@ -158,3 +167,18 @@ def save(report: Any, directory: str | os.PathLike, formats: Iterable[str] | str
         for tmp in list(temps.values()) + list(backups.values()):
             _remove(tmp)
     return paths
+
+
+def _register() -> None:
+    # the checker's CheckReport renders through this table (it cannot import this layer)
+    from ..checker.report import register_renderer
+    from .terminal import render_text
+
+    register_renderer("text", render_text)
+    for fmt in FORMATS:
+        register_renderer(fmt, lambda report, created=None, _fmt=fmt: render(report, _fmt,
+                                                                             created))
+    register_renderer("save", save)
+
+
+_register()
