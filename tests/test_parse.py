@@ -21,6 +21,7 @@ import verigrad.parse as parse_module
 import verigrad.parsing.convert as parsing_convert
 import verigrad.parsing.errors as parsing_errors
 import verigrad.parsing.ir as parsing_ir
+from verigrad.registry import FACES
 from verigrad.parse import (
     ALIASES,
     ALLOWED_KEYWORDS,
@@ -295,7 +296,11 @@ HOSTILE = [
     ("x.y(1)", "attribute access is not allowed", 1, 3),
     ("sin(*x)", "starred arguments", 4, 6),
     ("sin(**x)", "keyword unpacking (**x) is not allowed", 4, 7),
-    ("sum(x, axis=0)", "unknown keyword 'axis'; allowed keywords: beta, dim, keepdim, max, min, threshold", 7, 11),
+    ("sum(x, axis=0)", "unknown keyword 'axis' for sum(); it takes dim, keepdim (use dim instead of axis)", 7, 11),
+    # each function takes its own keywords only, not every keyword some function takes
+    ("sin(x, beta=2)", "unknown keyword 'beta' for sin(), which takes no keywords", 7, 11),
+    ("clamp(x, dim=0)", "unknown keyword 'dim' for clamp(); it takes max, min", 9, 12),
+    ("softplus(x, dim=0)", "unknown keyword 'dim' for softplus(); it takes beta, threshold", 12, 15),
     ("sum(x, dim=y)", "keyword 'dim' must be an integer or a tuple of integers", 11, 12),
     ("sum(x, dim=[0])", "keyword 'dim' must be", 11, 14),
     ("sum(x, dim=())", "keyword 'dim' must be", 11, 13),
@@ -561,9 +566,21 @@ kwarg_values = {
 _NUMBER = st.one_of(st.integers(-10, 10), st.floats(-1e3, 1e3, allow_nan=False))
 # every other keyword (beta, threshold...) takes a number
 kwarg_values.update({k: _NUMBER for k in ALLOWED_KEYWORDS if k not in kwarg_values})
-kwargs = st.lists(st.sampled_from(sorted(ALLOWED_KEYWORDS)), unique=True, max_size=2).flatmap(
-    lambda keys: st.tuples(*[st.tuples(st.just(k), kwarg_values[k]) for k in keys])
-)
+
+
+def kwargs(function):
+    """Up to two of the keywords ``function`` takes (its face's), with literal values."""
+    own = sorted(FACES[function].keywords)
+    if not own:
+        return st.just(())
+    return st.lists(st.sampled_from(own), unique=True, max_size=2).flatmap(
+        lambda keys: st.tuples(*[st.tuples(st.just(k), kwarg_values[k]) for k in keys]))
+
+
+def _call(children):
+    return st.sampled_from(sorted(DEFAULT_FUNCTIONS)).flatmap(
+        lambda f: st.builds(Call, st.just(f), st.lists(children, max_size=3).map(tuple),
+                            kwargs(f)))
 
 
 def _extend(children):
@@ -571,12 +588,7 @@ def _extend(children):
         st.builds(BinOp, st.sampled_from(["+", "-", "*", "/", "**", "@"]), children, children),
         st.builds(UnaryOp, st.sampled_from(["-", "+"]), children),
         st.builds(Compare, st.sampled_from(["<", "<=", ">", ">="]), children, children),
-        st.builds(
-            Call,
-            st.sampled_from(sorted(DEFAULT_FUNCTIONS)),
-            st.lists(children, max_size=3).map(tuple),
-            kwargs,
-        ),
+        _call(children),
     )
 
 

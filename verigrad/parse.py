@@ -61,6 +61,7 @@ def _table(key: str) -> object:
         _TABLES["functions"] = frozenset(f.name for f in faces)
         _TABLES["aliases"] = {a: f.name for f in faces for a in f.names("expression")[1:]}
         _TABLES["keywords"] = frozenset(k for f in faces for k in f.keywords)
+        _TABLES["keywords_of"] = {f.name: f.keywords for f in faces}
     return _TABLES[key]
 
 
@@ -107,8 +108,9 @@ class _NameMap(Mapping):
 DEFAULT_FUNCTIONS: Set[str] = _NameSet("functions")
 #: Alternative spellings, alias -> canonical function name.  The IR stores the canonical name.
 ALIASES: Mapping[str, str] = _NameMap()
-#: The only keyword arguments a call may take (each with a literal value): the params of the
-#: expression functions' rows (``dim``, ``keepdim``, ``min``, ``max``, ``beta``...).
+#: Every keyword argument some call may take (each with a literal value): the params of the
+#: expression functions' rows (``dim``, ``keepdim``, ``min``, ``max``, ``beta``...). Each
+#: function takes only its own (``Face.keywords``): ``sin(x, beta=2)`` is refused.
 ALLOWED_KEYWORDS: Set[str] = _NameSet("keywords")
 
 
@@ -129,4 +131,4 @@ def parse(text: str | Expression, functions: Collection[str] = DEFAULT_FUNCTIONS
     ...     print(err.reason[:24], err.start, err.end)
     unknown function 'sinh'; 0 4
     """
-    return parse_with(text, functions, ALIASES, ALLOWED_KEYWORDS)
+    return parse_with(text, functions, ALIASES, ALLOWED_KEYWORDS, _table("keywords_of"))

@@ -151,11 +151,13 @@ class _Converter:
     """Checks a Python ast against the whitelist and copies it into the IR."""
 
     def __init__(self, text: str, functions: frozenset[str], delta: int,
-                 aliases: Mapping[str, str], keywords: frozenset[str]) -> None:
+                 aliases: Mapping[str, str], keywords: frozenset[str],
+                 keywords_of: Mapping[str, frozenset[str]]) -> None:
         self.text = text
         self.functions = functions
         self.aliases = aliases
         self.keywords = keywords
+        self.keywords_of = keywords_of  # per function; a function not in it takes `keywords`
         self.delta = delta  # leading whitespace stripped before ast.parse
 
     # -- positions ----------------------------------------------------------
@@ -400,12 +402,10 @@ class _Converter:
                 raise self.fail("keyword unpacking (**x) is not allowed; pass keywords explicitly",
                                 (kw_start, kw_end))
             name_span = (kw_start, kw_start + len(kw.arg))
-            if kw.arg not in self.keywords:
-                reason = (f"unknown keyword '{kw.arg}'; allowed keywords: "
-                          f"{', '.join(sorted(self.keywords))}")
-                if kw.arg == "axis":
-                    reason += " (use dim instead of axis)"
-                raise self.fail(reason, name_span)
+            allowed = self.keywords_of.get(canonical, self.keywords)
+            if kw.arg not in allowed:
+                raise self.fail(_unknown_keyword(kw.arg, canonical, allowed,
+                                                 canonical in self.keywords_of), name_span)
             if kw.arg in seen:
                 raise self.fail(f"keyword '{kw.arg}' given twice", name_span)
             seen.add(kw.arg)
@@ -451,15 +451,37 @@ class _Converter:
         return reason
 
 
+def _unknown_keyword(word: str, function: str, allowed: Collection[str], own: bool) -> str:
+    """The refusal of ``function(..., word=...)``: which keywords the function does take."""
+    if not own:  # a caller's function with no keyword table of its own: the shared list
+        reason = f"unknown keyword '{word}'; allowed keywords: {', '.join(sorted(allowed))}"
+    elif allowed:
+        reason = (f"unknown keyword '{word}' for {function}(); it takes "
+                  f"{', '.join(sorted(allowed))}")
+    else:
+        reason = f"unknown keyword '{word}' for {function}(), which takes no keywords"
+    if word == "axis" and "dim" in allowed:
+        reason += " (use dim instead of axis)"
+    return reason
+
+
 def parse_with(text: str | Expression, functions: Collection[str], aliases: Mapping[str, str],
-               keywords: Collection[str]) -> Expression:
+               keywords: Collection[str],
+               keywords_of: Mapping[str, Collection[str]] | None = None) -> Expression:
     """Parse and validate ``text`` with an explicit vocabulary: ``functions`` (callable
-    names), ``aliases`` (alias -> function name) and ``keywords`` (the keyword arguments a
-    call may pass, each with a literal value). :func:`verigrad.parse.parse` is this with the
+    names), ``aliases`` (alias -> function name), ``keywords`` (the keyword arguments a
+    call may pass, each with a literal value) and ``keywords_of`` (function -> its own
+    keywords, narrower than ``keywords``). :func:`verigrad.parse.parse` is this with the
     registry's vocabulary.
 
     >>> parse_with("twice(x, k=2)", {"twice"}, {}, {"k"}).tree
     Call(func='twice', args=(Var(name='x'),), kwargs=(('k', 2),))
+    >>> parse_with("once(x, k=2)", {"once", "twice"}, {}, {"k"}, {"once": ()})
+    Traceback (most recent call last):
+    ...
+    verigrad.parsing.errors.ExpressionError: unknown keyword 'k' for once(), which takes no keywords
+      once(x, k=2)
+              ^
     """
     if isinstance(text, Expression):
         return text
@@ -491,7 +513,8 @@ def parse_with(text: str | Expression, functions: Collection[str], aliases: Mapp
         raise ExpressionError(f"cannot parse expression: {exc}", text, 0, len(text)) from None
 
     converter = _Converter(text, names, delta, MappingProxyType(dict(aliases)),
-                           frozenset(keywords))
+                           frozenset(keywords),
+                           {f: frozenset(k) for f, k in (keywords_of or {}).items()})
     converter.check_size(body)
     try:
         tree, _ = converter.convert(body)
