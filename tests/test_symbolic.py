@@ -199,6 +199,48 @@ def test_singularities_sqrt_at_zero_log_near_zero_tan_pole():
     assert pole and pole[0].function == "tan"
 
 
+def test_atan2_branch_cut_and_log1p_edge():
+    def at(y, x):
+        a = vg.tensor(y, dtype=vg.float64, requires_grad=True)
+        return _kinks(vg.atan2(a, vg.tensor(x, dtype=vg.float64, requires_grad=True)))
+
+    (cut,) = at(0.0, -1.0)
+    assert (cut.function, cut.kind, cut.at_point) == ("atan2", "singularity", True)
+    assert at(1e-9, -2.0)[0].distance == pytest.approx(1e-9)
+    assert at(0.0, 1.0) == [] and at(0.5, -1.0) == []  # smooth off the cut
+    (edge,) = _kinks(vg.log1p(vg.tensor(-1 + 1e-9, dtype=vg.float64, requires_grad=True)))
+    assert edge.function == "log1p" and edge.distance == pytest.approx(1e-9, rel=1e-6)
+
+
+def test_atan2_on_its_branch_cut_is_inconclusive_not_a_pass():
+    report = vg.check(lambda p: vg.atan2(p[0], p[1]), np.array([0.0, -1.0]))
+    assert report.verdict == "inconclusive" and report.entries[0].reason == "singularity"
+    assert vg.check(lambda p: vg.atan2(p[0], p[1]), np.array([0.5, -1.0])).verdict == "pass"
+
+
+def test_a_registered_switch_is_found_in_a_custom_mirror():
+    from verigrad.symbolic.kinks import _SWITCHES, register_switch
+
+    class ramp(sympy.Function):
+        @classmethod
+        def eval(cls, t):
+            return None
+
+    register_switch(ramp, lambda e: ("kink", [e.args[0] - 1]))
+    t = sympy.Symbol("t", real=True)
+    try:
+        assert _switches_of(ramp(t) + t) == [("ramp", "kink", [t - 1])]
+    finally:
+        del _SWITCHES[ramp]
+    assert _switches_of(ramp(t)) == []
+
+
+def _switches_of(expr):
+    from verigrad.symbolic.kinks import _switch_of
+    return [(sw.function, sw.kind, sw.exprs) for sub in sympy.preorder_traversal(expr)
+            if (sw := _switch_of(sub)) is not None]
+
+
 def test_no_kinks_on_smooth_functions():
     x = vg.tensor([0.3, -0.2], dtype=vg.float64, requires_grad=True)
     assert _kinks((vg.sin(x) * vg.exp(x)).sum()) == []

@@ -2,8 +2,9 @@
 
 Every node's local mirror is scanned for SymPy functions that switch (``Abs``, ``Max``,
 ``Min``, ``Heaviside``, ``sign``, ``Piecewise`` conditions) and for domain edges (``log`` and
-fractional or negative powers at 0, poles of ``tan``). Each gives a switching function ``s``
-of the node's inputs; its value at the high-precision forward point and its gradient give the
+fractional or negative powers at 0, poles of ``tan``, the branch cut of ``atan2``): a table
+keyed by SymPy function class (:func:`switches`). Each gives a switching function ``s`` of
+the node's inputs; its value at the high-precision forward point and its gradient give the
 distance ``|s| / |grad s|`` to the kink. Nothing here knows about particular ops.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .exact import ExactGraph, to_mp
 from .local import LocalRule
 from .vm import Program
 
-__all__ = ["Kink", "find_kinks", "one_sided_derivatives"]
+__all__ = ["Kink", "find_kinks", "one_sided_derivatives", "register_switch", "switches"]
 
 
 @dataclass
@@ -69,27 +70,94 @@ def _switches(rule: LocalRule) -> list[tuple[int, _Switch]]:
 
 
 def _switch_of(e: Any) -> _Switch | None:
-    name = type(e).__name__
-    if isinstance(e, (sp.Abs, sp.sign, sp.Heaviside)):
-        return _Switch(name, "kink", [e.args[0]])
-    if isinstance(e, (sp.Max, sp.Min)):
-        return _Switch(name, "kink", list(e.args))
-    if isinstance(e, sp.Piecewise):
-        rels = [r for _, c in e.args for r in sp.preorder_traversal(c)
-                if isinstance(r, sp.core.relational.Relational)]
-        if rels:
-            return _Switch("Piecewise", "kink", [r.lhs - r.rhs for r in rels])
-    if isinstance(e, sp.log) or type(e).__name__ == "log1p":
-        return _Switch(type(e).__name__, "singularity",
-                       [e.args[0] if isinstance(e, sp.log) else 1 + e.args[0]])
-    if isinstance(e, sp.Pow):
-        base, exp = e.args
-        # x**-1, x**0.5 and x**y (its derivative has log(x)) are singular where x = 0
-        if base.free_symbols and (not exp.is_number or not exp.is_integer or exp.is_negative):
-            return _Switch("pow", "singularity", [base])
-    if isinstance(e, sp.tan):
-        return _Switch("tan", "singularity", [sp.cos(e.args[0])])
+    """The switch of one subexpression: the entry of its SymPy class (or a base class) in
+    :data:`SWITCHES`."""
+    table = switches()
+    for cls in type(e).__mro__:
+        describe = table.get(cls)
+        if describe is not None:
+            return describe(e)
     return None
+
+
+def _pow_switch(e: Any) -> _Switch | None:
+    base, exp = e.args
+    # x**-1, x**0.5 and x**y (its derivative has log(x)) are singular where x = 0
+    if base.free_symbols and (not exp.is_number or not exp.is_integer or exp.is_negative):
+        return _Switch("pow", "singularity", [base])
+    return None
+
+
+def _piecewise_switch(e: Any) -> _Switch | None:
+    rels = [r for _, c in e.args for r in sp.preorder_traversal(c)
+            if isinstance(r, sp.core.relational.Relational)]
+    return _Switch("Piecewise", "kink", [r.lhs - r.rhs for r in rels]) if rels else None
+
+
+def _atan2_switch(e: Any) -> _Switch:
+    # SymPy's atan2(y, x) jumps by 2 pi across its branch cut y = 0, x < 0: the switch is y
+    # there and constant (never near zero, no gradient) elsewhere
+    y, x = e.args
+    return _Switch("atan2", "singularity", [sp.Piecewise((y, x < 0), (1, True))])
+
+
+_SWITCHES: dict[type, Callable[[Any], _Switch | None]] = {}
+
+
+def switches() -> dict[type, Callable[[Any], _Switch | None]]:
+    """Where each SymPy function stops being smooth: its class -> a function of one of its
+    expressions giving the switch (the function, its kind and the switching expressions
+    whose zeros are the kinks, domain edges, poles or branch cuts), or None where that
+    expression is smooth (``x**2``). A mirror built from a SymPy function missing here is
+    taken as smooth; :func:`register_switch` adds one.
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x", real=True)
+    >>> _switch_of(sp.Abs(x - 1)).exprs, _switch_of(sp.sqrt(x)).kind, _switch_of(x**2)
+    ([x - 1], 'singularity', None)
+    """
+    if not _SWITCHES:
+        from sympy.codegen.cfunctions import log1p  # the mirrors' log1p (sympy has none)
+
+        def on_arg(name: str, kind: str, edge: Callable[[Any], Any] = lambda a: a
+                   ) -> Callable[[Any], _Switch]:
+            return lambda e: _Switch(name, kind, [edge(e.args[0])])
+
+        _SWITCHES.update({
+            sp.Abs: on_arg("Abs", "kink"), sp.sign: on_arg("sign", "kink"),
+            sp.Heaviside: on_arg("Heaviside", "kink"),
+            sp.Max: lambda e: _Switch("Max", "kink", list(e.args)),
+            sp.Min: lambda e: _Switch("Min", "kink", list(e.args)),
+            sp.Piecewise: _piecewise_switch,
+            sp.log: on_arg("log", "singularity"),
+            log1p: on_arg("log1p", "singularity", lambda a: 1 + a),
+            sp.Pow: _pow_switch,
+            sp.tan: on_arg("tan", "singularity", sp.cos),
+            sp.atan2: _atan2_switch,
+        })
+    return _SWITCHES
+
+
+def register_switch(function: type, describe: Callable[[Any], Any]) -> None:
+    """Declare where a SymPy function a mirror uses is not smooth (see :func:`switches`):
+    ``describe(expr)`` returns ``(kind, [switching expressions])`` with kind ``"kink"``
+    (the derivative jumps) or ``"singularity"`` (a domain edge, pole or branch cut), or None
+    where ``expr`` is smooth.
+
+    >>> import sympy as sp
+    >>> class ramp(sp.Function): pass
+    >>> register_switch(ramp, lambda e: ("kink", [e.args[0]]))
+    >>> _switch_of(ramp(sp.Symbol("t") - 2)).exprs
+    [t - 2]
+    >>> del _SWITCHES[ramp]
+    """
+    name = function.__name__
+
+    def switch(e: Any) -> _Switch | None:
+        found = describe(e)
+        return None if found is None else _Switch(name, found[0], list(found[1]))
+
+    switches()[function] = switch
 
 
 class _Evaluator:
