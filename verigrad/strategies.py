@@ -3,7 +3,7 @@
 ``expressions()`` draws random expression trees made of verigrad's own elementwise ops (read
 from the op registry, so a new op is tested as soon as it is declared and the parser accepts
 it). Each draw comes in three forms: the text (``vg.check`` takes it), the SymPy expression
-(built with each op's registered mirror, never by sympifying text) and a tape graph.
+(the mirror of its tape graph, never by sympifying text) and a tape graph.
 ``points(expr)`` draws values for its variables inside every op's domain and away from kinks
 and singularities, found by the same kink detector the checker uses. ``tensors()`` draws
 ``vg.Tensor`` objects.
@@ -38,7 +38,7 @@ from .expression import FUNCTIONS, build_graph
 from .parse import BinOp, Call, Expression, Node, Num, UnaryOp, Var, parse, to_string
 from .autograd.engine import grad
 from .registry import REGISTRY, OpDef
-from .symbolic import ExactGraph, MirrorError
+from .symbolic import ExactGraph, MirrorError, symbolic
 from .symbolic.kinks import find_kinks
 from .tensor import Tensor, tensor
 
@@ -130,9 +130,13 @@ class RandomExpression:
 
     @cached_property
     def sympy(self) -> Any:
-        """The SymPy form, built from each op's registered mirror (real symbols, like
-        ``vg.symbolic``)."""
-        return _to_sympy(self.tree)
+        """The SymPy form (real symbols): the mirror of the recorded graph, so each op's
+        registered mirror, of the overload the tape chose (``x**2``, ``2**x`` and ``x**y``
+        are three rows), as ``vg.symbolic`` gives it. Recorded at 0.5 everywhere: a
+        recording does not depend on the values."""
+        with np.errstate(all="ignore"):
+            out, _ = self.build({v: 0.5 for v in self.variables}, dtype=np.float64)
+        return symbolic(out, cap=None, depth_cap=None)
 
     @cached_property
     def ops(self) -> tuple[str, ...]:
@@ -169,43 +173,6 @@ def _op_names(node: Node) -> Iterable[str]:
         yield node.func
         for a in node.args:
             yield from _op_names(a)
-
-
-def _to_sympy(node: Node) -> Any:
-    import sympy as sp  # only when asked: drawing and checking never need SymPy here
-
-    def const(c: Node) -> Any:
-        if isinstance(c, Num):
-            return sp.Integer(c.value) if isinstance(c.value, int) else sp.Float(c.value)
-        assert isinstance(c, UnaryOp)
-        inner = const(c.operand)
-        return -inner if c.op == "-" else inner
-
-    def kw(value: Any) -> Any:
-        return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
-
-    def go(n: Node) -> Any:
-        if _is_constant(n):
-            return const(n)
-        if isinstance(n, Var):
-            return sp.Symbol(n.name, real=True)
-        if isinstance(n, UnaryOp):
-            return REGISTRY["neg"].mirror(go(n.operand)) if n.op == "-" else go(n.operand)
-        if isinstance(n, BinOp):
-            if n.op == "**":
-                # the tape records three different pow overloads; use the matching mirror
-                if _is_constant(n.right):
-                    return REGISTRY["pow.Tensor_Scalar"].mirror(go(n.left), exponent=const(n.right))
-                if _is_constant(n.left):
-                    return REGISTRY["pow.Scalar"].mirror(go(n.right), base=const(n.left))
-                return REGISTRY["pow.Tensor_Tensor"].mirror(go(n.left), go(n.right))
-            return REGISTRY[_OPERATOR_OPS[n.op]].mirror(go(n.left), go(n.right))
-        if isinstance(n, Call):
-            return REGISTRY[n.func].mirror(*[go(a) for a in n.args],
-                                           **{k: kw(v) for k, v in n.kwargs})
-        raise TypeError(f"cannot lower {n!r} to SymPy")
-
-    return go(node)
 
 
 # --- expressions ----------------------------------------------------------------------------
@@ -415,7 +382,7 @@ def _admissible(expression: Expression, values: dict[str, Any], np_dtype: np.dty
         kinks = find_kinks(graph, radius=radius)
     except MirrorError:
         return False
-    return not kinks and _pow_bases_clear(graph.view, radius)
+    return not kinks and _inside_derivative_domains(graph.view, radius)
 
 
 def _moderate(a: np.ndarray, dt: np.dtype, max_magnitude: float) -> bool:
@@ -426,7 +393,7 @@ def _moderate(a: np.ndarray, dt: np.dtype, max_magnitude: float) -> bool:
                 and not np.any((mag > 0) & (mag < tiny)))
 
 
-def _pow_bases_clear(view: Any, radius: float) -> bool:
+def _inside_derivative_domains(view: Any, radius: float) -> bool:
     """Inputs stay inside each op's declared derivative domain (``Domain.defined``, e.g. the
     base of ``a ** b`` with a tensor exponent is > 0), with the kink detector's relative
     radius: edges the mirror's kink detector cannot see because it treats them as smooth."""
