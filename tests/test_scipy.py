@@ -87,3 +87,57 @@ def test_a_float32_jac_is_judged_at_float32_precision(scale, verdict):
                            lambda x: (np.exp(x) * scale).astype(np.float32),
                            np.array([0.1, 0.2, -1.3]))
     assert report.verdict == verdict, report
+
+
+# --- nan and inf at the point: no false "other values on tensors" ------------------------
+
+def _exp_pair(x):
+    return np.stack([np.exp(x[0]), x[1] ** 2])
+
+
+def _exp_pair_jac(x):
+    return np.array([[np.exp(x[0]), 0.0], [0.0, 2 * x[1]]])
+
+
+@pytest.mark.parametrize("fun, jac, x0", [
+    (_exp_pair, _exp_pair_jac, [1000.0, 1.0]),                        # inf in one output
+    (lambda x: np.stack([np.log(x[0]), x[1] ** 2]),                    # nan in one output
+     lambda x: np.array([[1 / x[0], 0.0], [0.0, 2 * x[1]]]), [-1.0, 1.0]),
+    (lambda x: np.sum(np.sqrt(x)), lambda x: 0.5 / np.sqrt(x), [-1.0, 1.0]),  # nan scalar
+], ids=["inf", "nan", "nan-scalar"])
+def test_a_nan_or_inf_output_is_recorded_and_not_called_different(fun, jac, x0):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the probe's own arithmetic is quiet
+        with np.errstate(all="ignore"):
+            r = vg.check_grad(fun, jac, x0, nearby=0)
+    assert not any("other values" in n for n in r.notes), r.notes
+    assert not any("not recorded" in n for n in r.notes), r.notes
+    assert r.verdict == "inconclusive"
+    assert any("outside the domain" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("got, want", [
+    ([np.nan, 1.0], [1.0, 1.0]),        # nan on tensors only
+    ([1.0, 1.0], [np.inf, 1.0]),        # inf on numpy only
+    ([-np.inf, 2.0], [np.inf, 2.0]),    # infinities of opposite signs
+    ([np.inf, 2.0], [np.inf, 3.0]),     # a finite difference beside an equal inf
+])
+def test_values_that_differ_around_nan_or_inf_are_named_never_up_to_0(got, want):
+    from verigrad import scipy_check as sc
+
+    setup = sc._setup(lambda x: x * 1.0, np.array(got), (), 0)
+    with np.errstate(all="ignore"):
+        why = sc._probe(setup, np.array(want))
+    assert "other values" in why
+    assert "up to 0 apart" not in why and "nan apart" not in why and "inf apart" not in why
+
+
+def test_equal_infinities_and_nans_count_as_equal():
+    from verigrad import scipy_check as sc
+
+    x = np.array([np.inf, -np.inf, np.nan, 1.0])
+    setup = sc._setup(lambda x: x * 1.0, x, (), 0)
+    with np.errstate(all="ignore"):
+        assert sc._probe(setup, x.copy()) == ""
