@@ -141,3 +141,17 @@ def test_equal_infinities_and_nans_count_as_equal():
     setup = sc._setup(lambda x: x * 1.0, x, (), 0)
     with np.errstate(all="ignore"):
         assert sc._probe(setup, x.copy()) == ""
+
+
+def test_the_merged_jac_and_hess_report_counts_both():
+    def hess(x):
+        h = so.rosen_hess(x)
+        h[0, 1] += 1.0
+        return h
+
+    r = vg.check_grad(rosen, so.rosen_der, X0, hess=hess, nearby=0)
+    counts, text = dict(r.counts), r.counts_text
+    assert counts["entries"] == len(r.entries) == X0.size + X0.size ** 2
+    r.recount()
+    assert (counts, text) == (r.counts, r.counts_text)
+    assert counts["fail"] >= 1 and "fail" in text

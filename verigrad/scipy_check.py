@@ -497,4 +497,5 @@ def _merge(jac_report: CheckReport, hess_report: CheckReport) -> CheckReport:
     r.expression = jac_report.expression[:-1] + f", hess={hess_report.expression.split('hess=')[-1]}"
     r.seconds = jac_report.seconds + hess_report.seconds
     r.hess_report = hess_report  # the Hessian's own report, with its points and nodes
+    r.recount()  # counts are counted once, at construction: these are now both parts' entries
     return r
