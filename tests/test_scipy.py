@@ -155,3 +155,72 @@ def test_the_merged_jac_and_hess_report_counts_both():
     r.recount()
     assert (counts, text) == (r.counts, r.counts_text)
     assert counts["fail"] >= 1 and "fail" in text
+
+
+# --- vg.check(fun, x0, jac=...): scipy's convention through vg.check ----------------------
+
+def _summary(r):
+    return r.verdict, [(e.label, e.status, e.tape, e.reference) for e in r.entries], r.notes
+
+
+def test_check_with_jac_is_check_grad():
+    assert _summary(vg.check(so.rosen, X0, jac=so.rosen_der, nearby=1)) == \
+        _summary(vg.check_grad(so.rosen, so.rosen_der, X0, nearby=1))
+
+
+def test_check_with_a_wrong_hess_names_it():
+    def hess(x):
+        h = so.rosen_hess(x)
+        h[0, 1] += 1.0
+        return h
+
+    r = vg.check(rosen, X0, jac=so.rosen_der, hess=hess, nearby=0)
+    assert r.verdict == "fail" and [c.grad_fn for c in r.culprits] == ["hess"]
+
+
+def test_check_with_jac_passes_args_and_options():
+    fun = lambda x, a: np.sum(a * x ** 2)  # noqa: E731
+    jac = lambda x, a: 2 * a * x + np.array([0.0, 1e-6])  # noqa: E731
+    r = vg.check(fun, [0.5, 1.0], 3.0, jac=jac, nearby=0)
+    assert r.verdict == "fail" and [e.label for e in r.entries if e.status == "fail"] == ["x[1]"]
+    assert vg.check(fun, [0.5, 1.0], 3.0, jac=jac, nearby=0, atol=1e-3).verdict == "pass"
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(jac=3), ["jac=3", "function", "int"]),
+    (dict(jac=True), ["jac=True", "(f, g)"]),
+    (dict(jac="2-point"), ["finite-difference"]),
+    (dict(jac=so.rosen_der, hess=[[1.0]]), ["hess=", "function"]),
+    (dict(hess=so.rosen_hess), ["needs jac="]),
+    (dict(jac=so.rosen_der, tol=1e-3), ["tol", "vg.check_grad"]),
+    (dict(jac=so.rosen_der, order=2), ["order", "vg.check_grad"]),
+])
+def test_check_with_nonsense_jac_says_so_in_one_line(kwargs, words):
+    with pytest.raises(vg.checker.CheckInputError) as info:
+        vg.check(so.rosen, X0, **kwargs)
+    msg = str(info.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_an_expression_variable_named_jac_is_a_value():
+    r = vg.check("jac * x", jac=2.0, x=3.0)
+    assert r.verdict == "pass" and [e.tape for e in r.entries] == [3.0, 2.0]
+
+
+def test_without_the_scipy_layer_the_error_points_at_check_grad(monkeypatch):
+    from verigrad.checker import problem
+
+    monkeypatch.setattr(problem, "OPTION_HANDLERS", {})
+    with pytest.raises(vg.checker.CheckInputError, match=r"vg\.check_grad\(fun, jac, x0"):
+        vg.check(so.rosen, X0, jac=so.rosen_der)
+
+
+def test_import_verigrad_is_enough_for_check_with_jac():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, verigrad as vg; from scipy.optimize import rosen, rosen_der; "
+            "print(vg.check(rosen, np.array([1.3, 0.7, 0.8]), jac=rosen_der, nearby=0).verdict)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "pass"

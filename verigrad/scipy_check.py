@@ -33,8 +33,8 @@ import numpy as np
 
 from .autograd import enable_grad
 from .autograd.engine import grad as autograd_grad
-from .checker.core import check
-from .checker.problem import CheckInputError, Problem, _as_float_array
+from .checker.core import DEFAULTS, check
+from .checker.problem import CheckInputError, Problem, _as_float_array, register_option
 from .checker.report import CheckReport, Culprit, Entry
 from .numpy_bridge import Unrecordable, recording
 from .tensor import Tensor, tensor
@@ -353,6 +353,9 @@ def check_grad(fun: Callable, jac: Callable, x0: Any, *args: Any, hess: Callable
     >>> r.verdict, [e.label for e in r.entries if e.status == "fail"]
     ('fail', ['x[1]'])
     """
+    _check_derivative("jac", jac)
+    if hess is not None:
+        _check_derivative("hess", hess)
     setup = _setup(fun, x0, args, wrt)
     opts = dict(seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps)
     jac_report = _check_part(setup, "jac", jac, setup.m, _fun_output(setup), opts, max_rows)
@@ -364,6 +367,21 @@ def check_grad(fun: Callable, jac: Callable, x0: Any, *args: Any, hess: Callable
     out = _grad_output(setup) if setup.recorded else _hess_fd_output(setup)
     hess_report = _check_part(setup, "hess", hess, setup.n, out, opts, max_rows)
     return _merge(jac_report, hess_report)
+
+
+def _check_derivative(what: str, d: Any) -> None:
+    """A hand-written derivative is a function; scipy's other jac= values are not checkable."""
+    if callable(d):
+        return
+    text = repr(d) if len(repr(d)) <= 40 else repr(d)[:37] + "..."
+    if d is True:
+        why = ("fun returning (f, g), as scipy.optimize.minimize takes, is not supported: pass "
+               "fun=lambda x: f(x)[0] and jac=lambda x: f(x)[1]")
+    elif isinstance(d, str):
+        why = "that is scipy's finite-difference scheme; there is no hand-written derivative"
+    else:
+        why = f"it must be a function {what}(x, *args) returning an array, got {type(d).__name__}"
+    raise CheckInputError(f"{what}={text}: {why}")
 
 
 def check_jacobian(fun: Callable, jac: Callable, x0: Any, *args: Any,
@@ -499,3 +517,39 @@ def _merge(jac_report: CheckReport, hess_report: CheckReport) -> CheckReport:
     r.hess_report = hess_report  # the Hessian's own report, with its points and nodes
     r.recount()  # counts are counted once, at construction: these are now both parts' entries
     return r
+
+
+# --- vg.check(fun, x0, *args, jac=..., hess=...): scipy's convention through vg.check -------
+
+#: vg.check's options that check_grad has no use for, with the values that mean "not given"
+_NOT_FOR_CHECK_GRAD = {"use_symbolic": True, "names": None, "progress": None, "values": None,
+                       "order": 1}
+
+
+def _from_check(scope: dict) -> CheckReport:
+    """``vg.check(fun, x0, *args, jac=jac, hess=hess, wrt=...)`` (its ``locals()``) run as
+    ``check_grad(fun, jac, x0, *args, ...)``: a scipy user's first guess does what they
+    meant."""
+    named = dict(scope["named"])
+    if "jac" not in named:
+        raise CheckInputError("hess= needs jac= as well: vg.check(fun, x0, jac=jac, hess=hess) "
+                              "or vg.check_grad(fun, jac, x0, hess=hess)")
+    jac, hess, wrt = named.pop("jac"), named.pop("hess", None), named.pop("wrt", 0)
+    given = [k for k, unset in _NOT_FOR_CHECK_GRAD.items()
+             if not (scope[k] is unset or (unset is not None and scope[k] == unset))]
+    if named or given:
+        raise CheckInputError(f"{', '.join(sorted(named) + given)}: not an option of "
+                              f"vg.check(fun, x0, jac=...), which is vg.check_grad (options: "
+                              f"hess, wrt, seed, nearby, rtol, atol, eps, max_rows)")
+    if not scope["inputs"]:
+        raise CheckInputError("vg.check(fun, x0, *args, jac=jac) needs x0")
+    x0, *args = scope["inputs"]
+    # check's default row count is its own; check_grad's (every row up to 64) is meant here
+    rows = None if scope["max_rows"] == DEFAULTS["max_rows"] else scope["max_rows"]
+    return check_grad(scope["fn"], jac, x0, *args, hess=hess, wrt=wrt, seed=scope["seed"],
+                      nearby=scope["nearby"], rtol=scope["rtol"], atol=scope["atol"],
+                      eps=scope["eps"], max_rows=rows)
+
+
+register_option("jac", _from_check)   # vg.check routes a callable's jac=/hess= here
+register_option("hess", _from_check)
