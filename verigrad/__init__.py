@@ -53,6 +53,8 @@ def __getattr__(name: str):
         # vg.check recognises torch code through a front end the torch layer registers
         # (the checker sits below it and cannot import it); importing it imports no torch
         from .torch import _hook  # noqa: F401
+        # and scipy's jac=/hess= through the scipy layer's option handlers (imports no scipy)
+        from . import scipy_check  # noqa: F401
     globals()[name] = value
     return value
 

@@ -33,8 +33,8 @@ import numpy as np
 
 from .autograd import enable_grad
 from .autograd.engine import grad as autograd_grad
-from .checker.core import check
-from .checker.problem import CheckInputError, Problem, _as_float_array
+from .checker.core import DEFAULTS, check
+from .checker.problem import CheckInputError, Problem, _as_float_array, register_option
 from .checker.report import CheckReport, Culprit, Entry
 from .numpy_bridge import Unrecordable, recording
 from .tensor import Tensor, tensor
@@ -164,6 +164,28 @@ def _leaves(setup: _Setup, arrays: Sequence[np.ndarray] | None = None) -> list[A
     return vals
 
 
+def _mismatch(got: np.ndarray, want: np.ndarray) -> str:
+    """How fun's values on tensors (``got``) differ from those on numpy arrays (``want``);
+    "" when they agree to rounding. Equal non-finite values agree (nan and nan, inf and inf
+    of one sign: a function outside its domain is the checker's to report, not a
+    difference), and only finite values set the scale (one inf would excuse everything)."""
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    finite = np.isfinite(got) & np.isfinite(want)
+    scale = np.max(np.abs(want[finite]), initial=0.0)
+    with np.errstate(all="ignore"):
+        diff = np.where(finite, np.abs(got - want), 0.0)
+    # the same float64 arithmetic in the same order: rounding-level differences at most
+    far = finite & (diff > 1e-12 * np.maximum(np.abs(want), scale) + 1e-300)
+    odd = ~same & ~finite   # nan on one side only, inf against a number or the other inf
+    if odd.any():
+        k = int(np.flatnonzero(odd)[0])
+        where = f" at output entry {k}" if got.size > 1 else ""
+        return f"{got.flat[k]:.6g} on tensors, {want.flat[k]:.6g} on arrays{where}"
+    if far.any():
+        return f"up to {float(diff[far].max()):.3g} apart"
+    return ""
+
+
 def _probe(setup: _Setup, plain: np.ndarray) -> str:
     """Why ``fun`` cannot be recorded on verigrad tensors ("" when it can and reproduces
     numpy's values)."""
@@ -184,14 +206,10 @@ def _probe(setup: _Setup, plain: np.ndarray) -> str:
     if got.size != plain.size:
         return f"{name} returned {got.size} values on tensors but {plain.size} on numpy arrays"
     want = plain.astype(float).reshape(got.shape)
-    scale = np.max(np.abs(want), initial=0.0)
-    both_nan = np.isnan(got) & np.isnan(want)
-    diff = np.where(both_nan, 0.0, np.abs(got - want))
-    # the same float64 arithmetic in the same order: rounding-level differences at most
-    if not np.all(diff <= 1e-12 * np.maximum(np.abs(want), scale) + 1e-300):
-        return (f"{name} gives other values on verigrad tensors than on numpy arrays (up to "
-                f"{float(np.nanmax(diff)):.3g} apart): numpy's and verigrad's semantics differ "
-                f"somewhere in it")
+    bad = _mismatch(got, want)
+    if bad:
+        return (f"{name} gives other values on verigrad tensors than on numpy arrays ({bad}): "
+                f"numpy's and verigrad's semantics differ somewhere in it")
     if not out.requires_grad:
         return f"{name}'s result does not depend on its inputs on the tape"
     return ""
@@ -335,6 +353,9 @@ def check_grad(fun: Callable, jac: Callable, x0: Any, *args: Any, hess: Callable
     >>> r.verdict, [e.label for e in r.entries if e.status == "fail"]
     ('fail', ['x[1]'])
     """
+    _check_derivative("jac", jac)
+    if hess is not None:
+        _check_derivative("hess", hess)
     setup = _setup(fun, x0, args, wrt)
     opts = dict(seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps)
     jac_report = _check_part(setup, "jac", jac, setup.m, _fun_output(setup), opts, max_rows)
@@ -346,6 +367,21 @@ def check_grad(fun: Callable, jac: Callable, x0: Any, *args: Any, hess: Callable
     out = _grad_output(setup) if setup.recorded else _hess_fd_output(setup)
     hess_report = _check_part(setup, "hess", hess, setup.n, out, opts, max_rows)
     return _merge(jac_report, hess_report)
+
+
+def _check_derivative(what: str, d: Any) -> None:
+    """A hand-written derivative is a function; scipy's other jac= values are not checkable."""
+    if callable(d):
+        return
+    text = repr(d) if len(repr(d)) <= 40 else repr(d)[:37] + "..."
+    if d is True:
+        why = ("fun returning (f, g), as scipy.optimize.minimize takes, is not supported: pass "
+               "fun=lambda x: f(x)[0] and jac=lambda x: f(x)[1]")
+    elif isinstance(d, str):
+        why = "that is scipy's finite-difference scheme; there is no hand-written derivative"
+    else:
+        why = f"it must be a function {what}(x, *args) returning an array, got {type(d).__name__}"
+    raise CheckInputError(f"{what}={text}: {why}")
 
 
 def check_jacobian(fun: Callable, jac: Callable, x0: Any, *args: Any,
@@ -479,4 +515,41 @@ def _merge(jac_report: CheckReport, hess_report: CheckReport) -> CheckReport:
     r.expression = jac_report.expression[:-1] + f", hess={hess_report.expression.split('hess=')[-1]}"
     r.seconds = jac_report.seconds + hess_report.seconds
     r.hess_report = hess_report  # the Hessian's own report, with its points and nodes
+    r.recount()  # counts are counted once, at construction: these are now both parts' entries
     return r
+
+
+# --- vg.check(fun, x0, *args, jac=..., hess=...): scipy's convention through vg.check -------
+
+#: vg.check's options that check_grad has no use for, with the values that mean "not given"
+_NOT_FOR_CHECK_GRAD = {"use_symbolic": True, "names": None, "progress": None, "values": None,
+                       "order": 1}
+
+
+def _from_check(scope: dict) -> CheckReport:
+    """``vg.check(fun, x0, *args, jac=jac, hess=hess, wrt=...)`` (its ``locals()``) run as
+    ``check_grad(fun, jac, x0, *args, ...)``: a scipy user's first guess does what they
+    meant."""
+    named = dict(scope["named"])
+    if "jac" not in named:
+        raise CheckInputError("hess= needs jac= as well: vg.check(fun, x0, jac=jac, hess=hess) "
+                              "or vg.check_grad(fun, jac, x0, hess=hess)")
+    jac, hess, wrt = named.pop("jac"), named.pop("hess", None), named.pop("wrt", 0)
+    given = [k for k, unset in _NOT_FOR_CHECK_GRAD.items()
+             if not (scope[k] is unset or (unset is not None and scope[k] == unset))]
+    if named or given:
+        raise CheckInputError(f"{', '.join(sorted(named) + given)}: not an option of "
+                              f"vg.check(fun, x0, jac=...), which is vg.check_grad (options: "
+                              f"hess, wrt, seed, nearby, rtol, atol, eps, max_rows)")
+    if not scope["inputs"]:
+        raise CheckInputError("vg.check(fun, x0, *args, jac=jac) needs x0")
+    x0, *args = scope["inputs"]
+    # check's default row count is its own; check_grad's (every row up to 64) is meant here
+    rows = None if scope["max_rows"] == DEFAULTS["max_rows"] else scope["max_rows"]
+    return check_grad(scope["fn"], jac, x0, *args, hess=hess, wrt=wrt, seed=scope["seed"],
+                      nearby=scope["nearby"], rtol=scope["rtol"], atol=scope["atol"],
+                      eps=scope["eps"], max_rows=rows)
+
+
+register_option("jac", _from_check)   # vg.check routes a callable's jac=/hess= here
+register_option("hess", _from_check)

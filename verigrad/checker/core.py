@@ -25,7 +25,7 @@ from .compare import ROUNDING_FACTOR, distinct, unit_roundoff
 from .local import FD_SAFETY, LocalFinding, check_nodes, graph_magnitude
 from .options import validate_options
 from .precision import mpmath_isolated
-from .problem import CheckInputError, Problem, make_problem
+from .problem import CheckInputError, Problem, make_problem, option_handler
 from .second_order import extend_report
 from .report import CheckReport, Culprit, Entry, FDTrace, NodeResult, PointResult
 
@@ -101,7 +101,8 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     ``eps`` fixes the finite-difference step; ``seed`` fixes every random choice.
     ``progress(stage, fraction)`` is called as the check advances (for progress bars).
     An expression's inputs may also come as ``values={"seed": 1.0}``, for variables that are
-    named like an option.
+    named like an option. A function with scipy's ``jac=`` (and ``hess=``), as in
+    ``vg.check(rosen, x0, jac=rosen_der)``, is checked as ``vg.check_grad(fun, jac, x0)``.
 
     >>> import verigrad as vg
     >>> report = vg.check("sin(x) * exp(w*x) + b", x=0.5, w=-1.0, b=2.0)
@@ -112,6 +113,9 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     for wanted, dispatch in FRONTENDS:  # torch code goes to verigrad.torch (registered there)
         if wanted(fn, inputs):
             return dispatch(locals())
+    handler = option_handler(fn, named)  # jac=/hess=: scipy's convention (scipy_check's)
+    if handler is not None:
+        return handler(locals())
     t0 = time.perf_counter()
     problem = make_problem(fn, inputs, {**named, **(values or {})}, names)
     opts = dict(DEFAULTS, seed=seed, nearby=nearby, rtol=rtol, atol=atol, eps=eps,

@@ -13,11 +13,41 @@ from ..expression import parse_expression
 from ..parse import Expression
 from ..tensor import Tensor, tensor
 
-__all__ = ["Problem", "make_problem", "CheckInputError"]
+__all__ = ["Problem", "make_problem", "CheckInputError", "OPTION_HANDLERS", "register_option",
+           "option_handler"]
 
 
 class CheckInputError(ValueError):
     """The function or its inputs cannot be checked as given (the message says why)."""
+
+
+#: keyword options of ``vg.check`` for a callable that a higher layer serves: option name ->
+#: handler(check's arguments, its ``locals()``) returning the report. verigrad.scipy_check
+#: registers ``jac``/``hess`` (scipy's ``vg.check(fun, x0, jac=...)``); this layer cannot
+#: import it
+OPTION_HANDLERS: dict[str, Callable[[dict], Any]] = {}
+
+
+def register_option(name: str, handler: Callable[[dict], Any]) -> None:
+    """Let ``vg.check(fn, *inputs, name=...)`` on a callable ``fn`` return ``handler(check's
+    arguments)`` (an expression's variable of that name stays a variable).
+
+    >>> register_option("never_an_option", lambda scope: "handled")
+    >>> option_handler(print, {"never_an_option": 1})({})
+    'handled'
+    >>> option_handler("never_an_option * 2", {"never_an_option": 1}) is None
+    True
+    >>> del OPTION_HANDLERS["never_an_option"]
+    """
+    OPTION_HANDLERS[name] = handler
+
+
+def option_handler(fn: Any, named: dict[str, Any]) -> Callable[[dict], Any] | None:
+    """The registered handler of the first of ``named`` that has one, for a callable ``fn``
+    (None for an expression or a Problem, whose keywords are values)."""
+    if isinstance(fn, (str, Expression, Problem)) or not callable(fn):
+        return None
+    return next((OPTION_HANDLERS[k] for k in named if k in OPTION_HANDLERS), None)
 
 
 @dataclass
@@ -231,6 +261,9 @@ def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
     if not callable(fn):
         raise CheckInputError(f"vg.check needs a callable on tensors or an expression string, "
                               f"got {type(fn).__name__}")
+    if values and {"jac", "hess"} & set(values):  # scipy's convention, not registered
+        raise CheckInputError("a hand-written jac= (or hess=) is checked by "
+                              "vg.check_grad(fun, jac, x0, hess=hess) (verigrad.scipy_check)")
     if values:
         raise CheckInputError(f"unknown option(s) {', '.join(sorted(values))} for vg.check; "
                               f"pass a callable's inputs positionally")
