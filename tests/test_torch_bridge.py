@@ -445,6 +445,55 @@ def test_unmapped_op_inside_function_still_catches_a_wrong_backward() -> None:
     assert any("i0e" in n for n in report.notes), report.notes
 
 
+# torch's built-in layers, as models use them: correct by construction, so every one must pass
+# (with `exact`, the symbolic reference: torch._decomp's decompositions into mapped ops)
+BUILTIN_LAYERS = [
+    ("layer_norm", lambda x: torch.nn.functional.layer_norm(x, (4,)), True),
+    ("batch_norm_train", lambda x: torch.nn.functional.batch_norm(x, None, None, training=True),
+     True),
+    ("gelu_tanh", lambda x: torch.nn.functional.gelu(x, approximate="tanh"), True),
+    ("embedding", lambda x: torch.nn.functional.embedding(torch.tensor([0, 2, 2]), x), True),
+    # unmapped ops with outputs torch does not differentiate (LU factors, pivots, info)
+    ("det", lambda x: torch.linalg.det(x + 3 * torch.eye(4, dtype=F64)), False),
+    ("inv", lambda x: torch.linalg.inv(x + 3 * torch.eye(4, dtype=F64)).sum(), False),
+]
+
+
+@pytest.mark.parametrize("name,fn,exact", BUILTIN_LAYERS, ids=[c[0] for c in BUILTIN_LAYERS])
+def test_builtin_layers_pass(name: str, fn: Callable, exact: bool) -> None:
+    report = vg.check(fn, randn(4, 4, seed=5))
+    assert report.verdict == "pass", str(report)
+    fd_only = any("finite differences are the reference" in n for n in report.notes)
+    assert fd_only != exact, report.notes
+
+
+def test_outputs_torch_does_not_differentiate_are_found_by_asking_torch() -> None:
+    from verigrad.torch._bridge import _differentiable_outputs
+
+    x = randn(3, 4)
+    run = lambda ts: torch.ops.aten.native_layer_norm.default(ts[0], [4], None, None, 1e-5)
+    assert _differentiable_outputs("test::layer_norm", run, [x], 3) == (True, False, False)
+
+
+def test_double_backward_of_an_unmapped_op_is_torchs_not_zero() -> None:
+    """conv2d has no mapping: its backward is torch's, and under create_graph=True so is its
+    double backward (a constant backward would read as a zero, wrong, second derivative)."""
+    img, k = randn(1, 2, 5, 5, seed=1), randn(3, 2, 3, 3, seed=2)
+    report = vg.check(lambda a, b: torch.nn.functional.conv2d(a, b, padding=1).pow(2).sum(),
+                      img, k, order=2)
+    assert report.verdict == "pass", str(report)
+    assert any("ConvolutionBackward" in n or "convolution" in n for n in report.notes)
+
+
+def test_float32_module_with_a_float32_batch() -> None:
+    """The checker runs float32 parameters in float64; the batch (a constant) follows, or
+    torch refuses the mixed-dtype matmul."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.GELU(), torch.nn.Linear(4, 2))
+    report = vg.torch.check_module(mlp, torch.randn(2, 3))
+    assert report.verdict == "pass", str(report)
+
+
 # --- gradcheck / gradgradcheck as drop-ins ------------------------------------------------------
 
 def test_gradcheck_keywords_like_torch() -> None:

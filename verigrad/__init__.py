@@ -43,10 +43,13 @@ _LAZY = {"check": "checker", "gradcheck": "checker", "gradgradcheck": "checker",
 
 
 def __getattr__(name: str):
+    import importlib
+
+    if name == "torch":  # vg.torch.check_module without `import verigrad.torch` first
+        return importlib.import_module(f"{__name__}.torch")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'verigrad' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     if module == "checker":

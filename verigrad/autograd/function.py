@@ -185,6 +185,11 @@ class FunctionCtx(Node):
     #: forward). Filled in by ``symbolic/local.py``, which this layer cannot import
     mirror_of: Any = None
 
+    def output_differentiable(self, k: int) -> bool:
+        """Whether output ``k`` carries a gradient (not marked non-differentiable, a float):
+        the backward's incoming gradient for any other output is ignored."""
+        return self._differentiable[k]
+
     def input_names(self) -> list[str]:
         """The forward's parameter names, one per input (``arg3`` beyond them)."""
         return _input_names(self._forward_cls, len(self._inputs))
@@ -327,10 +332,12 @@ class Function(metaclass=_FunctionMeta):
                 saved.append(("tensor", t, 0 if t._vbox is None else t._vbox[0]))
         ctx._saved = tuple(saved)
         ctx._to_save = ()
+        ctx._differentiable = tuple(
+            o is not None and id(o) not in ctx._non_differentiable and o._data.dtype.kind in "fc"
+            for o in outs)
         for k, o in enumerate(outs):
-            if o is None or id(o) in ctx._non_differentiable or o._data.dtype.kind not in "fc":
-                continue
-            o._grad_fn, o._output_nr, o._requires_grad = ctx, k, True
+            if ctx._differentiable[k]:
+                o._grad_fn, o._output_nr, o._requires_grad = ctx, k, True
         return outs[0] if single else outs
 
 

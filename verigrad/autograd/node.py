@@ -280,6 +280,10 @@ class OpNode(Node):
         """Whether the op's VJP reads the forward output (its rounding reaches the VJP)."""
         return self.op.uses_out
 
+    def output_differentiable(self, k: int) -> bool:
+        """Whether output ``k`` carries a gradient: an op's outputs all do."""
+        return True
+
     def input_names(self) -> list[str]:
         """The op's name for each input (``input[2]`` for variadic ones)."""
         return _input_labels(self)

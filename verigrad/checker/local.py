@@ -149,7 +149,10 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
         outs = node_forward(node, in_vals)
     except Exception as e:  # noqa: BLE001 - the user's forward, re-run on its own inputs
         return LocalFinding(node, path, "skipped", True, note=f"forward could not be re-run: {e}")
-    v = [rng.standard_normal(o.shape) for o in outs]
+    # no cotangent on outputs that carry no gradient (a layer norm's saved mean): a
+    # backward rightly ignores them, while differences of v . forward would not
+    v = [rng.standard_normal(o.shape) if node.output_differentiable(k) else np.zeros(o.shape)
+         for k, o in enumerate(outs)]
     try:
         got = _vjp(node, v)
         contract = _contract(node, v, got)

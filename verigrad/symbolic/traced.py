@@ -77,6 +77,12 @@ def trace_of(node: FunctionCtx) -> "Trace | str":
         return _TRACES[node]
     except KeyError:
         pass
+    # a Function that knows it has no mirror says why (the torch bridge's aten ops without
+    # a mapping run torch's code, which no verigrad tape can trace)
+    unavailable = getattr(node._forward_cls, "mirror_unavailable", None)
+    if unavailable:
+        _TRACES[node] = unavailable
+        return unavailable
     try:
         result: Trace | str = _trace(node)
     except Exception as e:  # noqa: BLE001 - the user's forward, re-run on tape tensors

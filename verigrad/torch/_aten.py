@@ -159,7 +159,7 @@ def _reduce_dim(V, args, kwargs, out, name):
     return reduce(x, dim, keepdim)
 
 
-@rule("var.correction", "var.dim", "var_mean.correction")
+@rule("var.correction", "var.dim", "var_mean.correction", "var_mean.dim")
 def _var(V, args, kwargs, out, name):
     """var as mean, subtract, square, sum, divide: each step is a registry row, so the
     mirror is the formula itself (torch's ``correction``; ``unbiased`` in the old overload)."""
@@ -335,7 +335,8 @@ def _stack(V, args, kwargs, out, name):
     return O.stack([V(t) for t in args[0]], _kw(args, kwargs, 1, "dim", 0))
 
 
-@rule("_to_copy.default", "prims::convert_element_type.default")
+@rule("_to_copy.default", "prims::convert_element_type.default", "to.dtype", "to.dtype_layout",
+      "to.device", "to.other")
 def _to_copy(V, args, kwargs, out, name):
     return O.to(V(args[0]), numpy_dtype(out.dtype))
 

@@ -106,16 +106,21 @@ def _camel(name: str) -> str:
 
 
 _DECOMP: dict = {}
+#: ops whose decomposition from torch's full table reached a prim (no torch derivative):
+#: they run whole, as nodes checked by finite differences
+_PRIM_DECOMPOSED: set = set()
 
 
-def _decompositions() -> dict:
-    """torch's decompositions into core aten ops (not into prims, which have no derivative
-    in torch and no row here)."""
+def _decompositions() -> tuple[dict, dict]:
+    """torch's decompositions: into core aten ops, and the full table (``gelu``,
+    ``native_layer_norm``, ``embedding``... into ops verigrad maps, so they get an exact
+    reference) for what the first does not decompose."""
     if not _DECOMP:
-        from torch._decomp import core_aten_decompositions
+        from torch._decomp import core_aten_decompositions, decomposition_table
 
-        _DECOMP.update(core_aten_decompositions())
-    return _DECOMP
+        _DECOMP["core"] = core_aten_decompositions()
+        _DECOMP["full"] = decomposition_table
+    return _DECOMP["core"], _DECOMP["full"]
 
 
 class _Shadow(TorchDispatchMode):
@@ -146,13 +151,23 @@ class _Shadow(TorchDispatchMode):
             if name in _VIEW_KEYS or name in _RESHAPE_VIEWS:
                 env.parent[id(out)] = (args[0], name, args)
             return out
-        decomp = _decompositions().get(func)
+        core, full = _decompositions()
+        decomp = core.get(func)
+        if decomp is None and name not in _PRIM_DECOMPOSED:
+            decomp = full.get(func)
         if decomp is not None:
+            before = dict(env.unmapped)
             with _Shadow(env):
                 out = decomp(*args, **kwargs)
             if out is not NotImplemented:
-                env.decomposed.add(name)
-                return out
+                if not any(k.startswith("prims::") and k not in before for k in env.unmapped):
+                    env.decomposed.add(name)
+                    return out
+                # a prim has no derivative in torch: the decomposition's nodes are
+                # dropped (nothing refers to them) and the op runs whole
+                _PRIM_DECOMPOSED.add(name)
+                env.unmapped.clear()
+                env.unmapped.update(before)
         return _unmapped(env, func, name, args, kwargs)
 
     def _inplace(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
@@ -213,6 +228,37 @@ def _assign(env: Trace, target: torch.Tensor, value: Any) -> None:
     _assign(env, base, new)
 
 
+_DIFFERENTIABLE: dict[str, tuple[bool, ...]] = {}
+
+
+def _differentiable_outputs(name: str, run: Callable, inputs: list, n_out: int) -> tuple:
+    """Which outputs torch differentiates (``native_layer_norm``'s mean and rstd, ``det``'s
+    LU factors and an op's integer results are not): torch's own answer, per overload.
+
+    Inside ``__torch_dispatch__`` autograd is off for this thread (the dispatcher is below
+    its key), so the op runs once on a helper thread, whose dispatch state is the default,
+    on detached copies of the inputs."""
+    known = _DIFFERENTIABLE.get(name)
+    if known is not None:
+        return known
+    found: list = []
+
+    def probe() -> None:
+        ts = [t.detach().requires_grad_(True) for t in inputs]
+        with torch.enable_grad():
+            res = run(ts)
+        found.extend(isinstance(o, torch.Tensor) and o.requires_grad
+                     for o in (res if isinstance(res, (tuple, list)) else (res,)))
+
+    worker = threading.Thread(target=probe, name="verigrad-torch-probe")
+    worker.start()
+    worker.join()
+    if len(found) != n_out:  # the op failed on the helper thread: torch will say why later
+        return (True,) * n_out
+    _DIFFERENTIABLE[name] = tuple(found)
+    return _DIFFERENTIABLE[name]
+
+
 def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
     """An aten op verigrad has no row for: a node running the op (forward) and torch's own
     derivative of it (backward), with no mirror, so the checker uses finite differences."""
@@ -234,42 +280,69 @@ def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> An
             torch.utils._pytree.tree_unflatten(items, spec)
         return func(*a, **k)
 
-    def forward(ctx: Any, *vals: VgTensor) -> Any:
-        ts = [to_torch(v).requires_grad_(True) for v in vals]
-        with torch.enable_grad(), _disable_current_modes():
-            res = run(ts)
-        outs = res if isinstance(res, (tuple, list)) else (res,)
-        ctx._torch = (ts, outs)
-        vouts = tuple(constant(o) for o in outs if isinstance(o, torch.Tensor))
-        return vouts if isinstance(res, (tuple, list)) else vouts[0]
-
-    def backward(ctx: Any, *grads: Any) -> Any:
-        ts, outs = ctx._torch
-        if not any(isinstance(o, torch.Tensor) and o.requires_grad for o in outs):
-            # the forward ran inside __torch_dispatch__, below torch's autograd key, so it
-            # recorded nothing: run it again here, where autograd is on
-            ts = [t.detach().requires_grad_(True) for t in ts]
-            with torch.enable_grad(), _disable_current_modes():
-                res = run(ts)
-            outs = res if isinstance(res, (tuple, list)) else (res,)
-        pairs = [(o, to_torch(g)) for o, g in zip(outs, grads)
-                 if isinstance(o, torch.Tensor) and o.requires_grad and g is not None]
-        if not pairs:
-            raise BackwardContractError(f"torch has no derivative for {name}")
-        try:
-            gs = torch.autograd.grad([o for o, _ in pairs], ts, [g for _, g in pairs],
-                                     retain_graph=True, allow_unused=True)
-        except RuntimeError as e:
-            raise BackwardContractError(f"torch has no derivative for {name}: {e}") from None
-        return tuple(None if g is None else constant(g) for g in gs)
-
-    cls = type(_camel(name), (VgFunction,), {
-        "forward": staticmethod(forward), "backward": staticmethod(backward),
-        "__doc__": f"{name}: no verigrad mapping; checked by finite differences"})
+    n_out = len(out) if isinstance(out, (tuple, list)) else 1
+    differentiable = _differentiable_outputs(name, run, [flat[i] for i in slots], n_out)
+    cls = _torch_op(_camel(name), name, run, differentiable)
     with _disable_current_modes():
         res = cls.apply(*[env.V(flat[i]) for i in slots])
     _bind(env, out, res)
     return out
+
+
+def _torch_op(label: str, name: str, run: Callable, differentiable: Sequence[bool]) -> type:
+    """A verigrad Function running torch code: forward ``run(tensors)``, backward torch's
+    derivative of it. Under ``create_graph=True`` that backward is itself such a Function
+    (of the inputs and the incoming gradients), so second and higher derivatives go on
+    through torch: torch's double backward of ``native_layer_norm`` is checked, not taken
+    for zero."""
+
+    def forward(ctx: Any, *vals: VgTensor) -> Any:
+        ts = [to_torch(v) for v in vals]
+        with torch.enable_grad(), _disable_current_modes():
+            res = run(ts)
+        outs = res if isinstance(res, (tuple, list)) else (res,)
+        pairs = [(constant(o), d) for o, d in zip(outs, differentiable)
+                 if isinstance(o, torch.Tensor)]
+        # what torch does not differentiate (a layer norm's saved mean) is not an output
+        # to hold its backward against
+        ctx.mark_non_differentiable(*[v for v, d in pairs if not d])
+        ctx.save_for_backward(*vals)
+        vouts = tuple(v for v, _ in pairs)
+        return vouts if isinstance(res, (tuple, list)) else vouts[0]
+
+    def backward(ctx: Any, *grads: Any) -> Any:
+        vals = ctx.saved_tensors
+        live = [k for k, g in enumerate(grads) if g is not None and differentiable[k]]
+        n = len(vals)
+
+        def vjp(ts: Sequence[torch.Tensor]) -> tuple:
+            xs = [t if t.requires_grad else t.detach().requires_grad_(True) for t in ts[:n]]
+            with torch.enable_grad():
+                res = run(xs)
+                outs = res if isinstance(res, (tuple, list)) else (res,)
+                pairs = [(outs[k], g) for k, g in zip(live, ts[n:]) if outs[k].requires_grad]
+                if not pairs:
+                    raise BackwardContractError(f"torch has no derivative for {name}")
+                try:
+                    gs = torch.autograd.grad([o for o, _ in pairs], xs, [g for _, g in pairs],
+                                             create_graph=True, allow_unused=True)
+                except RuntimeError as e:
+                    raise BackwardContractError(
+                        f"torch has no derivative for {name}: {str(e).splitlines()[0]}") from None
+            return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(gs, xs))
+
+        cotangents = [grads[k] for k in live]
+        if vg.is_grad_enabled():  # create_graph=True: the backward is a node of its own
+            return _torch_op(f"{label}Backward", f"the derivative of {name}", vjp,
+                             (True,) * n).apply(*vals, *cotangents)
+        return tuple(constant(g) for g in vjp([to_torch(v) for v in (*vals, *cotangents)]))
+
+    return type(label, (VgFunction,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward),
+        "mirror_unavailable": f"{name} has no verigrad mapping (torch's own forward and "
+                              f"derivative, checked by finite differences)",
+        "__doc__": f"{name}: no verigrad mapping; checked by finite differences",
+        "_verigrad_internal": True})
 
 
 # --- custom torch.autograd.Function -------------------------------------------------------
@@ -663,6 +736,24 @@ class _Spec:
             self.diff, self.const = False, value
 
 
+def _arguments(specs: list[_Spec], diff_values: Sequence[torch.Tensor]) -> list:
+    """The user's arguments: differentiated ones from ``diff_values`` (in order), constants
+    as given, except that a float constant of a differentiated input's dtype follows it to
+    the dtype the check runs in (a float32 batch beside float32 weights checked in float64:
+    torch refuses mixed dtypes in a matmul)."""
+    it = iter(diff_values)
+    diff = [next(it) if s.diff else None for s in specs]
+    cast = {s.dtype: d.dtype for s, d in zip(specs, diff) if d is not None}
+    args = []
+    for s, d in zip(specs, diff):
+        c = d if d is not None else s.const
+        if d is None and isinstance(c, torch.Tensor) and c.is_floating_point() and \
+                cast.get(c.dtype, c.dtype) != c.dtype:
+            c = c.to(cast[c.dtype])
+        args.append(c)
+    return args
+
+
 def _convert(fn: Any, inputs: Sequence[Any]) -> tuple[list[_Spec], Callable, list[Trace]]:
     any_tensor = any(isinstance(a, torch.Tensor) for a in inputs)
     display = _display(fn)
@@ -677,16 +768,10 @@ def _convert(fn: Any, inputs: Sequence[Any]) -> tuple[list[_Spec], Callable, lis
     def vg_fn(*vals: Any) -> Any:
         # only the differentiated inputs reach the checker; constants are closed over
         env = Trace()
-        targs = []
-        it = iter(vals)
-        for spec in specs:
-            if spec.diff:
-                v = next(it)
-                t = to_torch(v)
-                env.set(t, v)
-                targs.append(t)
-            else:
-                targs.append(spec.const)
+        ts = [to_torch(v) for v in vals]
+        for t, v in zip(ts, vals):
+            env.set(t, v)
+        targs = _arguments(specs, ts)
         if traces and not vg.is_grad_enabled():
             # values only (finite differences): torch's forward as is, nothing to trace
             with torch.no_grad():
@@ -778,8 +863,8 @@ def _compare_torch(report: Any, fn: Any, specs: list[_Spec], names: list[str]) -
         return
     leaves = [torch.tensor(s.array, dtype=torch.float64, requires_grad=True) if s.diff else None
               for s in specs]
-    args = [leaf if s.diff else s.const for s, leaf in zip(specs, leaves)]
     diff_leaves = [leaf for leaf in leaves if leaf is not None]
+    args = _arguments(specs, diff_leaves)
     diff_names = [n for n, s in zip(names, specs) if s.diff]
     try:
         out = fn(*args)
