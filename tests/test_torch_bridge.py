@@ -456,6 +456,14 @@ BUILTIN_LAYERS = [
     # unmapped ops with outputs torch does not differentiate (LU factors, pivots, info)
     ("det", lambda x: torch.linalg.det(x + 3 * torch.eye(4, dtype=F64)), False),
     ("inv", lambda x: torch.linalg.inv(x + 3 * torch.eye(4, dtype=F64)).sum(), False),
+    # decomposed into an in-place prim (copy_to), which would cut the graph: run whole
+    ("pad", lambda x: torch.nn.functional.pad(x, (1, 2)), False),
+    # torch's derivative reads one triangle's input as symmetric, by convention
+    ("cholesky", lambda x: torch.linalg.cholesky(x @ x.T + torch.eye(4, dtype=F64)), False),
+    ("eigvalsh", lambda x: torch.linalg.eigvalsh(x + x.T), False),
+    # complex intermediates (real input, real output)
+    ("rfft_abs", lambda x: torch.fft.rfft(x).abs().sum(), False),
+    ("view_as_complex", lambda x: torch.view_as_complex(x.reshape(8, 2)).abs().sum(), False),
 ]
 
 
@@ -465,6 +473,26 @@ def test_builtin_layers_pass(name: str, fn: Callable, exact: bool) -> None:
     assert report.verdict == "pass", str(report)
     fd_only = any("finite differences are the reference" in n for n in report.notes)
     assert fd_only != exact, report.notes
+
+
+class CholeskyWrongBackward(torch.autograd.Function):
+    """A custom Function around a foreign op (cholesky): its own wrong backward is still
+    the user's, found by differences of its forward."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return torch.linalg.cholesky(a @ a.T + torch.eye(a.shape[0], dtype=a.dtype)).sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * a  # not the derivative
+
+
+def test_a_wrong_function_around_a_foreign_op_still_fails() -> None:
+    report = vg.check(CholeskyWrongBackward.apply, randn(3, 3, seed=4))
+    assert report.verdict == "fail" and "CholeskyWrongBackward" in str(report)
 
 
 def test_outputs_torch_does_not_differentiate_are_found_by_asking_torch() -> None:

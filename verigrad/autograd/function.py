@@ -185,6 +185,16 @@ class FunctionCtx(Node):
     #: forward). Filled in by ``symbolic/local.py``, which this layer cannot import
     mirror_of: Any = None
 
+    @property
+    def foreign(self) -> str:
+        """Whose op and derivative the node runs when they are another library's
+        (``"torch's aten::linalg_cholesky_ex.default"``, from the Function class's
+        ``foreign`` attribute), else "". Such a derivative may follow that library's
+        convention where the forward alone does not fix it (a symmetric gradient for an op
+        that reads one triangle), so the whole-graph comparison, not the node's own
+        differences, judges it."""
+        return getattr(self._forward_cls, "foreign", "")
+
     def output_differentiable(self, k: int) -> bool:
         """Whether output ``k`` carries a gradient (not marked non-differentiable, a float):
         the backward's incoming gradient for any other output is ignored."""

@@ -284,6 +284,9 @@ class OpNode(Node):
         """Whether output ``k`` carries a gradient: an op's outputs all do."""
         return True
 
+    #: a registry op is verigrad's own (see FunctionCtx.foreign)
+    foreign = ""
+
     def input_names(self) -> list[str]:
         """The op's name for each input (``input[2]`` for variadic ones)."""
         return _input_labels(self)

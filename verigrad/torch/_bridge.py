@@ -71,6 +71,9 @@ class Trace:
         self.decomposed: set[str] = set()
         self.functions: list[str] = []
         self.notes: list[str] = []
+        #: ops that cut the graph where they stand (an in-place write with no functional
+        #: form): a decomposition that meets one is not used
+        self.cuts: set[str] = set()
 
     def traced(self, a: Any) -> bool:
         return isinstance(a, torch.Tensor) and id(a) in self.shadow
@@ -156,18 +159,22 @@ class _Shadow(TorchDispatchMode):
         if decomp is None and name not in _PRIM_DECOMPOSED:
             decomp = full.get(func)
         if decomp is not None:
-            before = dict(env.unmapped)
+            before, notes, cuts = dict(env.unmapped), len(env.notes), set(env.cuts)
             with _Shadow(env):
                 out = decomp(*args, **kwargs)
             if out is not NotImplemented:
-                if not any(k.startswith("prims::") and k not in before for k in env.unmapped):
+                if decomp is core.get(func) or not (env.cuts - cuts or any(
+                        k.startswith("prims::") and k not in before for k in env.unmapped)):
                     env.decomposed.add(name)
                     return out
-                # a prim has no derivative in torch: the decomposition's nodes are
-                # dropped (nothing refers to them) and the op runs whole
+                # a prim has no derivative in torch, an in-place prim cuts the graph: the
+                # decomposition's nodes are dropped (nothing refers to them) and the op
+                # runs whole
                 _PRIM_DECOMPOSED.add(name)
                 env.unmapped.clear()
                 env.unmapped.update(before)
+                del env.notes[notes:]
+                env.cuts = cuts
         return _unmapped(env, func, name, args, kwargs)
 
     def _inplace(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
@@ -178,6 +185,7 @@ class _Shadow(TorchDispatchMode):
         if functional is None or functional._schema.is_mutable:
             env.notes.append(f"{name} writes in place and has no functional form verigrad "
                              f"maps; later uses of its result are constants")
+            env.cuts.add(name)
             out = func(*args, **kwargs)
             env.set(target, None)
             return out
@@ -263,11 +271,12 @@ def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> An
     """An aten op verigrad has no row for: a node running the op (forward) and torch's own
     derivative of it (backward), with no mirror, so the checker uses finite differences."""
     out = func(*args, **kwargs)
-    if not any(isinstance(o, torch.Tensor) and o.is_floating_point()
+    if not any(isinstance(o, torch.Tensor) and (o.is_floating_point() or o.is_complex())
                for o in tree_flatten(out)[0]):
         return out  # a Python number (``.item()``, ``float(t)``): control flow, not a value
     flat, spec = tree_flatten((args, kwargs))
-    slots = [i for i, a in enumerate(flat) if env.traced(a) and a.is_floating_point()]
+    slots = [i for i, a in enumerate(flat) if env.traced(a) and
+             (a.is_floating_point() or a.is_complex())]
     if not slots:
         return out
     env.unmapped[name] = env.unmapped.get(name, 0) + 1
@@ -341,6 +350,7 @@ def _torch_op(label: str, name: str, run: Callable, differentiable: Sequence[boo
         "forward": staticmethod(forward), "backward": staticmethod(backward),
         "mirror_unavailable": f"{name} has no verigrad mapping (torch's own forward and "
                               f"derivative, checked by finite differences)",
+        "foreign": f"torch's {name}",
         "__doc__": f"{name}: no verigrad mapping; checked by finite differences",
         "_verigrad_internal": True})
 
