@@ -63,7 +63,7 @@ def test_table_comes_from_the_registry():
     assert numpy_table()[np.negative].public is vg.neg
 
 
-@pytest.mark.parametrize("call", [lambda x: np.cosh(x), lambda x: np.asarray(x),
+@pytest.mark.parametrize("call", [lambda x: np.floor(x), lambda x: np.asarray(x),
                                   lambda x: np.sum(x, dtype=np.float32), lambda x: float(x[0])])
 def test_unrecordable_is_named(call):
     x = vg.tensor([0.5, 1.0], dtype=vg.float64, requires_grad=True)

@@ -127,7 +127,11 @@ GOLDEN_NAMES = {
     "gather": "GatherBackward0", "triu": "TriuBackward0", "tril": "TrilBackward0",
     # verigrad/ops/numeric.py (what numpy code calls; names checked against torch 2.13)
     "hypot": "HypotBackward0", "atan2": "Atan2Backward0", "logaddexp": "LogaddexpBackward0",
-    "sign": "SignBackward0", "sinc": "SincBackward0", "var": "VarBackward0",
+    "sign": "SignBackward0", "sinc": "SincBackward0", "sinh": "SinhBackward0",
+    "cosh": "CoshBackward0", "asin": "AsinBackward0", "acos": "AcosBackward0",
+    "atan": "AtanBackward0", "asinh": "AsinhBackward0", "acosh": "AcoshBackward0",
+    "atanh": "AtanhBackward0", "log2": "Log2Backward0", "log10": "Log10Backward0",
+    "exp2": "Exp2Backward0", "var": "VarBackward0",
     "std": "StdBackward0", "diagonal": "DiagonalBackward0", "diag_embed": "DiagEmbedBackward0",
     "trace": "TraceBackward0", "linalg_vector_norm": "LinalgVectorNormBackward0",
     "flip": "FlipBackward0", "sort": "SortBackward0", "linalg_det": "LinalgDetBackward0",

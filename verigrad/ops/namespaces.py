@@ -146,7 +146,7 @@ def _plain_neg(a):
 
 
 NUMPY = SimpleNamespace(
-    sign=np.sign, cos=np.cos, sin=np.sin, exp=np.exp, log=np.log,
+    sign=np.sign, cos=np.cos, sin=np.sin, exp=np.exp, log=np.log, sinh=np.sinh, cosh=np.cosh,
     sigmoid=lambda x: 1 / (1 + np.exp(-x)),
     where=np.where,
     sum=lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
@@ -210,7 +210,8 @@ def _tensor_namespace() -> SimpleNamespace:
 
     return SimpleNamespace(
         sign=lambda x: as_tensor(np.sign(t(x)._data)),  # piecewise constant: no graph needed
-        cos=O.cos, sin=O.sin, exp=O.exp, log=O.log, sigmoid=O.sigmoid,
+        cos=O.cos, sin=O.sin, exp=O.exp, log=O.log, sigmoid=O.sigmoid, sinh=O.sinh,
+        cosh=O.cosh,
         where=lambda c, a, b: O.where(c, a, b),
         sum=sum_, prod=prod_,
         expand_dims=O.unsqueeze, broadcast_to=O.expand, reshape=O.reshape,

@@ -60,6 +60,32 @@ SIGN = _unary("sign", np.sign, lambda F, g: g * 0,
               lambda x: sp.Piecewise((1, x > 0), (-1, x < 0), (0, True)), NONZERO)
 
 
+# the inverse and hyperbolic functions objectives call through numpy (np.arcsin is
+# numpy's name; the public names are PyTorch's); (1 - x) * (1 + x) rather than 1 - x * x,
+# which cancels near |x| = 1
+UNIT = ((-0.9, 0.9),)
+SINH = _unary("sinh", np.sinh, lambda F, g, x: F.mul_into(g, F.cosh(x)), lambda x: sp.sinh(x))
+COSH = _unary("cosh", np.cosh, lambda F, g, x: F.mul_into(g, F.sinh(x)), lambda x: sp.cosh(x))
+ASIN = _unary("asin", np.arcsin, lambda F, g, x: g * ((1 - x) * (1 + x)) ** -0.5,
+              lambda x: sp.asin(x), UNIT, numpy="arcsin")
+ACOS = _unary("acos", np.arccos, lambda F, g, x: F.g_neg(g) * ((1 - x) * (1 + x)) ** -0.5,
+              lambda x: sp.acos(x), UNIT, numpy="arccos")
+ATAN = _unary("atan", np.arctan, lambda F, g, x: g / (x * x + 1), lambda x: sp.atan(x),
+              numpy="arctan")
+ASINH = _unary("asinh", np.arcsinh, lambda F, g, x: g * (x * x + 1) ** -0.5,
+               lambda x: sp.asinh(x), numpy="arcsinh")
+ACOSH = _unary("acosh", np.arccosh, lambda F, g, x: g * ((x - 1) * (x + 1)) ** -0.5,
+               lambda x: sp.acosh(x), ((1.2, 4.0),), numpy="arccosh")
+ATANH = _unary("atanh", np.arctanh, lambda F, g, x: g / ((1 - x) * (1 + x)),
+               lambda x: sp.atanh(x), UNIT, numpy="arctanh")
+LOG2 = _unary("log2", np.log2, lambda F, g, x: g / (x * math.log(2)),
+              lambda x: sp.log(x) / sp.log(2), POS)
+LOG10 = _unary("log10", np.log10, lambda F, g, x: g / (x * math.log(10)),
+               lambda x: sp.log(x) / sp.log(10), POS)
+EXP2 = _unary("exp2", np.exp2, lambda F, g, out: F.mul_into(g, out * math.log(2)),
+              lambda x: 2 ** x)
+
+
 def _sinc_vjp(F, g, x, out):
     safe = F.where(x == 0, 1, x)  # sinc'(0) = 0
     return g * F.where(x == 0, 0, (F.cos(math.pi * x) - out) / safe)

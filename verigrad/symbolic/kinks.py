@@ -133,6 +133,11 @@ def switches() -> dict[type, Callable[[Any], _Switch | None]]:
             log1p: on_arg("log1p", "singularity", lambda a: 1 + a),
             sp.Pow: _pow_switch,
             sp.tan: on_arg("tan", "singularity", sp.cos),
+            # derivatives infinite at the domain's edges
+            sp.asin: on_arg("asin", "singularity", lambda a: (1 - a) * (1 + a)),
+            sp.acos: on_arg("acos", "singularity", lambda a: (1 - a) * (1 + a)),
+            sp.atanh: on_arg("atanh", "singularity", lambda a: (1 - a) * (1 + a)),
+            sp.acosh: on_arg("acosh", "singularity", lambda a: a - 1),
             sp.atan2: _atan2_switch,
         })
     return _SWITCHES

@@ -82,7 +82,8 @@ def _unary(public: str) -> Callable:
 
 
 for _name in ("neg", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-              "sigmoid", "relu", "reciprocal"):
+              "sigmoid", "relu", "reciprocal", "sinh", "cosh", "asin", "acos", "atan", "asinh",
+              "acosh", "atanh", "log2", "log10", "exp2"):
     RULES[f"aten::{_name}.default"] = _unary(_name)
 
 for _row in (NN.ERF, NN.RSQRT, NN.SILU):
