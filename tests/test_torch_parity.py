@@ -1403,3 +1403,34 @@ def test_known_difference_numpy_dtype_errors():
     assert (torch.tensor([2]) ** torch.tensor([-1])).tolist() == [0]
     with pytest.raises(RuntimeError):
         vg.tensor([2]) ** vg.tensor([-1])
+
+
+# --- every elementwise row against torch's function of the same name -------------------------
+
+def _torch_twins():
+    from verigrad.registry import FACES
+
+    out = []
+    for face in FACES.values():
+        for op in face.rows:
+            if (op.elementwise and op.differentiable and len(op.inputs) == 1 and not op.params
+                    and callable(getattr(torch, face.name, None)) and face.on("function")):
+                out.append(pytest.param(face.name, op, id=face.name))
+    return out
+
+
+@pytest.mark.parametrize("name,op", _torch_twins())
+def test_elementwise_row_matches_torch(name, op):
+    """Forward, gradient and grad_fn name of each unary elementwise row against torch's
+    function of the same name, on the row's own test domain: a new row is compared with
+    PyTorch as soon as it is declared."""
+    rng = np.random.default_rng(7)
+    x = op.domain.sample(rng, (5,), 0)
+    vx = vg.tensor(x, dtype=vg.float64, requires_grad=True)
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    vy, ty = getattr(vg, name)(vx), getattr(torch, name)(tx)
+    np.testing.assert_allclose(vy.detach().numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-15)
+    assert vy.grad_fn.name() == ty.grad_fn.name()
+    vy.sum().backward()
+    ty.sum().backward()
+    np.testing.assert_allclose(vx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-15)
