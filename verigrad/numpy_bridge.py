@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import inspect
 import os
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -120,15 +121,26 @@ def _public_for(name: str, rows: list[OpDef]) -> Callable:
 
 
 _TABLE: dict[Any, _Mapping] | None = None
+_TABLE_SAW_SCIPY = False
 
 
 def _numpy_function(name: str) -> Any:
     """``np.<name>``, dotted names through numpy's submodules (``linalg.norm``); None where
-    this numpy has no such function."""
+    this numpy has no such function. ``scipy.special.<name>`` names scipy's ufuncs (they
+    reach ``__array_ufunc__`` like numpy's), once the program imported scipy.special:
+    verigrad never imports scipy itself."""
     obj: Any = np
+    if name.startswith("scipy.special."):
+        obj, name = sys.modules.get("scipy.special"), name[len("scipy.special."):]
     for part in name.split("."):
         obj = getattr(obj, part, None)
     return obj if callable(obj) else None
+
+
+def _table_misses_scipy() -> bool:
+    """Whether the table was built before the program imported scipy.special (its ufuncs
+    are then missing from it)."""
+    return not _TABLE_SAW_SCIPY and "scipy.special" in sys.modules
 
 
 @on_change
@@ -140,8 +152,9 @@ def _forget_table() -> None:
 
 def numpy_table() -> dict[Any, _Mapping]:
     """numpy callable (ufunc or function) -> how verigrad records it."""
-    global _TABLE
-    if _TABLE is None:
+    global _TABLE, _TABLE_SAW_SCIPY
+    if _TABLE is None or _table_misses_scipy():
+        _TABLE_SAW_SCIPY = "scipy.special" in sys.modules
         by_name: dict[str, list[OpDef]] = {}
         for op in REGISTRY.values():
             for name in op.numpy:

@@ -24,13 +24,13 @@ def _erf(x):
     return np.asarray(_erf_scalar(x), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
 
 
-def _unary(name, forward, vjp, mirror, intervals=ANY):
+def _unary(name, forward, vjp, mirror, intervals=ANY, **face):
     return defop(name, forward=forward, vjp=vjp, mirror=mirror, elementwise=True,
-                 domain=Domain(intervals=(intervals,)))
+                 domain=Domain(intervals=(intervals,)), **face)
 
 
 ERF = _unary("erf", _erf, lambda F, g, x: g * (2 / math.sqrt(math.pi)) * F.exp(-(x * x)),
-             lambda x: sp.erf(x))
+             lambda x: sp.erf(x), numpy="scipy.special.erf")
 RSQRT = _unary("rsqrt", lambda x: 1 / np.sqrt(x), lambda F, g, out: g * (-0.5) * out * out * out,
                lambda x: 1 / sp.sqrt(x), POS)
 SILU = _unary("silu", lambda x: x * _sigmoid(x),
