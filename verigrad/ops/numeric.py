@@ -263,6 +263,45 @@ def _np_trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: An
     return O.sum(O.diagonal(t, int(offset), axis1, axis2), -1)
 
 
+def _along(t: Any, axis: int, part: slice) -> Any:
+    return t[(slice(None),) * axis + (part,)]
+
+
+@numpy_form("diff")
+def _np_diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None,
+             append: Any = None) -> Any:
+    """Differences of neighbours along ``axis``, ``n`` times, as slices subtracted."""
+    _refuse(prepend=prepend, append=append)
+    t = O._t(a)
+    if not t.ndim:
+        raise ValueError("diff requires input that is at least one dimensional")
+    axis = int(axis) % t.ndim
+    for _ in range(int(n)):
+        t = _along(t, axis, slice(1, None)) - _along(t, axis, slice(None, -1))
+    return t
+
+
+@numpy_form("roll")
+def _np_roll(a: Any, shift: Any, axis: Any = None) -> Any:
+    """A cyclic shift as two slices put back together (over the flattened array without
+    an axis, as numpy)."""
+    t = O._t(a)
+    if axis is None:
+        return O.reshape(_np_roll(O.reshape(t, (-1,)), shift, 0), tuple(t.shape))
+    shifts = (shift,) if isinstance(shift, int) else tuple(shift)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if len(shifts) == 1 and len(axes) > 1:
+        shifts = shifts * len(axes)
+    if len(shifts) != len(axes):
+        raise ValueError("'shift' and 'axis' should be scalars or 1D sequences")
+    for s, ax in zip(shifts, axes):
+        ax = int(ax) % t.ndim
+        k = int(s) % t.shape[ax] if t.shape[ax] else 0
+        if k:
+            t = O.cat([_along(t, ax, slice(-k, None)), _along(t, ax, slice(None, -k))], ax)
+    return t
+
+
 # --- products ---------------------------------------------------------------------------------
 
 @numpy_form("outer")
