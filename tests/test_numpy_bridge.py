@@ -359,3 +359,9 @@ def test_scipy_special_ufuncs_are_recorded_like_numpys():
     report = vg.check_grad(nll, grad, w0)
     assert report.verdict == "pass" and all(e.symbolic is not None for e in report.entries)
     assert vg.check_grad(nll, lambda w: grad(w) * 1.001, w0).verdict == "fail"
+
+
+def test_astype_is_recorded():
+    x = vg.tensor([0.5, 2.0], dtype=vg.float64, requires_grad=True)
+    assert x.astype(np.float32).grad_fn.name() == "ToCopyBackward0"
+    assert vg.check(lambda a: np.sum(a.astype(float) ** 2), np.array([0.3, 0.5])).verdict == "pass"

@@ -525,7 +525,8 @@ def _index(x: Tensor, key: tuple) -> Tensor:
     return apply(S.INDEX, (x,), {"key": key})
 
 
-@public(function=False)  # a Tensor method only, as in PyTorch
+# a Tensor method only, as in PyTorch; astype for numpy code (x.astype(float)) on the tape
+@public(function=False, aliases={"astype": ("method",)})
 def to(input: Tensor, dtype: Any) -> Tensor:
     """A copy in another dtype (records ``ToCopyBackward0``); the same tensor if it matches."""
     x = _t(input)
