@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -493,6 +494,27 @@ class CholeskyWrongBackward(torch.autograd.Function):
 def test_a_wrong_function_around_a_foreign_op_still_fails() -> None:
     report = vg.check(CholeskyWrongBackward.apply, randn(3, 3, seed=4))
     assert report.verdict == "fail" and "CholeskyWrongBackward" in str(report)
+
+
+def _normalised(x):
+    return (_affine(x) * torch.linspace(-1, 2, x.shape[-1], dtype=x.dtype)).sum(-1)
+
+
+def _affine(x):  # one level down: the function that calls torch is found through its callers
+    w, b = torch.ones(x.shape[-1], dtype=x.dtype), torch.zeros(x.shape[-1], dtype=x.dtype)
+    return LAYER_NORM(x, w, b, 1e-5)
+
+
+@pytest.mark.parametrize("fn_class,verdict", [(LayerNorm, "pass"),
+                                              (LayerNormMissingTerm, "fail")])
+def test_numbers_given_to_a_function_calling_torch_go_through_torch(fn_class, verdict,
+                                                                    monkeypatch) -> None:
+    """``verigrad check model.py:f --at x=...`` passes numbers to a function whose code calls
+    a torch Function: it must be checked through torch (its backward), not recorded on
+    verigrad's tape around it (which never runs that backward: a false pass)."""
+    monkeypatch.setitem(globals(), "LAYER_NORM", fn_class.apply)
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    assert vg.check(_normalised, x).verdict == verdict
 
 
 def test_outputs_torch_does_not_differentiate_are_found_by_asking_torch() -> None:

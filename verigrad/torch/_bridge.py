@@ -798,6 +798,7 @@ def _convert(fn: Any, inputs: Sequence[Any]) -> tuple[list[_Spec], Callable, lis
         return tuple(vouts) if isinstance(out, (tuple, list)) else vouts[0]
 
     vg_fn.__qualname__ = vg_fn.__name__ = display
+    vg_fn._verigrad_internal = True  # already the bridge: vg.check must not route it again
     return specs, vg_fn, traces
 
 
