@@ -890,8 +890,11 @@ def _culprits(findings: list[LocalFinding]) -> list[Culprit]:
             against = "its symbolic mirror" if f.method == "symbolic" else \
                 "finite differences of its forward"
             msg = _culprit_message(f, where, against)
+        # the numbers the message quotes: the element's own derivative where it was found
+        exp, got = (f.own[1], f.own[2]) if f.projected and f.own is not None else \
+            (f.expected, f.got)
         out.append(Culprit(f.node.name(), f.input_index, f.input_name, f.path, f.element,
-                           f.expected, f.got, f.method, msg))
+                           exp, got, f.method, msg))
     return out
 
 
