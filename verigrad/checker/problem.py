@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -51,7 +52,7 @@ class Problem:
 
     @property
     def sizes(self) -> list[int]:
-        return [int(np.prod(s)) for s in self.diff_shapes]
+        return [math.prod(s) for s in self.diff_shapes]  # not np.prod: ~10x its cost here
 
     @property
     def n(self) -> int:
@@ -96,13 +97,16 @@ class Problem:
 
     def flat(self, dtype: Any = np.float64) -> Callable[[np.ndarray], np.ndarray]:
         """``f(x_flat) -> y_flat`` without recording a graph (for finite differences)."""
-        sizes, shapes = self.sizes, self.diff_shapes
-        bounds = np.cumsum([0] + sizes)
+        # FD calls f ~10 times per partial: the slicing plan is made once
+        bounds = np.cumsum([0] + self.sizes).tolist()
+        spans = [(bounds[k], bounds[k + 1], s) for k, s in enumerate(self.diff_shapes)]
 
         def f(x: np.ndarray) -> np.ndarray:
-            arrays = [x[bounds[k]:bounds[k + 1]].reshape(shapes[k]) for k in range(len(sizes))]
+            arrays = [x[a:b].reshape(s) for a, b, s in spans]
             with no_grad():
                 outs = self.run(self.leaves(arrays, dtype=dtype, requires_grad=False))
+            if len(outs) == 1:
+                return np.array(outs[0]._data, dtype=outs[0]._data.dtype).reshape(-1)
             return np.concatenate([o._data.reshape(-1) for o in outs])
 
         return f
@@ -297,8 +301,14 @@ def _where(e: BaseException) -> str:
     return f" (at {f.filename}:{f.lineno} in {f.name})"
 
 
-def _functions() -> dict[str, Any]:
-    from ..expression import FUNCTIONS
+_FUNCTIONS: list[Any] = []
 
-    return FUNCTIONS
 
+def _functions() -> Any:
+    """The expression functions: a live view of the registry (imported on first use; FD
+    builds an expression ~30 times per check, so the import is not repeated)."""
+    if not _FUNCTIONS:
+        from ..expression import FUNCTIONS
+
+        _FUNCTIONS.append(FUNCTIONS)
+    return _FUNCTIONS[0]
