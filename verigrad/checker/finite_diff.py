@@ -191,6 +191,9 @@ class _Rung:
     h: float                   # nominal step
     plus: _Side | None = None
     minus: _Side | None = None
+    # (method, has plus, has minus) -> its usable row or None: the walk asks for the rows
+    # after every rung, and the rows of the other rungs do not change
+    rows: dict = field(default_factory=dict, repr=False)
 
 
 class _Ladder:
@@ -199,6 +202,7 @@ class _Ladder:
     def __init__(self, fun: _Fun, f0: np.ndarray, mask: np.ndarray, u: float, s_in: float) -> None:
         self.fun, self.f0, self.mask, self.u, self.s_in = fun, f0, mask, u, s_in
         self.rungs: list[_Rung] = []
+        self.version = 0   # bumped whenever a side is added: tableaus of one version agree
 
     def _ok(self, side: _Side | None) -> bool:
         return side is not None and side.ok
@@ -217,35 +221,45 @@ class _Ladder:
         if "+" in sides and rung.plus is None:
             xp, t = self.fun.point(h)
             rung.plus = self._side(t, xp)
+            self.version += 1
         if "-" in sides and rung.minus is None:
             xm, t = self.fun.point(-h)
             rung.minus = self._side(-t, xm)
+            self.version += 1
         return rung
 
     def usable(self, method: str) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray, _Rung]]:
         """(step, raw estimate, |f| bound, second difference or nan, rung) per usable rung,
         largest step first."""
         out = []
-        f0 = self.f0
-        nan = np.full_like(f0, np.nan)
-        with np.errstate(all="ignore"):
-            for r in sorted(self.rungs, key=lambda r: -r.h):
-                p_ok, m_ok = self._ok(r.plus), self._ok(r.minus)
-                if method == "central" and p_ok and m_ok:
-                    w = 0.5 * (r.plus.t + r.minus.t)
-                    dv = (r.plus.y - r.minus.y) / (2.0 * w)
-                    big = np.maximum(abs(r.plus.y), abs(r.minus.y))   # f(x) is not used
-                    d2 = (r.plus.y - 2.0 * f0 + r.minus.y) / (r.plus.t * r.minus.t)
-                    out.append((w, dv, big, d2, r))
-                elif method == "forward" and p_ok:
-                    w = r.plus.t
-                    dv = (r.plus.y - f0) / w
-                    out.append((w, dv, np.maximum(abs(r.plus.y), abs(f0)), nan, r))
-                elif method == "backward" and m_ok:
-                    w = r.minus.t
-                    dv = (f0 - r.minus.y) / w
-                    out.append((w, dv, np.maximum(abs(r.minus.y), abs(f0)), nan, r))
+        for r in sorted(self.rungs, key=lambda r: -r.h):
+            key = (method, r.plus is not None, r.minus is not None)
+            if key not in r.rows:
+                r.rows[key] = self._row(r, method)
+            if r.rows[key] is not None:
+                out.append(r.rows[key])
         return out
+
+    def _row(self, r: _Rung, method: str) -> tuple | None:
+        p_ok, m_ok = self._ok(r.plus), self._ok(r.minus)
+        f0 = self.f0
+        with np.errstate(all="ignore"):
+            if method == "central" and p_ok and m_ok:
+                w = 0.5 * (r.plus.t + r.minus.t)
+                dv = (r.plus.y - r.minus.y) / (2.0 * w)
+                big = np.maximum(abs(r.plus.y), abs(r.minus.y))   # f(x) is not used
+                d2 = (r.plus.y - 2.0 * f0 + r.minus.y) / (r.plus.t * r.minus.t)
+                return (w, dv, big, d2, r)
+            if method == "forward" and p_ok:
+                w = r.plus.t
+                dv = (r.plus.y - f0) / w
+                return (w, dv, np.maximum(abs(r.plus.y), abs(f0)), np.full_like(f0, np.nan), r)
+            if method == "backward" and m_ok:
+                w = r.minus.t
+                dv = (f0 - r.minus.y) / w
+                return (w, dv, np.maximum(abs(r.minus.y), abs(f0)), np.full_like(f0, np.nan),
+                        r)
+        return None
 
 
 @dataclass
@@ -293,36 +307,43 @@ def _tableau(rows: list, method: str, u: float, s_in: float, m: int,
         E = np.full((n, K, m), np.inf)
         T[:, 0] = raw
         N[:, 0] = noise
-        for b in range(n):
-            for k in range(1, min(b, K - 1) + 1):
-                za, zb = z[b - k], z[b]
-                den = za - zb
-                if not den > 0:
-                    continue
-                T[b, k] = (za * T[b, k - 1] - zb * T[b - 1, k - 1]) / den
-                N[b, k] = (za * N[b, k - 1] + zb * N[b - 1, k - 1]) / den
-        for b in range(n):
-            for k in range(0, min(b, K - 1) + 1):
-                # distances to other estimates, each widened by that estimate's rounding
-                # bound (a truncation difference can hide under the other one's noise):
-                # one order lower on the same rungs, the same order one rung coarser, and
-                # the finer neighbour (less truncation, more rounding)
-                others = []
-                if k:
-                    others.append((b, k - 1))
-                    others.append((b - 1, k) if b - 1 >= k else (b - 1, k - 1))
-                elif b:
-                    others.append((b - 1, 0))
-                if b + 1 < n:
-                    others.append((b + 1, k))
-                diff = np.zeros(m)
-                for ob, ok_ in others:
-                    diff = np.maximum(diff, abs(T[b, k] - T[ob, ok_]) + N[ob, ok_])
-                err = _SAFETY * diff + N[b, k] + 4.0 * np.finfo(np.float64).eps * abs(T[b, k])
-                ok = np.isfinite(err)
-                if floor is not None:
-                    ok &= steps[b - k] < floor
-                E[b, k] = np.where(ok, err, np.inf)
+        # one level at a time, all rungs at once (the same operations entry by entry as a
+        # loop over rungs: FD runs ~2 tableaus per partial, and numpy calls on tiny arrays
+        # were most of its cost)
+        for k in range(1, min(n - 1, K - 1) + 1):
+            za, zb = z[:n - k, None], z[k:, None]
+            den = za - zb
+            good = (den > 0)[:, 0]
+            t = (za * T[k:, k - 1] - zb * T[k - 1:n - 1, k - 1]) / den
+            nk = (za * N[k:, k - 1] + zb * N[k - 1:n - 1, k - 1]) / den
+            T[k:, k] = np.where(good[:, None], t, np.nan)
+            N[k:, k] = np.where(good[:, None], nk, np.inf)
+        tiny = 4.0 * np.finfo(np.float64).eps
+        for k in range(0, min(n - 1, K - 1) + 1):
+            # distances to other estimates, each widened by that estimate's rounding
+            # bound (a truncation difference can hide under the other one's noise):
+            # one order lower on the same rungs, the same order one rung coarser, and
+            # the finer neighbour (less truncation, more rounding); rungs b = k..n-1
+            here = T[k:, k]
+            diff = np.zeros((n - k, m))
+            if k:
+                diff = np.maximum(diff, abs(here - T[k:, k - 1]) + N[k:, k - 1])
+                # coarser: (b-1, k) where b-1 >= k, else (b-1, k-1)
+                ct = T[k - 1:n - 1, k].copy()
+                cn = N[k - 1:n - 1, k].copy()
+                ct[0], cn[0] = T[k - 1, k - 1], N[k - 1, k - 1]
+                diff = np.maximum(diff, abs(here - ct) + cn)
+            elif n > 1:
+                c = np.maximum(diff[1:], abs(here[1:] - T[:n - 1, 0]) + N[:n - 1, 0])
+                diff = np.concatenate([diff[:1], c])
+            if n - k > 1:   # finer: (b+1, k)
+                f = np.maximum(diff[:-1], abs(here[:-1] - T[k + 1:, k]) + N[k + 1:, k])
+                diff = np.concatenate([f, diff[-1:]])
+            err = _SAFETY * diff + N[k:, k] + tiny * abs(here)
+            ok = np.isfinite(err)
+            if floor is not None:
+                ok &= steps[:n - k, None] < floor[None, :]
+            E[k:, k] = np.where(ok, err, np.inf)
     flat = E.reshape(n * K, m)
     idx = np.argmin(flat, axis=0)
     cols = np.arange(m)
@@ -391,6 +412,9 @@ def _walk(lad: _Ladder, method: str, h0: float, s_t: float, u: float, m: int,
     g_noise = np.zeros(m)
     floor = np.full(m, np.inf)   # per output: rungs at or above it were too coarse
     mask_all = lad.mask
+    # the loop's last tableau and regimes, with what they were made from: the final pass
+    # below recomputes exactly these unless a rung, the method, g_noise or floor changed
+    last: tuple | None = None
     for _ in range(64):
         if fun.n_evals >= MAX_EVALS:
             break
@@ -420,12 +444,14 @@ def _walk(lad: _Ladder, method: str, h0: float, s_t: float, u: float, m: int,
             continue
         tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
         regime, seen = _regimes(tab, u, floor)
+        last = (lad.version, method, g_noise, floor, rows, tab, regime, seen)
         garbage = mask_all & (regime == _GARBAGE)
         if np.any(garbage):
             floor = np.where(garbage, min(r[0] for r in rows) * (1 - 1e-9), floor)
         if np.any(seen > g_noise) or np.any(garbage):
             g_noise = np.maximum(g_noise, seen)
             tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
+            last = (lad.version, method, g_noise, floor, rows, tab, None, None)
         mask = lad.mask
         mag = _magnitude(tab, s_t, u ** 0.25)   # a ~0 derivative is settled sooner
         with np.errstate(all="ignore"):
@@ -467,10 +493,16 @@ def _walk(lad: _Ladder, method: str, h0: float, s_t: float, u: float, m: int,
             break
         if next_h <= 0 or not math.isfinite(next_h):
             break
-    rows = lad.usable(method)
-    tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
+    if last is not None and last[0] == lad.version and last[1] == method and \
+            last[2] is g_noise and last[3] is floor:
+        rows, tab = last[4], last[5]
+    else:
+        rows = lad.usable(method)
+        tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
+        last = None
     if tab is not None and len(rows) >= 3:
-        regime, seen = _regimes(tab, u, floor)
+        regime, seen = (last[6], last[7]) if last is not None and last[6] is not None else \
+            _regimes(tab, u, floor)
         garbage = mask_all & (regime == _GARBAGE)
         floor = np.where(garbage, min(r[0] for r in rows) * (1 - 1e-9), floor)
         if np.any(seen > g_noise) or np.any(garbage):
@@ -613,6 +645,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
         h0 = (256.0 * u) ** 0.2 * s_t
         method, tab = _walk(lad, side, h0, s_t, u, m, target, notes)
 
+    tab_method = method
     if tab is None:
         value, error = np.full(m, np.nan), np.full(m, np.inf)
         step, ladder = 0.0, []
@@ -659,8 +692,9 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
 
     real_step = step if tab is None else float(tab.steps[tab.best_b[worst]])
     reliable = reliable and bool(mask.all())
-    suspect = _kink_screen(tab) if tab is not None and side == "central" and \
-        lad.usable("central") else np.zeros(m, bool)
+    # a central tableau has central rows (no second look at the rungs)
+    suspect = _kink_screen(tab) if tab is not None and side == "central" and (
+        tab_method == "central" or lad.usable("central")) else np.zeros(m, bool)
     if record_ladder and tab is not None:
         ladder = _sweep(lad, method if method in _KMAX else "central", s_t, u, ladder)
     return FDEstimate(value, error, step, method, ladder, reliable, "; ".join(notes),
