@@ -772,7 +772,8 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
              **same_options: Any) -> list[FDEstimate]:
     """One estimate per coordinate index (direction = unit vector e_j), i.e. Jacobian columns.
 
-    ``indices`` are flat indices into ``x`` (None: all). Options are those of ``derivative``.
+    ``indices`` are flat indices into ``x`` (None: all). Options are those of ``derivative``
+    (``fx``, f(x) when known, is shared by every partial; by default f(x) is evaluated once).
 
     >>> import numpy as np
     >>> cols = partials(lambda v: np.array([v[0] * v[1], np.exp(v[1])]), [2.0, 0.5], [0, 1])
@@ -789,8 +790,10 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
         if not -x0.size <= j < x0.size:
             raise IndexError(f"index {j} out of range for x with {x0.size} entries")
     # f(x) once, shared by every partial (None if f raises there: each then says so)
-    with np.errstate(all="ignore"):
-        fx = _Fun(f, x0, np.zeros(x0.size), dt)(x0) if len(idx) > 1 else None
+    fx = same_options.pop("fx", None)
+    if fx is None and len(idx) > 1:
+        with np.errstate(all="ignore"):
+            fx = _Fun(f, x0, np.zeros(x0.size), dt)(x0)
     for j in idx:
         e = np.zeros(x0.size)
         e[j] = 1.0
