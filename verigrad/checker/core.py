@@ -281,6 +281,8 @@ def _rows(outs: list[Tensor], m: int, max_rows: int, seed: int
 
 
 def _split_row(row: np.ndarray, sizes: list[int], outs: list[Tensor]) -> list[np.ndarray]:
+    if len(outs) == 1:
+        return [row.reshape(outs[0].shape)]
     bounds = np.cumsum([0] + sizes)
     return [row[bounds[k]:bounds[k + 1]].reshape(o.shape) for k, o in enumerate(outs)]
 
@@ -936,18 +938,21 @@ def _nearby(problem: Problem, seed: int) -> list[np.ndarray] | None:
     """A seeded random point near the given one (moves off zeros and symmetric matrices)."""
     rng = np.random.default_rng(seed)
     base = [problem.values[i] for i in problem.diff_index]
+    # flat, all inputs at once: one draw of every entry's normal is the stream drawn input
+    # by input, and the per-input scales do not depend on the shrink
+    x0 = problem.flat_values()
+    scale = np.concatenate([np.maximum(np.abs(a), max(float(np.mean(np.abs(a))) if a.size
+                                                      else 0.0, 0.05)).reshape(-1)
+                            for a in base])
     f = problem.flat()
     for shrink in (1.0, 0.25, 0.0625, 0.015625):
-        arrays = []
-        for a in base:
-            scale = np.maximum(np.abs(a), max(float(np.mean(np.abs(a))) if a.size else 0.0, 0.05))
-            arrays.append(a + 0.1 * shrink * scale * rng.standard_normal(a.shape))
+        x = x0 + 0.1 * shrink * scale * rng.standard_normal(x0.size)
         try:
-            y = f(np.concatenate([a.reshape(-1) for a in arrays]))
+            y = f(x)
         except CheckInputError:
             continue
-        if np.all(np.isfinite(y)):
-            return arrays
+        if np.isfinite(y).all():
+            return problem.split(x)
     return None
 
 

@@ -133,9 +133,11 @@ class Problem:
         [('a', (1,)), ('b', (1, 0))]
         """
         js = np.asarray(js, dtype=np.int64).reshape(-1)
+        names, shapes = self.diff_names, self.diff_shapes
+        if all(shape == () for shape in shapes):  # scalars only: coordinate j is input j
+            return [(names[j], ()) for j in js.tolist()]
         bounds = np.cumsum([0] + self.sizes)
         which = np.searchsorted(bounds, js, side="right") - 1
-        names, shapes = self.diff_names, self.diff_shapes
         out: list[tuple[str, tuple]] = [("", ())] * js.size
         for k in np.unique(which).tolist():
             pos = np.flatnonzero(which == k)
