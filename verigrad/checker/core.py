@@ -124,10 +124,11 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
         points = [PointResult(0, None, _verdict(main), _summary(main),
                               _values(problem, None))]
         extra_entries: list[Entry] = []
+        spread = _nearby_scale(problem) if nearby else None
         for k in range(nearby):
             tick(f"nearby point {k + 1} of {nearby}", (k + 1) / (nearby + 1))
             s = seed + 1 + k
-            arrays = _nearby(problem, s)
+            arrays = _nearby(problem, s, spread)
             if arrays is None:
                 points.append(PointResult(k + 1, s, "skipped", "no finite nearby point found"))
                 continue
@@ -934,16 +935,24 @@ def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
 
 # --- extras --------------------------------------------------------------------------------
 
-def _nearby(problem: Problem, seed: int) -> list[np.ndarray] | None:
-    """A seeded random point near the given one (moves off zeros and symmetric matrices)."""
+def _nearby_scale(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """The given point flat, and each entry's scale of a nearby move: max(|a|, mean |a| of
+    its input, 0.05)."""
+    scale = []
+    for i in problem.diff_index:
+        a = np.abs(problem.values[i])
+        scale.append(np.maximum(a, max(float(np.mean(a)) if a.size else 0.0, 0.05)).reshape(-1))
+    return problem.flat_values(), np.concatenate(scale)
+
+
+def _nearby(problem: Problem, seed: int,
+            spread: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray] | None:
+    """A seeded random point near the given one (moves off zeros and symmetric matrices).
+    ``spread``: ``_nearby_scale(problem)``, made once for all nearby points."""
     rng = np.random.default_rng(seed)
-    base = [problem.values[i] for i in problem.diff_index]
     # flat, all inputs at once: one draw of every entry's normal is the stream drawn input
-    # by input, and the per-input scales do not depend on the shrink
-    x0 = problem.flat_values()
-    scale = np.concatenate([np.maximum(np.abs(a), max(float(np.mean(np.abs(a))) if a.size
-                                                      else 0.0, 0.05)).reshape(-1)
-                            for a in base])
+    # by input
+    x0, scale = spread if spread is not None else _nearby_scale(problem)
     f = problem.flat()
     for shrink in (1.0, 0.25, 0.0625, 0.015625):
         x = x0 + 0.1 * shrink * scale * rng.standard_normal(x0.size)

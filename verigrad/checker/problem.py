@@ -2,6 +2,7 @@
 (on the tape in float64, on flat vectors for finite differences, on complex vectors)."""
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -206,7 +207,8 @@ def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
     if isinstance(fn, Problem):
         return fn
     if isinstance(fn, (str, Expression)):
-        expr = parse_expression(fn)
+        expr = _parse(fn, frozenset(_functions())) if isinstance(fn, str) else \
+            parse_expression(fn)
         if inputs:
             raise CheckInputError(f"give the values of an expression by name, e.g. "
                                   f"vg.check({expr.text!r}, "
@@ -301,6 +303,14 @@ def _where(e: BaseException) -> str:
         return ""
     f = frames[-1]
     return f" (at {f.filename}:{f.lineno} in {f.name})"
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(text: str, names: frozenset) -> Expression:
+    """A parsed expression, once per text and set of known functions (a test suite checks
+    one expression at many points; parsing was a tenth of a small check). ``Expression`` is
+    immutable, and a registry change changes ``names``."""
+    return parse_expression(text)
 
 
 _FUNCTIONS: list[Any] = []
