@@ -1021,8 +1021,9 @@ def _versions() -> dict[str, str]:
 
 
 def _fd_column(problem: Problem, res: _Point, j: int, e: fd.FDEstimate,
-               noise: np.ndarray | None, rows: np.ndarray, fd_rows: np.ndarray, fd_errs: np.ndarray, meth: list,
-               checked: np.ndarray, screen_kinks: bool) -> None:
+               noise: np.ndarray | None, rows: np.ndarray, fd_rows: np.ndarray,
+               fd_errs: np.ndarray, meth: list, checked: np.ndarray, screen_kinks: bool
+               ) -> None:
     """Record FD's estimate of input entry ``j`` (every output) as each row's reference."""
     fd_rows[:, j] = rows @ e.value
     # FD error estimates are spreads of extrapolations, not bounds: where f cancels
