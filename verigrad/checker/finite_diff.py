@@ -773,7 +773,8 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
     """One estimate per coordinate index (direction = unit vector e_j), i.e. Jacobian columns.
 
     ``indices`` are flat indices into ``x`` (None: all). Options are those of ``derivative``
-    (``fx``, f(x) when known, is shared by every partial; by default f(x) is evaluated once).
+    (``fx``, f(x) when known, is shared by two or more partials; by default f(x) is then
+    evaluated once).
 
     >>> import numpy as np
     >>> cols = partials(lambda v: np.array([v[0] * v[1], np.exp(v[1])]), [2.0, 0.5], [0, 1])
@@ -791,7 +792,9 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
             raise IndexError(f"index {j} out of range for x with {x0.size} entries")
     # f(x) once, shared by every partial (None if f raises there: each then says so)
     fx = same_options.pop("fx", None)
-    if fx is None and len(idx) > 1:
+    if len(idx) <= 1:
+        fx = None   # a lone partial evaluates f(x) itself, within its evaluation budget
+    elif fx is None:
         with np.errstate(all="ignore"):
             fx = _Fun(f, x0, np.zeros(x0.size), dt)(x0)
     for j in idx:
