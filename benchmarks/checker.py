@@ -42,9 +42,10 @@ its own; time is wall and CPU seconds of the work itself (imports excluded), the
 column what the check answered. Rows: deep chains (``z = tanh(z) * 1.5``, 2 ops per step)
 through vg.check; ``vg.symbolic_grad`` on a 200-op chain; ``verigrad report`` on a 199-deep
 expression; exp towers; a custom elementwise Function whose backward is wrong in one entry
-(n // 3), to be found by index; warm small checks (median of 20 calls). Targets: 1e5 ops
-< 60 s and < 1 GB; 1e6 elements < 10 s and < 500 MB; no RecursionError or leaked Python
-limit anywhere; w*x+b < 2 ms. Rows over ``--scale-timeout`` seconds (default 300) say so.
+(n // 3), to be found by index; warm small checks (median of 20 calls): w*x+b and a
+10-element custom Function with a symbolic mirror. Targets: 1e5 ops < 60 s and < 1 GB; 1e6
+elements < 10 s and < 500 MB; no RecursionError or leaked Python limit anywhere; w*x+b
+< 2 ms, the Function < 5 ms. Rows over ``--scale-timeout`` seconds (default 300) say so.
 """
 from __future__ import annotations
 
@@ -549,14 +550,38 @@ def _scale_elementwise(vg: Any, n: int) -> str:
     return f"{r.verdict}, wrong entry {n // 3} {ok} (culprit at {where})"
 
 
-def _scale_small(vg: Any, n: int) -> str:
-    vg.check("w*x + b", x=2.0, w=3.0, b=1.0)
+def _warm(call: Callable[[], Any], rounds: int = 20) -> str:
+    """Median wall time of ``rounds`` calls after two untimed ones (rule cache filled)."""
+    call()
+    call()
     times = []
-    for _ in range(20):
+    for _ in range(rounds):
         t0 = time.perf_counter()
-        vg.check("w*x + b", x=2.0, w=3.0, b=1.0)
+        r = call()
         times.append(time.perf_counter() - t0)
-    return f"median {median(times) * 1e3:.1f} ms per warm check"
+    return f"{r.verdict}, median {median(times) * 1e3:.1f} ms per warm check"
+
+
+def _scale_small(vg: Any, n: int) -> str:
+    return _warm(lambda: vg.check("w*x + b", x=2.0, w=3.0, b=1.0))
+
+
+def _scale_function(vg: Any, n: int) -> str:
+    """A correct custom Function with a symbolic mirror (suite.py's Cube) on n elements."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x
+
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x * x * g
+
+    cube = type("Cube", (vg.Function,), {"forward": staticmethod(forward),
+                                         "backward": staticmethod(backward),
+                                         "symbolic": staticmethod(lambda x: x ** 3)})
+    x = np.linspace(-1, 1, n) + 0.3
+    return _warm(lambda: vg.check(lambda t: cube.apply(t).sum(), x))
 
 
 # key -> (what, runner, size, target)
@@ -573,6 +598,7 @@ SCALE: dict[str, tuple[str, Callable, int, str]] = {
     "elem1e6": ("elementwise Function, 1e6, one wrong entry", _scale_elementwise, 1_000_000,
                 "< 10 s, < 500 MB"),
     "small": ("warm vg.check('w*x + b')", _scale_small, 0, "< 2 ms"),
+    "func10": ("warm vg.check of a 10-element custom Function", _scale_function, 10, "< 5 ms"),
 }
 
 

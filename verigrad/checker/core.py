@@ -81,6 +81,7 @@ class _Point:
     fd_steps: dict = field(default_factory=dict)   # flat input j -> real FD step
     fd_fn: Any = None                              # (f, x) the FD ran on
     magnitude: float = 0.0                         # largest value the forward is made of
+    fx: Any = None             # f(x) flat in float64, from the determinism check (FD reuses it)
     forward_error: Any = None                      # |float forward - exact|, per output entry
 
 
@@ -127,10 +128,11 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
         points = [PointResult(0, None, _verdict(main), _summary(main),
                               _values(problem, None))]
         extra_entries: list[Entry] = []
+        spread = _nearby_scale(problem) if nearby else None
         for k in range(nearby):
             tick(f"nearby point {k + 1} of {nearby}", (k + 1) / (nearby + 1))
             s = seed + 1 + k
-            arrays = _nearby(problem, s)
+            arrays = _nearby(problem, s, spread)
             if arrays is None:
                 points.append(PointResult(k + 1, s, "skipped", "no finite nearby point found"))
                 continue
@@ -203,7 +205,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
                               f"{[list(o.shape) for o in outs]}): there is no derivative to "
                               f"check")
     if full:
-        res.contract += _determinism(problem, arrays, outs)
+        res.contract += _determinism(problem, arrays, outs, res)
     rows, labels = _rows(outs, m, opts["max_rows"], opts["seed"] + 7919 * point)
     res.rows = rows
     if full and labels and labels[0] is not None and labels[0][0] == "v":
@@ -284,6 +286,8 @@ def _rows(outs: list[Tensor], m: int, max_rows: int, seed: int
 
 
 def _split_row(row: np.ndarray, sizes: list[int], outs: list[Tensor]) -> list[np.ndarray]:
+    if len(outs) == 1:
+        return [row.reshape(outs[0].shape)]
     bounds = np.cumsum([0] + sizes)
     return [row[bounds[k]:bounds[k + 1]].reshape(o.shape) for k, o in enumerate(outs)]
 
@@ -411,14 +415,18 @@ def _fd(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray, opt
         res.notes.append(f"finite-difference step sweep (the plot) skipped: more than "
                          f"{SWEEP_NODES} ops; the estimate itself is unchanged")
     f = problem.flat()
-    ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex)
+    # f(x) as the determinism check computed it (the same function at the same point)
+    fx = res.fx if full and res.fx is not None and res.fx.size else None
+    ests = fd.partials(f, x, cols, eps=opts["eps"], f_complex=f_complex, fx=fx)
     res.fd_fn = (f, x)
-    noise = _noise(f, x, opts["seed"])
+    noise = None   # measured only if a real difference needs it (a complex step does not)
     fd_rows = np.full((rows.shape[0], n), np.nan)
     fd_errs = np.full((rows.shape[0], n), np.inf)
     meth = [""] * n
     checked = np.zeros(n, bool)
     for j, e in zip(cols, ests):
+        if noise is None and e.method in _REAL_METHODS:
+            noise = _noise(f, x, opts["seed"], base=fx)
         _fd_column(problem, res, j, e, noise, rows, fd_rows, fd_errs, meth, checked,
                    sym is None)
     if record:
@@ -445,13 +453,18 @@ def _step_traces(problem: Problem, f: Any, x: np.ndarray, cols: list[int], opts:
     return traces
 
 
-def _noise(f: Any, x: np.ndarray, seed: int, probes: int = 4) -> np.ndarray:
+#: FD methods whose error depends on f's rounding noise (not the complex step's)
+_REAL_METHODS = ("central", "forward", "backward")
+
+
+def _noise(f: Any, x: np.ndarray, seed: int, probes: int = 4,
+           base: np.ndarray | None = None) -> np.ndarray:
     """The rounding noise of ``f`` near ``x``, measured: nudging every input by one ulp
     (random directions) reshuffles the rounding of every intermediate, so the spread of
     ``f`` shows how noisy it is (a sum of 150 terms that cancels to 0 is as noisy as the
     terms, not as its value)."""
     rng = np.random.default_rng(seed + 29)
-    base = f(x)
+    base = f(x) if base is None else base
     worst = np.zeros_like(base, dtype=float)
     for _ in range(probes):
         moved = np.nextafter(x, np.where(rng.random(x.shape) < 0.5, -np.inf, np.inf))
@@ -758,17 +771,21 @@ def _broken_graph(res: _Point) -> None:
 
 
 def _determinism(problem: Problem, arrays: list[np.ndarray] | None,
-                 outs: list[Tensor]) -> list[str]:
+                 outs: list[Tensor], res: _Point | None = None) -> list[str]:
     """Evaluate the forward once more at the same point: a function that changes between
-    calls (a counter, unseeded dropout) has no derivative to check."""
+    calls (a counter, unseeded dropout) has no derivative to check. A float64 result is
+    kept in ``res.fx``: it is the f(x) finite differences start from."""
     x = np.concatenate([a.reshape(-1) for a in arrays]) if arrays is not None \
         else problem.flat_values()
     first = np.concatenate([np.asarray(o._data, dtype=float).reshape(-1) for o in outs])
     try:
-        again = np.asarray(problem.flat()(x), dtype=float).reshape(-1)
+        raw = np.asarray(problem.flat()(x))
+        again = raw.astype(float).reshape(-1)
     except CheckInputError as e:
         return [f"the forward is not deterministic: it ran once at this point, then raised "
                 f"({e})"]
+    if res is not None and raw.dtype == np.float64:
+        res.fx = again
     if again.shape != first.shape:
         return [f"the forward is not deterministic: it returned {first.size} values, then "
                 f"{again.size} at the same point"]
@@ -925,22 +942,33 @@ def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
 
 # --- extras --------------------------------------------------------------------------------
 
-def _nearby(problem: Problem, seed: int) -> list[np.ndarray] | None:
-    """A seeded random point near the given one (moves off zeros and symmetric matrices)."""
+def _nearby_scale(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """The given point flat, and each entry's scale of a nearby move: max(|a|, mean |a| of
+    its input, 0.05)."""
+    scale = []
+    for i in problem.diff_index:
+        a = np.abs(problem.values[i])
+        scale.append(np.maximum(a, max(float(np.mean(a)) if a.size else 0.0, 0.05)).reshape(-1))
+    return problem.flat_values(), np.concatenate(scale)
+
+
+def _nearby(problem: Problem, seed: int,
+            spread: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray] | None:
+    """A seeded random point near the given one (moves off zeros and symmetric matrices).
+    ``spread``: ``_nearby_scale(problem)``, made once for all nearby points."""
     rng = np.random.default_rng(seed)
-    base = [problem.values[i] for i in problem.diff_index]
+    # flat, all inputs at once: one draw of every entry's normal is the stream drawn input
+    # by input
+    x0, scale = spread if spread is not None else _nearby_scale(problem)
     f = problem.flat()
     for shrink in (1.0, 0.25, 0.0625, 0.015625):
-        arrays = []
-        for a in base:
-            scale = np.maximum(np.abs(a), max(float(np.mean(np.abs(a))) if a.size else 0.0, 0.05))
-            arrays.append(a + 0.1 * shrink * scale * rng.standard_normal(a.shape))
+        x = x0 + 0.1 * shrink * scale * rng.standard_normal(x0.size)
         try:
-            y = f(np.concatenate([a.reshape(-1) for a in arrays]))
+            y = f(x)
         except CheckInputError:
             continue
-        if np.all(np.isfinite(y)):
-            return arrays
+        if np.isfinite(y).all():
+            return problem.split(x)
     return None
 
 
@@ -999,16 +1027,17 @@ def _versions() -> dict[str, str]:
             "mpmath": mpmath.__version__, "python": platform.python_version()}
 
 
-def _fd_column(problem: Problem, res: _Point, j: int, e: fd.FDEstimate, noise: np.ndarray,
-               rows: np.ndarray, fd_rows: np.ndarray, fd_errs: np.ndarray, meth: list,
-               checked: np.ndarray, screen_kinks: bool) -> None:
+def _fd_column(problem: Problem, res: _Point, j: int, e: fd.FDEstimate,
+               noise: np.ndarray | None, rows: np.ndarray, fd_rows: np.ndarray,
+               fd_errs: np.ndarray, meth: list, checked: np.ndarray, screen_kinks: bool
+               ) -> None:
     """Record FD's estimate of input entry ``j`` (every output) as each row's reference."""
     fd_rows[:, j] = rows @ e.value
     # FD error estimates are spreads of extrapolations, not bounds: where f cancels
     # (a sum of terms that nearly vanishes) the rounding noise can reach them
     # the FD module models f's rounding from |f|; a sum that cancels is noisier than its
     # value says, so the measured noise (over the step, through the extrapolation) is added
-    rounding = 8 * noise / e.step if e.method in ("central", "forward", "backward") else 0
+    rounding = 8 * noise / e.step if e.method in _REAL_METHODS else 0
     fd_errs[:, j] = FD_SAFETY * (np.abs(rows) @ (e.error + rounding)) if e.reliable \
         else np.inf
     meth[j] = e.method + ("" if e.reliable else f" (unreliable: {e.reason})")

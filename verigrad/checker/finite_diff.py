@@ -143,33 +143,31 @@ class _Fun:
         # those: the rest of x + t*d is x + (+-0.0), the same for every step of one sign
         self.support = np.flatnonzero(d) if d.size > 64 else None
         if self.support is not None and (self.support.size > d.size // 4
-                                         or not np.all(np.isfinite(self.x64))):
+                                         or not np.isfinite(self.x64).all()):
             self.support = None   # dense, or x + t*0 is nan somewhere: the general path
         self._base: dict[bool, np.ndarray] = {}
 
     def point(self, t: float) -> tuple[np.ndarray, float]:
-        with np.errstate(all="ignore"):
-            if self.support is None:
-                xp = (self.x64 + t * self.d).astype(self.dtype, copy=False)
-                realized = float((xp.astype(np.float64) - self.x64) @ self.d) / self.dd
-                return xp, realized
-            s, neg = self.support, t < 0
-            if neg not in self._base:  # x + t*0 is x + -0.0 for t < 0 (signed zeros kept)
-                self._base[neg] = (self.x64 + (-0.0 if neg else 0.0)).astype(self.dtype)
-            xp = self._base[neg].copy()
-            xp[s] = (self.x64[s] + t * self.d[s]).astype(self.dtype)
-            realized = float((xp[s].astype(np.float64) - self.x64[s]) @ self.d[s]) / self.dd
+        if self.support is None:
+            xp = (self.x64 + t * self.d).astype(self.dtype, copy=False)
+            realized = float((xp.astype(np.float64) - self.x64) @ self.d) / self.dd
+            return xp, realized
+        s, neg = self.support, t < 0
+        if neg not in self._base:  # x + t*0 is x + -0.0 for t < 0 (signed zeros kept)
+            self._base[neg] = (self.x64 + (-0.0 if neg else 0.0)).astype(self.dtype)
+        xp = self._base[neg].copy()
+        xp[s] = (self.x64[s] + t * self.d[s]).astype(self.dtype)
+        realized = float((xp[s].astype(np.float64) - self.x64[s]) @ self.d[s]) / self.dd
         return xp, realized
 
     def __call__(self, xp: np.ndarray, fresh: bool = False) -> np.ndarray | None:
         """f at ``xp`` (copied first unless ``fresh``: made for this call alone)."""
         self.n_evals += 1
         try:
-            with np.errstate(all="ignore"):
-                y = np.asarray(self.f(xp if fresh else xp.copy()))
-                if y.dtype.kind == "c":   # a real function leaving its domain (np.emath)
-                    y = np.where(y.imag == 0, y.real, np.nan)
-                y = y.astype(np.float64).reshape(-1)
+            y = np.asarray(self.f(xp if fresh else xp.copy()))
+            if y.dtype.kind == "c":   # a real function leaving its domain (np.emath)
+                y = np.where(y.imag == 0, y.real, np.nan)
+            y = y.astype(np.float64).reshape(-1)
         except _BAD_EVAL:
             return None
         if self.m is None:
@@ -191,6 +189,9 @@ class _Rung:
     h: float                   # nominal step
     plus: _Side | None = None
     minus: _Side | None = None
+    # (method, has plus, has minus) -> its usable row or None: the walk asks for the rows
+    # after every rung, and the rows of the other rungs do not change
+    rows: dict = field(default_factory=dict, repr=False)
 
 
 class _Ladder:
@@ -199,13 +200,14 @@ class _Ladder:
     def __init__(self, fun: _Fun, f0: np.ndarray, mask: np.ndarray, u: float, s_in: float) -> None:
         self.fun, self.f0, self.mask, self.u, self.s_in = fun, f0, mask, u, s_in
         self.rungs: list[_Rung] = []
+        self.version = 0   # bumped whenever a side is added: tableaus of one version agree
 
     def _ok(self, side: _Side | None) -> bool:
         return side is not None and side.ok
 
     def _side(self, t: float, xp: np.ndarray) -> _Side:
         y = self.fun(xp, fresh=True) if t > 0 else None
-        ok = y is not None and bool(np.all(np.isfinite(y[self.mask])))
+        ok = y is not None and bool(np.isfinite(y[self.mask]).all())
         return _Side(t, y, ok)
 
     def evaluate(self, h: float, sides: str) -> _Rung:
@@ -217,35 +219,44 @@ class _Ladder:
         if "+" in sides and rung.plus is None:
             xp, t = self.fun.point(h)
             rung.plus = self._side(t, xp)
+            self.version += 1
         if "-" in sides and rung.minus is None:
             xm, t = self.fun.point(-h)
             rung.minus = self._side(-t, xm)
+            self.version += 1
         return rung
 
     def usable(self, method: str) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray, _Rung]]:
         """(step, raw estimate, |f| bound, second difference or nan, rung) per usable rung,
         largest step first."""
         out = []
-        f0 = self.f0
-        nan = np.full_like(f0, np.nan)
-        with np.errstate(all="ignore"):
-            for r in sorted(self.rungs, key=lambda r: -r.h):
-                p_ok, m_ok = self._ok(r.plus), self._ok(r.minus)
-                if method == "central" and p_ok and m_ok:
-                    w = 0.5 * (r.plus.t + r.minus.t)
-                    dv = (r.plus.y - r.minus.y) / (2.0 * w)
-                    big = np.maximum(abs(r.plus.y), abs(r.minus.y))   # f(x) is not used
-                    d2 = (r.plus.y - 2.0 * f0 + r.minus.y) / (r.plus.t * r.minus.t)
-                    out.append((w, dv, big, d2, r))
-                elif method == "forward" and p_ok:
-                    w = r.plus.t
-                    dv = (r.plus.y - f0) / w
-                    out.append((w, dv, np.maximum(abs(r.plus.y), abs(f0)), nan, r))
-                elif method == "backward" and m_ok:
-                    w = r.minus.t
-                    dv = (f0 - r.minus.y) / w
-                    out.append((w, dv, np.maximum(abs(r.minus.y), abs(f0)), nan, r))
+        for r in sorted(self.rungs, key=lambda r: -r.h):
+            key = (method, r.plus is not None, r.minus is not None)
+            if key not in r.rows:
+                r.rows[key] = self._row(r, method)
+            if r.rows[key] is not None:
+                out.append(r.rows[key])
         return out
+
+    def _row(self, r: _Rung, method: str) -> tuple | None:
+        p_ok, m_ok = self._ok(r.plus), self._ok(r.minus)
+        f0 = self.f0
+        if method == "central" and p_ok and m_ok:
+            w = 0.5 * (r.plus.t + r.minus.t)
+            dv = (r.plus.y - r.minus.y) / (2.0 * w)
+            big = np.maximum(abs(r.plus.y), abs(r.minus.y))   # f(x) is not used
+            d2 = (r.plus.y - 2.0 * f0 + r.minus.y) / (r.plus.t * r.minus.t)
+            return (w, dv, big, d2, r)
+        if method == "forward" and p_ok:
+            w = r.plus.t
+            dv = (r.plus.y - f0) / w
+            return (w, dv, np.maximum(abs(r.plus.y), abs(f0)), np.full_like(f0, np.nan), r)
+        if method == "backward" and m_ok:
+            w = r.minus.t
+            dv = (f0 - r.minus.y) / w
+            return (w, dv, np.maximum(abs(r.minus.y), abs(f0)), np.full_like(f0, np.nan),
+                    r)
+        return None
 
 
 @dataclass
@@ -284,45 +295,51 @@ def _tableau(rows: list, method: str, u: float, s_in: float, m: int,
     d2 = np.array([r[3] for r in rows]).reshape(n, m)
     z = steps ** 2 if method == "central" else steps.copy()
     c_noise = 1.0 if method == "central" else 2.0
-    with np.errstate(all="ignore"):
-        noise = 2 * c_noise * u * (big + s_in * abs(raw)) / steps[:, None]
-        if g_noise is not None:
-            noise = np.maximum(noise, c_noise * g_noise / steps[:, None])
-        T = np.full((n, K, m), np.nan)
-        N = np.full((n, K, m), np.inf)
-        E = np.full((n, K, m), np.inf)
-        T[:, 0] = raw
-        N[:, 0] = noise
-        for b in range(n):
-            for k in range(1, min(b, K - 1) + 1):
-                za, zb = z[b - k], z[b]
-                den = za - zb
-                if not den > 0:
-                    continue
-                T[b, k] = (za * T[b, k - 1] - zb * T[b - 1, k - 1]) / den
-                N[b, k] = (za * N[b, k - 1] + zb * N[b - 1, k - 1]) / den
-        for b in range(n):
-            for k in range(0, min(b, K - 1) + 1):
-                # distances to other estimates, each widened by that estimate's rounding
-                # bound (a truncation difference can hide under the other one's noise):
-                # one order lower on the same rungs, the same order one rung coarser, and
-                # the finer neighbour (less truncation, more rounding)
-                others = []
-                if k:
-                    others.append((b, k - 1))
-                    others.append((b - 1, k) if b - 1 >= k else (b - 1, k - 1))
-                elif b:
-                    others.append((b - 1, 0))
-                if b + 1 < n:
-                    others.append((b + 1, k))
-                diff = np.zeros(m)
-                for ob, ok_ in others:
-                    diff = np.maximum(diff, abs(T[b, k] - T[ob, ok_]) + N[ob, ok_])
-                err = _SAFETY * diff + N[b, k] + 4.0 * np.finfo(np.float64).eps * abs(T[b, k])
-                ok = np.isfinite(err)
-                if floor is not None:
-                    ok &= steps[b - k] < floor
-                E[b, k] = np.where(ok, err, np.inf)
+    noise = 2 * c_noise * u * (big + s_in * abs(raw)) / steps[:, None]
+    if g_noise is not None:
+        noise = np.maximum(noise, c_noise * g_noise / steps[:, None])
+    T = np.full((n, K, m), np.nan)
+    N = np.full((n, K, m), np.inf)
+    E = np.full((n, K, m), np.inf)
+    T[:, 0] = raw
+    N[:, 0] = noise
+    # one level at a time, all rungs at once (the same operations entry by entry as a
+    # loop over rungs: FD runs ~2 tableaus per partial, and numpy calls on tiny arrays
+    # were most of its cost)
+    for k in range(1, min(n - 1, K - 1) + 1):
+        za, zb = z[:n - k, None], z[k:, None]
+        den = za - zb
+        good = (den > 0)[:, 0]
+        t = (za * T[k:, k - 1] - zb * T[k - 1:n - 1, k - 1]) / den
+        nk = (za * N[k:, k - 1] + zb * N[k - 1:n - 1, k - 1]) / den
+        T[k:, k] = np.where(good[:, None], t, np.nan)
+        N[k:, k] = np.where(good[:, None], nk, np.inf)
+    tiny = 4.0 * np.finfo(np.float64).eps
+    for k in range(0, min(n - 1, K - 1) + 1):
+        # distances to other estimates, each widened by that estimate's rounding
+        # bound (a truncation difference can hide under the other one's noise):
+        # one order lower on the same rungs, the same order one rung coarser, and
+        # the finer neighbour (less truncation, more rounding); rungs b = k..n-1
+        here = T[k:, k]
+        diff = np.zeros((n - k, m))
+        if k:
+            diff = np.maximum(diff, abs(here - T[k:, k - 1]) + N[k:, k - 1])
+            # coarser: (b-1, k) where b-1 >= k, else (b-1, k-1)
+            ct = T[k - 1:n - 1, k].copy()
+            cn = N[k - 1:n - 1, k].copy()
+            ct[0], cn[0] = T[k - 1, k - 1], N[k - 1, k - 1]
+            diff = np.maximum(diff, abs(here - ct) + cn)
+        elif n > 1:
+            c = np.maximum(diff[1:], abs(here[1:] - T[:n - 1, 0]) + N[:n - 1, 0])
+            diff = np.concatenate([diff[:1], c])
+        if n - k > 1:   # finer: (b+1, k)
+            f = np.maximum(diff[:-1], abs(here[:-1] - T[k + 1:, k]) + N[k + 1:, k])
+            diff = np.concatenate([f, diff[-1:]])
+        err = _SAFETY * diff + N[k:, k] + tiny * abs(here)
+        ok = np.isfinite(err)
+        if floor is not None:
+            ok &= steps[:n - k, None] < floor[None, :]
+        E[k:, k] = np.where(ok, err, np.inf)
     flat = E.reshape(n * K, m)
     idx = np.argmin(flat, axis=0)
     cols = np.arange(m)
@@ -354,20 +371,19 @@ def _regimes(tab: _Tableau, u: float, floor: np.ndarray) -> tuple[np.ndarray, np
     z = tab.z[-3:]
     d0, d1, d2 = tab.raw[-3:]
     nz = tab.noise[-3:]
-    with np.errstate(all="ignore"):
-        a, b = d0 - d1, d1 - d2
-        model = (abs(b) <= 4 * (nz[1] + nz[2])) & (abs(a) <= 4 * (nz[0] + nz[1]))
-        expected = (z[0] - z[1]) / (z[1] - z[2])
-        q = a / b
-        asym = (b == 0) | ((a != 0) & (q >= expected / 2) & (q <= 2 * expected ** 3))
-        # (a wrong call of 'garbage' walks down into the rounding staircase of f and
-        # returns a confident wrong number; a wrong 'noise' only costs accuracy)
-        implied = np.maximum(abs(a) * tab.steps[-2], abs(b) * tab.steps[-1])
-        small = implied <= u ** 0.25 * tab.big[-1]
-        regime = np.where(model, _NOISE, np.where(asym, _ASYMPTOTIC,
-                                                  np.where(small, _NOISE, _GARBAGE)))
-        regime = np.where(below < 3, _UNKNOWN, regime)   # rungs above a jump are not used
-        g_noise = np.where((regime == _NOISE) & ~model & np.isfinite(implied), implied, 0.0)
+    a, b = d0 - d1, d1 - d2
+    model = (abs(b) <= 4 * (nz[1] + nz[2])) & (abs(a) <= 4 * (nz[0] + nz[1]))
+    expected = (z[0] - z[1]) / (z[1] - z[2])
+    q = a / b
+    asym = (b == 0) | ((a != 0) & (q >= expected / 2) & (q <= 2 * expected ** 3))
+    # (a wrong call of 'garbage' walks down into the rounding staircase of f and
+    # returns a confident wrong number; a wrong 'noise' only costs accuracy)
+    implied = np.maximum(abs(a) * tab.steps[-2], abs(b) * tab.steps[-1])
+    small = implied <= u ** 0.25 * tab.big[-1]
+    regime = np.where(model, _NOISE, np.where(asym, _ASYMPTOTIC,
+                                              np.where(small, _NOISE, _GARBAGE)))
+    regime = np.where(below < 3, _UNKNOWN, regime)   # rungs above a jump are not used
+    g_noise = np.where((regime == _NOISE) & ~model & np.isfinite(implied), implied, 0.0)
     return regime, g_noise
 
 
@@ -375,9 +391,8 @@ def _magnitude(tab: _Tableau, s_t: float, floor_factor: float) -> np.ndarray:
     """The size a derivative error is measured against: |value|, but for a derivative that
     is ~0 at least ``floor_factor`` times |f| / scale or the slopes seen by the usable
     rungs (tanh at 30; x**3 at 0)."""
-    with np.errstate(all="ignore"):
-        seen = np.where(tab.usable, np.maximum(tab.big / s_t, abs(tab.raw)), 0.0)
-        seen = np.where(np.isfinite(seen), seen, 0.0).max(axis=0)
+    seen = np.where(tab.usable, np.maximum(tab.big / s_t, abs(tab.raw)), 0.0)
+    seen = np.where(np.isfinite(seen), seen, 0.0).max(axis=0)
     return np.maximum(abs(tab.value), floor_factor * seen)
 
 
@@ -391,6 +406,9 @@ def _walk(lad: _Ladder, method: str, h0: float, s_t: float, u: float, m: int,
     g_noise = np.zeros(m)
     floor = np.full(m, np.inf)   # per output: rungs at or above it were too coarse
     mask_all = lad.mask
+    # the loop's last tableau and regimes, with what they were made from: the final pass
+    # below recomputes exactly these unless a rung, the method, g_noise or floor changed
+    last: tuple | None = None
     for _ in range(64):
         if fun.n_evals >= MAX_EVALS:
             break
@@ -420,22 +438,23 @@ def _walk(lad: _Ladder, method: str, h0: float, s_t: float, u: float, m: int,
             continue
         tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
         regime, seen = _regimes(tab, u, floor)
+        last = (lad.version, method, g_noise, floor, rows, tab, regime, seen)
         garbage = mask_all & (regime == _GARBAGE)
-        if np.any(garbage):
+        if garbage.any():
             floor = np.where(garbage, min(r[0] for r in rows) * (1 - 1e-9), floor)
-        if np.any(seen > g_noise) or np.any(garbage):
+        if (seen > g_noise).any() or garbage.any():
             g_noise = np.maximum(g_noise, seen)
             tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
+            last = (lad.version, method, g_noise, floor, rows, tab, None, None)
         mask = lad.mask
         mag = _magnitude(tab, s_t, u ** 0.25)   # a ~0 derivative is settled sooner
-        with np.errstate(all="ignore"):
-            ratio = np.where(mask, tab.error / (target * mag), 0.0)
+        ratio = np.where(mask, tab.error / (target * mag), 0.0)
         ratio = np.where(np.isnan(ratio), np.inf, ratio)
         # an estimate at the finest rung outside the asymptotic regime needs a finer rung
         # to confirm it (rounding noise can agree with itself by chance)
         unconfirmed = mask & (tab.best_b == n - 1) & (regime != _ASYMPTOTIC)
         ratio = np.where(unconfirmed, np.maximum(ratio, 1.0 + 1e-9), ratio)
-        if not np.any(ratio > 1.0):
+        if not (ratio > 1.0).any():
             break
         c = int(np.argmax(ratio))
         b, k = int(tab.best_b[c]), int(tab.best_k[c])
@@ -467,13 +486,19 @@ def _walk(lad: _Ladder, method: str, h0: float, s_t: float, u: float, m: int,
             break
         if next_h <= 0 or not math.isfinite(next_h):
             break
-    rows = lad.usable(method)
-    tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
+    if last is not None and last[0] == lad.version and last[1] == method and \
+            last[2] is g_noise and last[3] is floor:
+        rows, tab = last[4], last[5]
+    else:
+        rows = lad.usable(method)
+        tab = _tableau(rows, method, u, lad.s_in, m, g_noise, floor)
+        last = None
     if tab is not None and len(rows) >= 3:
-        regime, seen = _regimes(tab, u, floor)
+        regime, seen = (last[6], last[7]) if last is not None and last[6] is not None else \
+            _regimes(tab, u, floor)
         garbage = mask_all & (regime == _GARBAGE)
         floor = np.where(garbage, min(r[0] for r in rows) * (1 - 1e-9), floor)
-        if np.any(seen > g_noise) or np.any(garbage):
+        if (seen > g_noise).any() or garbage.any():
             tab = _tableau(rows, method, u, lad.s_in, m, np.maximum(g_noise, seen), floor)
     return method, tab
 
@@ -490,7 +515,7 @@ def _vector(a: Any, dtype: np.dtype | type, name: str) -> np.ndarray:
 def _default_scale(x0: np.ndarray, d: np.ndarray) -> float:
     involved = np.abs(x0[d != 0].astype(np.float64))
     involved = involved[np.isfinite(involved)]
-    if involved.size == 0 or not np.any(involved > 0):
+    if involved.size == 0 or not (involved > 0).any():
         return 1.0
     return max(float(involved.max()), _SCALE_FLOOR)
 
@@ -508,28 +533,25 @@ def _complex_step(f_complex: Callable, x64: np.ndarray, d: np.ndarray, dtype: np
     last, last_h = None, 0.0
     for power in (0.6, 0.3):
         h = s_t * tiny ** power
-        with np.errstate(all="ignore"):
-            z = (x64 + 1j * (h * d)).astype(cdtype)
-            realized = float(z.imag.astype(np.float64) @ d) / dd
+        z = (x64 + 1j * (h * d)).astype(cdtype)
+        realized = float(z.imag.astype(np.float64) @ d) / dd
         if not realized > 0:
             continue
         try:
-            with np.errstate(all="ignore"):
-                y = np.asarray(f_complex(z.copy()))
-                imag = (y.imag if y.dtype.kind == "c" else np.zeros(y.shape)).astype(np.float64)
-                imag = imag.reshape(-1)
-                v = imag / realized
+            y = np.asarray(f_complex(z.copy()))
+            imag = (y.imag if y.dtype.kind == "c" else np.zeros(y.shape)).astype(np.float64)
+            imag = imag.reshape(-1)
+            v = imag / realized
         except Exception as exc:  # noqa: BLE001 - any failure means "not complex-safe"
             return None, 0.0, f"f_complex raised {type(exc).__name__}"
         if v.size != m:
             return None, 0.0, f"f_complex returned {v.size} values, f returned {m}"
-        if not np.all(np.isfinite(v)):
+        if not np.isfinite(v).all():
             return None, 0.0, "f_complex gave non-finite values"
         last, last_h = v, realized
         # Underflow: an imaginary part far below the normal range has lost its digits.
-        with np.errstate(all="ignore"):
-            lost = (abs(expect) * realized < tiny / u) & (expect != 0) & np.isfinite(expect)
-        if not np.any(lost):
+        lost = (abs(expect) * realized < tiny / u) & (expect != 0) & np.isfinite(expect)
+        if not lost.any():
             return v, realized, ""
     if last is None:
         return None, 0.0, "complex step underflows"
@@ -566,6 +588,16 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     >>> est.method, bool(abs(est.value[0] - 1e12) <= est.error[0])
     ('forward', True)
     """
+    # one errstate for the whole estimate: the helpers below run inside it (entering one per
+    # helper call was a tenth of the cost of a partial)
+    with np.errstate(all="ignore"):
+        return _derivative(f, x, direction, scale, eps, dtype, f_complex, record_ladder, side,
+                           fx)
+
+
+def _derivative(f: Callable, x: Any, direction: Any, scale: float | None, eps: float | None,
+                dtype: Any, f_complex: Callable | None, record_ladder: bool, side: str,
+                fx: np.ndarray | None) -> FDEstimate:
     dt = np.dtype(getattr(dtype, "np", dtype))
     if dt.kind != "f":
         raise TypeError(f"dtype must be a real floating dtype, got {dt}")
@@ -576,7 +608,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     d = _vector(direction, np.float64, "direction")
     if d.shape != x0.shape:
         raise ValueError(f"direction has {d.size} entries, x has {x0.size}")
-    if not np.all(np.isfinite(d)):
+    if not np.isfinite(d).all():
         raise ValueError("direction must be finite")
     fun = _Fun(f, x0, d, dt)
     f0 = fun(x0) if fx is None else np.asarray(fx, dtype=np.float64).reshape(-1)
@@ -587,7 +619,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     if m == 0:
         return FDEstimate(np.zeros(0), np.zeros(0), 0.0, "central", [], True, "", fun.n_evals)
     mask = np.isfinite(f0)
-    dnorm = float(np.max(np.abs(d))) if d.size else 0.0
+    dnorm = float(np.abs(d).max()) if d.size else 0.0
     if dnorm == 0.0:
         val = np.where(mask, 0.0, np.nan)
         return FDEstimate(val, np.where(mask, 0.0, np.inf), 0.0, "central", [], bool(mask.all()),
@@ -597,7 +629,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
         raise ValueError(f"scale must be positive and finite, got {scale!r}")
     s_t = s_x / dnorm                            # the scale in units of t
     sup = np.abs(x0[d != 0].astype(np.float64))
-    s_in = float(np.max(sup[np.isfinite(sup)], initial=0.0)) / dnorm   # input-rounding lever
+    s_in = float(sup[np.isfinite(sup)].max(initial=0.0)) / dnorm   # input-rounding lever
     notes: list[str] = []
     if not mask.any():
         return FDEstimate(np.full(m, np.nan), np.full(m, np.inf), 0.0, "central", [], False,
@@ -613,6 +645,7 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
         h0 = (256.0 * u) ** 0.2 * s_t
         method, tab = _walk(lad, side, h0, s_t, u, m, target, notes)
 
+    tab_method = method
     if tab is None:
         value, error = np.full(m, np.nan), np.full(m, np.inf)
         step, ladder = 0.0, []
@@ -622,12 +655,11 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
     else:
         value, error = tab.value.copy(), tab.error.copy()
         mag = _magnitude(tab, s_t, math.sqrt(u))
-        with np.errstate(all="ignore"):
-            worst = int(np.argmax(np.where(mask, error / np.maximum(mag, 1e-300), -1.0)))
+        worst = int(np.argmax(np.where(mask, error / np.maximum(mag, 1e-300), -1.0)))
         step = float(tab.steps[tab.best_b[worst]])
         ladder = [(float(s), r.copy()) for s, r in zip(tab.steps, tab.raw)]
         settled = error <= _RELIABLE_REL * mag
-        reliable = bool(np.all(settled[mask]))
+        reliable = bool(settled[mask].all())
         if not reliable:
             notes.append("estimates disagree: the error estimate stays large at every step")
             # an unsettled estimate that does not even fix the sign: its error is unknown
@@ -644,11 +676,10 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
             notes.append(f"complex step not used: {why}")
         else:
             agree = abs(cs - value) <= error + 4 * u * abs(cs)
-            if np.all(agree[mask]):
+            if agree[mask].all():
                 g2 = np.zeros(m)
                 if method == "central":
-                    with np.errstate(all="ignore"):
-                        g2 = abs(tab.d2[tab.best_b, np.arange(m)])
+                    g2 = abs(tab.d2[tab.best_b, np.arange(m)])
                     g2 = np.where(np.isfinite(g2), g2, 0.0)
                 value = np.where(mask, cs, np.nan)
                 error = np.where(mask, 4 * u * abs(cs) + 2 * u * s_in * g2, np.inf)
@@ -659,8 +690,9 @@ def derivative(f: Callable[[np.ndarray], Any], x: Any, direction: Any, *,
 
     real_step = step if tab is None else float(tab.steps[tab.best_b[worst]])
     reliable = reliable and bool(mask.all())
-    suspect = _kink_screen(tab) if tab is not None and side == "central" and \
-        lad.usable("central") else np.zeros(m, bool)
+    # a central tableau has central rows (no second look at the rungs)
+    suspect = _kink_screen(tab) if tab is not None and side == "central" and (
+        tab_method == "central" or lad.usable("central")) else np.zeros(m, bool)
     if record_ladder and tab is not None:
         ladder = _sweep(lad, method if method in _KMAX else "central", s_t, u, ladder)
     return FDEstimate(value, error, step, method, ladder, reliable, "; ".join(notes),
@@ -672,12 +704,11 @@ def _kink_screen(tab: _Tableau) -> np.ndarray:
     and a backward difference; their gap ``(f(x+h) - 2 f(x) + f(x-h)) / h`` closes like
     ``h f''`` on a smooth function (by 3.7x per rung) and stays at ``right - left`` at a
     kink. Rounding (``~4 u |f| / h``) must not explain it."""
-    if len(tab.steps) < 2 or not np.all(np.isfinite(tab.d2[-2:])):
+    if len(tab.steps) < 2 or not np.isfinite(tab.d2[-2:]).all():
         return np.zeros(tab.raw.shape[1], bool)
-    with np.errstate(all="ignore"):
-        a, b = tab.d2[-2] * tab.steps[-2], tab.d2[-1] * tab.steps[-1]
-        quiet = (abs(a) > 8 * tab.noise[-2]) & (abs(b) > 8 * tab.noise[-1])
-        return quiet & (np.sign(a) == np.sign(b)) & (abs(b) >= 0.6 * abs(a))
+    a, b = tab.d2[-2] * tab.steps[-2], tab.d2[-1] * tab.steps[-1]
+    quiet = (abs(a) > 8 * tab.noise[-2]) & (abs(b) > 8 * tab.noise[-1])
+    return quiet & (np.sign(a) == np.sign(b)) & (abs(b) >= 0.6 * abs(a))
 
 
 def one_sided(f: Callable[[np.ndarray], Any], x: Any, direction: Any,
@@ -720,8 +751,7 @@ def _fixed_step(lad: _Ladder, eps: float, m: int, u: float,
     rows = lad.usable(method)
     tab = _tableau(rows, method, u, lad.s_in, m)
     if tab is not None and len(rows) == 2:   # value: Richardson; error: vs the finer raw one
-        with np.errstate(all="ignore"):
-            err = abs(tab.T[1, 1] - tab.raw[1]) + tab.noise[1] + tab.noise[0]
+        err = abs(tab.T[1, 1] - tab.raw[1]) + tab.noise[1] + tab.noise[0]
         tab.value, tab.error = tab.T[1, 1].copy(), np.where(np.isfinite(err), err, np.inf)
         tab.best_b[:], tab.best_k[:] = 0, 1   # report the user's step
     return method, tab
@@ -742,7 +772,9 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
              **same_options: Any) -> list[FDEstimate]:
     """One estimate per coordinate index (direction = unit vector e_j), i.e. Jacobian columns.
 
-    ``indices`` are flat indices into ``x`` (None: all). Options are those of ``derivative``.
+    ``indices`` are flat indices into ``x`` (None: all). Options are those of ``derivative``
+    (``fx``, f(x) when known, is shared by two or more partials; by default f(x) is then
+    evaluated once).
 
     >>> import numpy as np
     >>> cols = partials(lambda v: np.array([v[0] * v[1], np.exp(v[1])]), [2.0, 0.5], [0, 1])
@@ -759,7 +791,12 @@ def partials(f: Callable[[np.ndarray], Any], x: Any, indices: Iterable[int] | No
         if not -x0.size <= j < x0.size:
             raise IndexError(f"index {j} out of range for x with {x0.size} entries")
     # f(x) once, shared by every partial (None if f raises there: each then says so)
-    fx = _Fun(f, x0, np.zeros(x0.size), dt)(x0) if len(idx) > 1 else None
+    fx = same_options.pop("fx", None)
+    if len(idx) <= 1:
+        fx = None   # a lone partial evaluates f(x) itself, within its evaluation budget
+    elif fx is None:
+        with np.errstate(all="ignore"):
+            fx = _Fun(f, x0, np.zeros(x0.size), dt)(x0)
     for j in idx:
         e = np.zeros(x0.size)
         e[j] = 1.0

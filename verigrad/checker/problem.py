@@ -2,7 +2,9 @@
 (on the tape in float64, on flat vectors for finite differences, on complex vectors)."""
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -81,7 +83,7 @@ class Problem:
 
     @property
     def sizes(self) -> list[int]:
-        return [int(np.prod(s)) for s in self.diff_shapes]
+        return [math.prod(s) for s in self.diff_shapes]  # not np.prod: ~10x its cost here
 
     @property
     def n(self) -> int:
@@ -126,13 +128,16 @@ class Problem:
 
     def flat(self, dtype: Any = np.float64) -> Callable[[np.ndarray], np.ndarray]:
         """``f(x_flat) -> y_flat`` without recording a graph (for finite differences)."""
-        sizes, shapes = self.sizes, self.diff_shapes
-        bounds = np.cumsum([0] + sizes)
+        # FD calls f ~10 times per partial: the slicing plan is made once
+        bounds = np.cumsum([0] + self.sizes).tolist()
+        spans = [(bounds[k], bounds[k + 1], s) for k, s in enumerate(self.diff_shapes)]
 
         def f(x: np.ndarray) -> np.ndarray:
-            arrays = [x[bounds[k]:bounds[k + 1]].reshape(shapes[k]) for k in range(len(sizes))]
+            arrays = [x[a:b].reshape(s) for a, b, s in spans]
             with no_grad():
                 outs = self.run(self.leaves(arrays, dtype=dtype, requires_grad=False))
+            if len(outs) == 1:
+                return np.array(outs[0]._data, dtype=outs[0]._data.dtype).reshape(-1)
             return np.concatenate([o._data.reshape(-1) for o in outs])
 
         return f
@@ -159,9 +164,11 @@ class Problem:
         [('a', (1,)), ('b', (1, 0))]
         """
         js = np.asarray(js, dtype=np.int64).reshape(-1)
+        names, shapes = self.diff_names, self.diff_shapes
+        if all(shape == () for shape in shapes):  # scalars only: coordinate j is input j
+            return [(names[j], ()) for j in js.tolist()]
         bounds = np.cumsum([0] + self.sizes)
         which = np.searchsorted(bounds, js, side="right") - 1
-        names, shapes = self.diff_names, self.diff_shapes
         out: list[tuple[str, tuple]] = [("", ())] * js.size
         for k in np.unique(which).tolist():
             pos = np.flatnonzero(which == k)
@@ -230,7 +237,8 @@ def make_problem(fn: Any, inputs: Sequence[Any], values: dict[str, Any],
     if isinstance(fn, Problem):
         return fn
     if isinstance(fn, (str, Expression)):
-        expr = parse_expression(fn)
+        expr = _parse(fn, frozenset(_functions())) if isinstance(fn, str) else \
+            parse_expression(fn)
         if inputs:
             raise CheckInputError(f"give the values of an expression by name, e.g. "
                                   f"vg.check({expr.text!r}, "
@@ -330,8 +338,22 @@ def _where(e: BaseException) -> str:
     return f" (at {f.filename}:{f.lineno} in {f.name})"
 
 
-def _functions() -> dict[str, Any]:
-    from ..expression import FUNCTIONS
+@functools.lru_cache(maxsize=512)
+def _parse(text: str, names: frozenset) -> Expression:
+    """A parsed expression, once per text and set of known functions (a test suite checks
+    one expression at many points; parsing was a tenth of a small check). ``Expression`` is
+    immutable, and a registry change changes ``names``."""
+    return parse_expression(text)
 
-    return FUNCTIONS
 
+_FUNCTIONS: list[Any] = []
+
+
+def _functions() -> Any:
+    """The expression functions: a live view of the registry (imported on first use; FD
+    builds an expression ~30 times per check, so the import is not repeated)."""
+    if not _FUNCTIONS:
+        from ..expression import FUNCTIONS
+
+        _FUNCTIONS.append(FUNCTIONS)
+    return _FUNCTIONS[0]

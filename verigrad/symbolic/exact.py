@@ -12,7 +12,6 @@ from typing import Any, Mapping, Sequence
 import mpmath
 import numpy as np
 
-from ..autograd.function import FunctionCtx
 from ..ops.namespaces import sum_to
 from ..tensor import Tensor
 from .graph import GraphView
