@@ -35,6 +35,8 @@ CALLS = {
     "linalg.solve": lambda f, a, b: f(a[:, :2], b[:, 0]),
     "linalg.norm": lambda f, a, b: f(a, axis=1), "ravel": lambda f, a, b: f(a), "full_like": lambda f, a, b: f(a, 2.5),
     "roll": lambda f, a, b: f(a, (1, -4), axis=(0, 1)) + f(a, 2), "diff": lambda f, a, b: f(a, 2),
+    "linalg.slogdet": lambda f, a, b: f(a[:, :2])[1], "polyval": lambda f, a, b: f([2.0, -1.0, 0.5], a),
+    "tile": lambda f, a, b: f(a, (2, 1, 3)), "kron": lambda f, a, b: f(a, b),
 }
 
 
@@ -365,3 +367,4 @@ def test_astype_is_recorded():
     x = vg.tensor([0.5, 2.0], dtype=vg.float64, requires_grad=True)
     assert x.astype(np.float32).grad_fn.name() == "ToCopyBackward0"
     assert vg.check(lambda a: np.sum(a.astype(float) ** 2), np.array([0.3, 0.5])).verdict == "pass"
+

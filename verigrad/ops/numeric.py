@@ -302,6 +302,44 @@ def _np_roll(a: Any, shift: Any, axis: Any = None) -> Any:
     return t
 
 
+@numpy_form("polyval")
+def _np_polyval(p: Any, x: Any) -> Any:
+    """Horner's rule with recorded products and sums (coefficients may be tensors too)."""
+    coeffs = [p[i] for i in range(len(p))]
+    if not coeffs:
+        return O.zeros_like(O._t(x))
+    y = coeffs[0] * O.ones_like(O._t(x)) if len(coeffs) == 1 else coeffs[0]
+    for c in coeffs[1:]:
+        y = y * x + c
+    return y
+
+
+@numpy_form("tile")
+def _np_tile(A: Any, reps: Any) -> Any:
+    """Copies put together along each axis (numpy's rule for unequal lengths: ones in front)."""
+    t = O._t(A)
+    reps = (int(reps),) if np.ndim(reps) == 0 else tuple(int(r) for r in reps)
+    nd = max(t.ndim, len(reps))
+    t = O.reshape(t, (1,) * (nd - t.ndim) + tuple(t.shape))
+    for ax, r in enumerate((1,) * (nd - len(reps)) + reps):
+        if r != 1:
+            t = O.cat([t] * r, ax) if r else _along(t, ax, slice(0, 0))
+    return t
+
+
+@numpy_form("kron")
+def _np_kron(a: Any, b: Any) -> Any:
+    """Kronecker product of vectors or matrices: a broadcast product, reshaped."""
+    ta, tb = O._t(a), O._t(b)
+    if ta.ndim != tb.ndim or ta.ndim not in (1, 2):
+        raise TypeError("kron of arrays other than two vectors or two matrices is not recorded")
+    if ta.ndim == 1:
+        return O.reshape(O.reshape(ta, (-1, 1)) * O.reshape(tb, (1, -1)), (-1,))
+    (m, n), (p, q) = ta.shape, tb.shape
+    prod = O.reshape(ta, (m, 1, n, 1)) * O.reshape(tb, (1, p, 1, q))
+    return O.reshape(prod, (m * p, n * q))
+
+
 # --- products ---------------------------------------------------------------------------------
 
 @numpy_form("outer")
@@ -557,6 +595,21 @@ SOLVE = defop("linalg_solve_ex", inputs=("x", "y"), forward=np.linalg.solve,
               mirror=_solve_mirror,
               domain=Domain(intervals=(ANY, ANY), cases=lambda rng: [
                   (((2, 2), (2,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (2, 3, 1)), {})]))
+
+
+class SlogdetResult(NamedTuple):
+    """``(sign, logabsdet)`` as numpy's: the sign a plain array (piecewise constant)."""
+
+    sign: Any
+    logabsdet: Any
+
+
+@numpy_form("linalg.slogdet")
+def _np_slogdet(a: Any) -> SlogdetResult:
+    """log |det a| through det (Gaussian log-likelihoods): its mirror is log(Abs(det)),
+    singular only where the matrix is."""
+    d = O.det(O._t(a))
+    return SlogdetResult(np.sign(d.detach().numpy()), O.log(O.abs(d)))
 
 
 # --- sort -------------------------------------------------------------------------------------
