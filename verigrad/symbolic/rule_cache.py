@@ -52,6 +52,11 @@ ENV = "VERIGRAD_CACHE_DIR"
 #: bumped when the file layout or what a rule holds changes: old files are never read
 FORMAT = "1"
 _OFF = ("", "0", "off", "no", "none", "false", "disable", "disabled")
+#: the longest expression text stored: reading text back (parse, whitelist, rebuild) costs
+#: about 0.7 ms per thousand characters here, while large rules (a 5x5 determinant's
+#: partials, megabytes of text) derive in well under a second; storing those made one
+#: Gaussian-process check take 184 s instead of 11
+MAX_TEXT = 20_000
 
 
 def cache_dir() -> Path | None:
@@ -151,8 +156,8 @@ def dumps(expr: Any) -> str | None:
     if not isinstance(expr, sp.Basic):
         return None
     text = _text(expr)
-    if "Dummy(" in text:  # a dummy's index is only unique within one process
-        return None
+    if "Dummy(" in text or len(text) > MAX_TEXT:  # a dummy's index is only unique in one
+        return None                                # process; a long text: see MAX_TEXT
     try:
         return text if loads(text) == expr else None
     except (ValueError, TypeError, ArithmeticError, AttributeError):
