@@ -147,3 +147,16 @@ def test_an_unwritable_cache_is_no_error(monkeypatch, tmp_path):
     monkeypatch.setenv(rule_cache.ENV, str(blocker))
     local._CACHE.clear()
     assert vg.check("w*x + b", x=2.0, w=3.0, b=1.0).verdict == "pass"
+
+
+def test_long_expressions_are_neither_written_nor_read():
+    """Reading megabytes of text back costs more than deriving the rule again."""
+    from verigrad.symbolic import rule_cache
+
+    x = sp.Symbol("x", real=True)
+    long = sp.Add(*[sp.sin(k * x) for k in range(1, 2000)])
+    assert len(rule_cache._text(long)) > rule_cache.MAX_TEXT
+    assert rule_cache.dumps(long) is None
+    assert rule_cache.dumps(sp.sin(x)) is not None
+    with pytest.raises(ValueError, match="characters"):
+        rule_cache.loads("x" * (rule_cache.MAX_TEXT + 1))

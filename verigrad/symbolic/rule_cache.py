@@ -50,7 +50,7 @@ __all__ = ["cache_dir", "load", "save", "dumps", "loads", "ENV", "FORMAT"]
 #: the environment variable naming the cache directory (or disabling the cache)
 ENV = "VERIGRAD_CACHE_DIR"
 #: bumped when the file layout or what a rule holds changes: old files are never read
-FORMAT = "1"
+FORMAT = "2"
 _OFF = ("", "0", "off", "no", "none", "false", "disable", "disabled")
 #: the longest expression text stored: reading text back (parse, whitelist, rebuild) costs
 #: about 0.7 ms per thousand characters here, while large rules (a 5x5 determinant's
@@ -223,6 +223,8 @@ def loads(text: str) -> Any:
     calls of whitelisted SymPy classes (by bare name), literal numbers, strings, booleans
     and tuples, and named SymPy constants. Anything else raises ValueError. Iterative: no
     recursion on the expression's depth."""
+    if len(text) > MAX_TEXT:  # never written (see MAX_TEXT): a record from elsewhere
+        raise ValueError(f"expression text over {MAX_TEXT} characters")
     if not _NAMES:
         _NAMES.update(_whitelist())
     tree = ast.parse(text, mode="eval").body
