@@ -266,7 +266,36 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
              kink_cols, singular, opts, point, outside)
     if sym is not None:
         _broken_graph(res)
+    foreign = sorted({n.foreign for n in view.nodes if n.foreign})
+    if foreign and sym is None and override is None:
+        _foreign_accuracy(res, foreign)
     return res
+
+
+#: how closely another library's derivative is held to finite differences when the graph
+#: has no mirror: sqrt(eps), what differences of a function can promise at all. torch's
+#: trigamma (digamma's derivative) is good to ~5e-10 relative, not to rounding: a correct
+#: library is not a wrong gradient
+FOREIGN_RTOL = float(np.sqrt(EPS64))
+
+
+def _foreign_accuracy(res: _Point, foreign: list[str]) -> None:
+    """Entries that fail only by a foreign derivative's accuracy become precision warnings
+    (when no node of the user's own is wrong: those are still named)."""
+    if any(not f.ok for f in res.findings):
+        return
+    close = [e for e in res.entries if e.status == "fail" and e.reason == "wrong"
+             and e.rel_error is not None and e.rel_error <= FOREIGN_RTOL]
+    if not close:
+        return
+    for e in close:
+        e.status, e.reason = "precision", "foreign accuracy"
+    worst = max(e.rel_error for e in close)
+    res.warnings.append(
+        f"{len(close)} entr{'y' if len(close) == 1 else 'ies'} differ from finite differences "
+        f"by up to {worst:.2g} (relative) through {', '.join(foreign)}: within the accuracy "
+        f"of another library's derivative (below sqrt(eps) = {FOREIGN_RTOL:.2g}), not a "
+        f"wrong gradient")
 
 
 def _rows(outs: list[Tensor], m: int, max_rows: int, seed: int
@@ -937,6 +966,10 @@ def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
     if f.projected and f.own is None:
         msg += ("; these are v . J for a seeded random cotangent v on its output (a "
                 "projection on a random direction)")
+    if rel <= FOREIGN_RTOL:
+        msg += ("; an error this small comes from an approximate library function in the "
+                "backward (torch.polygamma is good to about 1e-9) or a constant written with "
+                "few digits, not from a wrong formula")
     return msg
 
 
