@@ -158,10 +158,15 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
     culprits = _culprits(main.findings + main.nearby_findings)
     if verdict == "fail" and not culprits and any(
             e.status == "fail" and e.reason != "graph broken" for e in main.entries):
+        by_fd = any(f.method == "finite-differences" for f in main.findings)
         main.notes.append("every op's backward matches its own reference, yet the composed "
                           "gradient does not: the graph's wiring (not one op) is at fault, or "
                           "the function is not its graph (a detach() or a .numpy() round trip "
-                          "cuts the gradient)")
+                          "cuts the gradient)" + (
+                              ", or a node checked by finite differences of its forward "
+                              "hides one wrong entry of a large input in its projections' "
+                              "rounding allowance (the entries above say where)"
+                              if by_fd else ""))
     if not main.symbolic:
         main.notes.append("no complete symbolic mirror for this graph: finite differences are "
                           "the reference")
