@@ -545,6 +545,23 @@ def test_double_backward_of_an_unmapped_op_is_torchs_not_zero() -> None:
     assert any("ConvolutionBackward" in n or "convolution" in n for n in report.notes)
 
 
+def test_recurrent_module_with_nested_outputs() -> None:
+    """An LSTM returns ``output, (h, c)``: nested outputs are checked flat."""
+    torch.manual_seed(0)
+    report = vgt.check_module(torch.nn.LSTM(2, 2, batch_first=True).double(),
+                              randn(1, 2, 2, grad=False))
+    assert report.verdict == "pass", str(report)
+
+
+def test_a_no_grad_variant_is_differentiated_as_the_op_it_stands_for() -> None:
+    """Below autograd, torch runs EmbeddingBag as _embedding_bag_forward_only (no
+    derivative); its backward is _embedding_bag's."""
+    torch.manual_seed(0)
+    report = vgt.check_module(torch.nn.EmbeddingBag(5, 3, mode="mean").double(),
+                              torch.tensor([[0, 2], [1, 4]]))
+    assert report.verdict == "pass", str(report)
+
+
 def test_float32_module_with_a_float32_batch() -> None:
     """The checker runs float32 parameters in float64; the batch (a constant) follows, or
     torch refuses the mixed-dtype matmul."""

@@ -252,9 +252,12 @@ def _differentiable_outputs(name: str, run: Callable, inputs: list, n_out: int) 
     found: list = []
 
     def probe() -> None:
-        ts = [t.detach().requires_grad_(True) for t in inputs]
-        with torch.enable_grad():
-            res = run(ts)
+        try:
+            ts = [t.detach().requires_grad_(True) for t in inputs]
+            with torch.enable_grad():
+                res = run(ts)
+        except Exception:  # noqa: BLE001 - torch will say what is wrong when the op runs
+            return
         found.extend(isinstance(o, torch.Tensor) and o.requires_grad
                      for o in (res if isinstance(res, (tuple, list)) else (res,)))
 
@@ -280,6 +283,7 @@ def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> An
     if not slots:
         return out
     env.unmapped[name] = env.unmapped.get(name, 0) + 1
+    func = _with_derivative(func)
 
     def run(values: Sequence[torch.Tensor]) -> Any:
         items = list(flat)
@@ -296,6 +300,17 @@ def _unmapped(env: Trace, func: Any, name: str, args: tuple, kwargs: dict) -> An
         res = cls.apply(*[env.V(flat[i]) for i in slots])
     _bind(env, out, res)
     return out
+
+
+def _with_derivative(func: Any) -> Any:
+    """The op a no-grad variant stands for: below autograd torch picks
+    ``_embedding_bag_forward_only``, which has no derivative; ``_embedding_bag`` computes
+    the same values and has one."""
+    packet = func._overloadpacket.__name__
+    if not packet.endswith("_forward_only"):
+        return func
+    full = getattr(torch.ops.aten, packet[: -len("_forward_only")], None)
+    return getattr(full, func._overloadname, func) if full is not None else func
 
 
 def _torch_op(label: str, name: str, run: Callable, differentiable: Sequence[bool]) -> type:
@@ -327,7 +342,12 @@ def _torch_op(label: str, name: str, run: Callable, differentiable: Sequence[boo
         def vjp(ts: Sequence[torch.Tensor]) -> tuple:
             xs = [t if t.requires_grad else t.detach().requires_grad_(True) for t in ts[:n]]
             with torch.enable_grad():
-                res = run(xs)
+                try:
+                    res = run(xs)
+                except RuntimeError as e:
+                    raise BackwardContractError(
+                        f"torch could not differentiate {name}: {str(e).splitlines()[0]}"
+                    ) from None
                 outs = res if isinstance(res, (tuple, list)) else (res,)
                 pairs = [(outs[k], g) for k, g in zip(live, ts[n:]) if outs[k].requires_grad]
                 if not pairs:
@@ -764,6 +784,11 @@ def _arguments(specs: list[_Spec], diff_values: Sequence[torch.Tensor]) -> list:
     return args
 
 
+def _outputs(out: Any) -> list:
+    """The outputs, flat: nested tuples (an LSTM's ``output, (h, c)``) in order."""
+    return tree_flatten(out)[0] if isinstance(out, (tuple, list)) else [out]
+
+
 def _convert(fn: Any, inputs: Sequence[Any]) -> tuple[list[_Spec], Callable, list[Trace]]:
     any_tensor = any(isinstance(a, torch.Tensor) for a in inputs)
     display = _display(fn)
@@ -786,15 +811,13 @@ def _convert(fn: Any, inputs: Sequence[Any]) -> tuple[list[_Spec], Callable, lis
             # values only (finite differences): torch's forward as is, nothing to trace
             with torch.no_grad():
                 out = fn(*targs)
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            vouts = [constant(o) if isinstance(o, torch.Tensor) else o for o in outs]
+            vouts = [constant(o) if isinstance(o, torch.Tensor) else o for o in _outputs(out)]
             return tuple(vouts) if isinstance(out, (tuple, list)) else vouts[0]
         with tracing(env):
             out = fn(*targs)
         if not traces:
             traces.append(env)
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        vouts = [env.V(o) if isinstance(o, torch.Tensor) else o for o in outs]
+        vouts = [env.V(o) if isinstance(o, torch.Tensor) else o for o in _outputs(out)]
         return tuple(vouts) if isinstance(out, (tuple, list)) else vouts[0]
 
     vg_fn.__qualname__ = vg_fn.__name__ = display
@@ -879,7 +902,7 @@ def _compare_torch(report: Any, fn: Any, specs: list[_Spec], names: list[str]) -
     diff_names = [n for n, s in zip(names, specs) if s.diff]
     try:
         out = fn(*args)
-        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        outs = _outputs(out)
         cache: dict[Any, list] = {}
         bad = []
         for e in entries:
