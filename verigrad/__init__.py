@@ -46,7 +46,10 @@ def __getattr__(name: str):
     import importlib
 
     if name == "torch":  # vg.torch.check_module without `import verigrad.torch` first
-        return importlib.import_module(f"{__name__}.torch")
+        try:
+            return importlib.import_module(f"{__name__}.torch")
+        except ImportError as e:  # hasattr(vg, "torch") stays False without torch
+            raise AttributeError(f"verigrad.torch needs PyTorch ({e})") from None
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'verigrad' has no attribute {name!r}")
