@@ -36,13 +36,14 @@ def test_wrong_entry_is_named(delta):
     assert r.culprit.grad_fn == "jac"
 
 
-def test_wrong_hess_is_blamed_not_jac():
-    def hess(x):
-        h = so.rosen_hess(x)
-        h[0, 1] += 1.0
-        return h
+def _wrong_hess(x):
+    h = so.rosen_hess(x)
+    h[0, 1] += 1.0
+    return h
 
-    r = vg.check_grad(rosen, so.rosen_der, X0, hess=hess, nearby=0)
+
+def test_wrong_hess_is_blamed_not_jac():
+    r = vg.check_grad(rosen, so.rosen_der, X0, hess=_wrong_hess, nearby=0)
     assert r.verdict == "fail"
     assert [c.grad_fn for c in r.culprits] == ["hess"]
     assert "H[0, 1]" in [e.label for e in r.entries if e.status == "fail"]
@@ -144,12 +145,7 @@ def test_equal_infinities_and_nans_count_as_equal():
 
 
 def test_the_merged_jac_and_hess_report_counts_both():
-    def hess(x):
-        h = so.rosen_hess(x)
-        h[0, 1] += 1.0
-        return h
-
-    r = vg.check_grad(rosen, so.rosen_der, X0, hess=hess, nearby=0)
+    r = vg.check_grad(rosen, so.rosen_der, X0, hess=_wrong_hess, nearby=0)
     counts, text = dict(r.counts), r.counts_text
     assert counts["entries"] == len(r.entries) == X0.size + X0.size ** 2
     r.recount()
