@@ -109,9 +109,6 @@ def _camel(name: str) -> str:
 
 
 _DECOMP: dict = {}
-#: ops whose decomposition from torch's full table reached a prim (no torch derivative):
-#: they run whole, as nodes checked by finite differences
-_PRIM_DECOMPOSED: set = set()
 
 
 def _decompositions() -> tuple[dict, dict]:
@@ -156,7 +153,7 @@ class _Shadow(TorchDispatchMode):
             return out
         core, full = _decompositions()
         decomp = core.get(func)
-        if decomp is None and name not in _PRIM_DECOMPOSED:
+        if decomp is None:
             decomp = full.get(func)
         if decomp is not None:
             before, notes, cuts = dict(env.unmapped), len(env.notes), set(env.cuts)
@@ -169,8 +166,8 @@ class _Shadow(TorchDispatchMode):
                     return out
                 # a prim has no derivative in torch, an in-place prim cuts the graph: the
                 # decomposition's nodes are dropped (nothing refers to them) and the op
-                # runs whole
-                _PRIM_DECOMPOSED.add(name)
+                # runs whole (decided per call: the same op may decompose cleanly for other
+                # arguments, and no verdict may depend on which call came first)
                 env.unmapped.clear()
                 env.unmapped.update(before)
                 del env.notes[notes:]
