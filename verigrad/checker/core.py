@@ -74,6 +74,7 @@ class _Point:
     trace_fn: Any = None     # makes the reports' FD step sweeps on first use
     warnings: list[str] = field(default_factory=list)
     symbolic: bool = False
+    nodes: int = 0              # nodes in the recorded graph
     claimed_rounding: float = 0.0  # relative rounding allowed for a claimed (user) derivative
     # flat input j -> (left, right) one-sided FD estimates where FD found a kink (no mirror)
     numeric_kinks: dict = field(default_factory=dict)
@@ -137,8 +138,9 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                 points.append(PointResult(k + 1, s, "skipped", "no finite nearby point found"))
                 continue
             try:
-                res = _analyze(problem, arrays, dict(opts, max_rows=4, symbolic_ok=main.symbolic),
-                               point=k + 1, full=False)
+                res = _analyze(problem, arrays, dict(opts, max_rows=4, symbolic_ok=(
+                    main.symbolic and main.nodes <= NEARBY_SYMBOLIC_NODES)), point=k + 1,
+                    full=False)
             except CheckInputError as e:
                 points.append(PointResult(k + 1, s, "skipped", str(e)))
                 continue
@@ -249,6 +251,7 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
         res.notes.append(f"symbolic reference unavailable for the whole graph because of "
                          f"{why.node.name()}: {why.note or why.method}")
     res.symbolic = sym is not None
+    res.nodes = len(view.nodes)
     # finite differences
     fd_rows, fd_errs, fd_meth, fd_checked = _fd(problem, arrays, rows, opts, sym, full, res,
                                                 view)
@@ -979,6 +982,12 @@ def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
 
 
 # --- extras --------------------------------------------------------------------------------
+
+#: nearby points of a graph with more nodes than this are compared with finite differences
+#: instead of the exact chain: the chain costs O(nodes) mpmath work per point, and the given
+#: point has had it (a 1e5-op chain spent half its check time on the nearby points' chains)
+NEARBY_SYMBOLIC_NODES = 2000
+
 
 def _nearby_scale(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     """The given point flat, and each entry's scale of a nearby move: max(|a|, mean |a| of
