@@ -23,7 +23,8 @@ from ..autograd.node import Node
 from . import rule_cache
 from .vm import Program
 
-__all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror"]
+__all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror", "evaluation_memo",
+           "evaluate_full"]
 
 
 class MirrorError(ValueError):
@@ -378,8 +379,68 @@ def _dyadic(q: Any) -> bool:
     return d & (d - 1) == 0
 
 
+def evaluation_memo(owner: Any) -> dict | None:
+    """The memo of rule evaluations shared by everything that works on ``owner`` (a graph
+    view: one point of one check, whose node checks and exact chain evaluate the same rules
+    at the same values). It lives and dies with ``owner``, so nothing carries over to another
+    check; entries are keyed by content (see ``_memo_key``), so no result depends on order."""
+    if owner is None:
+        return None
+    memo = getattr(owner, "_rule_evaluations", None)
+    if memo is None:
+        memo = {}
+        try:
+            object.__setattr__(owner, "_rule_evaluations", memo)
+        except (AttributeError, TypeError):
+            return None
+    return memo
+
+
+def _memo_key(tag: str, rule: LocalRule, flat_inputs: Sequence[Any], *extra: Any) -> Any:
+    """A memo key from the exact input values (their mpf tuples) and the precision, or None
+    if an input is not a plain mpf. The rule enters by ``id``, but its entry keeps the rule
+    itself and is used only if it is the same object (``_memo_get``): an id never outlives
+    its object here."""
+    vals = []
+    for x in flat_inputs:
+        if type(x) is not mpmath.mpf:
+            return None
+        vals.append(x._mpf_)
+    return (tag, id(rule), mpmath.mp.prec, tuple(vals)) + extra
+
+
+#: rules with more nonzero partials than this are evaluated afresh each time: their probes
+#: would hold megabytes for the whole check
+MEMO_PARTIALS = 10_000
+
+
+def _memo_get(memo: dict | None, key: Any, rule: LocalRule) -> Any:
+    if memo is None or key is None or len(rule.jac_index) > MEMO_PARTIALS:
+        return None
+    hit = memo.get(key)
+    return hit[1] if hit is not None and hit[0] is rule else None
+
+
+def _memo_put(memo: dict | None, key: Any, rule: LocalRule, value: Any) -> Any:
+    if memo is not None and key is not None and len(rule.jac_index) <= MEMO_PARTIALS:
+        memo[key] = (rule, value)
+    return value
+
+
+def evaluate_full(rule: LocalRule, flat_inputs: Sequence[Any], memo: dict | None = None
+                  ) -> list:
+    """``rule.full_fn()(*flat_inputs)`` (outputs, then partials), once per ``memo`` for the
+    same exact inputs at the same precision. The list is shared: read it, never change it."""
+    key = _memo_key("full", rule, flat_inputs)
+    hit = _memo_get(memo, key, rule)
+    if hit is not None:
+        return hit
+    return _memo_put(memo, key, rule, rule.full_fn()(*flat_inputs))
+
+
 def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: list,
-                   in_sizes: dict[int, int], eps: float, probes: int = 3
+                   in_sizes: dict[int, int], eps: float, probes: int = 3,
+                   memo: dict | None = None
                    ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """J^T v of a non-elementwise rule (flat mpf arrays per differentiable input) and a
     bound on how far a correct float VJP may be from it.
@@ -390,6 +451,10 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     ``1 + delta*s`` for random signs ``s`` (high precision, delta tiny), and the largest
     change, times sqrt(#inputs) to cover the sum of absolute values, is taken. Second
     derivatives in SymPy would cost minutes for a softmax over 100 values.
+
+    The evaluations that do not depend on the cotangent (the partials at the moved inputs,
+    the partials' rounding magnitudes) are kept in ``memo`` (``evaluation_memo``): the node
+    check and the exact chain ask for them at the same inputs.
     """
     flat_v = [np.asarray(c, dtype=object).reshape(-1) for c in cotangents]
     abs_v = [np.abs(np.array(c.tolist(), dtype=float)) for c in flat_v]
@@ -412,18 +477,17 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     # against 1, not against its tiny value
     mag = rule.partial_magnitude_fn()
     if mag is not None and flat_inputs:
-        for (k, j, i, m), pm in zip(rule.jac_index, mag(*flat_inputs)):
-            bound[i][m] += eps * abs_v[k][j] * float(abs(pm))
+        key = _memo_key("magnitude", rule, flat_inputs)
+        pms = _memo_get(memo, key, rule)
+        if pms is None:
+            pms = _memo_put(memo, key, rule, [float(abs(pm)) for pm in mag(*flat_inputs)])
+        for (k, j, i, m), pm in zip(rule.jac_index, pms):
+            bound[i][m] += eps * abs_v[k][j] * pm
     if flat_inputs and rule.jac_index:
-        full = rule.full_fn()
-        n_out = sum(o.size for o in rule.outs)
-        rng = np.random.default_rng(len(flat_inputs))
         delta = mpmath.mpf(10) ** -(mpmath.mp.dps // 2)
         worst = {i: np.zeros(in_sizes[i]) for i in rule.diff_inputs}
-        for _ in range(probes):
-            signs = rng.choice((-1, 1), size=len(flat_inputs))
-            moved = [x * (1 + delta * int(s)) for x, s in zip(flat_inputs, signs)]
-            q = chain(full(*moved)[n_out:])
+        for moved_parts in _probe_partials(rule, flat_inputs, delta, probes, memo):
+            q = chain(moved_parts)
             for i in rule.diff_inputs:
                 d = np.abs(np.array(((q[i] - q0[i]) / delta).tolist(), dtype=float))
                 worst[i] = np.maximum(worst[i], d)
@@ -431,6 +495,24 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
         for i in rule.diff_inputs:
             bound[i] += eps * root * worst[i]
     return q0, bound
+
+
+def _probe_partials(rule: LocalRule, flat_inputs: list, delta: Any, probes: int,
+                    memo: dict | None) -> list[list]:
+    """The partials at ``probes`` seeded random moves of the inputs by ``1 +- delta``."""
+    key = _memo_key("probes", rule, flat_inputs, probes)
+    hit = _memo_get(memo, key, rule)
+    if hit is not None:
+        return hit
+    full = rule.full_fn()
+    n_out = sum(o.size for o in rule.outs)
+    rng = np.random.default_rng(len(flat_inputs))
+    out = []
+    for _ in range(probes):
+        signs = rng.choice((-1, 1), size=len(flat_inputs))
+        moved = [x * (1 + delta * int(s)) for x, s in zip(flat_inputs, signs)]
+        out.append(full(*moved)[n_out:])
+    return _memo_put(memo, key, rule, out)
 
 
 def _unevaluated(d: Any) -> bool:
