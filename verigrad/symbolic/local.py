@@ -142,6 +142,7 @@ class LocalRule:
     uses_out: bool = False           # the op's VJP reads the forward output
     _forward: Callable | None = None
     _full: Callable | None = None
+    _partials_only: Callable | None = None
     _magnitude: Callable | None = None
     _partial_magnitude: Any = None
     _partials: list[Any] = field(default_factory=list)
@@ -238,36 +239,47 @@ class LocalRule:
     def full_fn(self) -> Callable:
         """``f(*flat_inputs)`` -> outputs, then the nonzero partials listed in ``jac_index``."""
         if self._full is None:
-            self.derive_partials()
-            exprs = [e for o in self.outs for e in o.flat]
-            n_out = len(exprs)
-            se = _symengine() if not self.elementwise else None
-            syms = self.flat_syms
-            position = {t: n for n, t in enumerate(syms)}
-            plan = []  # per partial: (0, input position) | (1, (p, q)) | (2, expression slot)
-            for d in self._partials:
-                # plain symbols and numbers need no code at all
-                q = _rational(d)
-                if d in position or type(d).__name__ == "Symbol":
-                    plan.append((0, position[d] if d in position else
-                                 position[sp.Symbol(d.name, real=True)]))
-                elif q is not None:
-                    plan.append((1, q))
-                else:
-                    plan.append((2, len(exprs)))
-                    exprs.append(d)
-            f = Program([(t, se.Symbol(t.name)) for t in syms] if se else syms, exprs)
-
-            def full(*args: Any) -> list:
-                vals = f(*args)
-                out = list(vals[:n_out])
-                for kind, v in plan:
-                    out.append(args[v] if kind == 0 else vals[v] if kind == 2
-                               else mpmath.mpf(v[0]) / v[1])
-                return out
-
-            self._full = full
+            self._full = self._partials_program(with_outputs=True)
         return self._full
+
+    def partials_fn(self) -> Callable:
+        """``f(*flat_inputs)`` -> the nonzero partials listed in ``jac_index`` alone (the
+        same numbers as ``full_fn``'s: each expression node is evaluated the same way)."""
+        if self._partials_only is None:
+            self._partials_only = self._partials_program(with_outputs=False)
+        return self._partials_only
+
+    def _partials_program(self, with_outputs: bool) -> Callable:
+        """The outputs (``with_outputs``) and the partials, as one program."""
+        self.derive_partials()
+        exprs = [e for o in self.outs for e in o.flat] if with_outputs else []
+        n_out = len(exprs)
+        se = _symengine() if not self.elementwise else None
+        syms = self.flat_syms
+        position = {t: n for n, t in enumerate(syms)}
+        plan = []  # per partial: (0, input position) | (1, (p, q)) | (2, expression slot)
+        for d in self._partials:
+            # plain symbols and numbers need no code at all
+            q = _rational(d)
+            if d in position or type(d).__name__ == "Symbol":
+                plan.append((0, position[d] if d in position else
+                             position[sp.Symbol(d.name, real=True)]))
+            elif q is not None:
+                plan.append((1, q))
+            else:
+                plan.append((2, len(exprs)))
+                exprs.append(d)
+        f = Program([(t, se.Symbol(t.name)) for t in syms] if se else syms, exprs)
+
+        def full(*args: Any) -> list:
+            vals = f(*args)
+            out = list(vals[:n_out])
+            for kind, v in plan:
+                out.append(args[v] if kind == 0 else vals[v] if kind == 2
+                           else mpmath.mpf(v[0]) / v[1])
+            return out
+
+        return full
 
 
 def _larger_than(exprs: list[Any], cap: int) -> bool:
@@ -456,23 +468,27 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     the partials' rounding magnitudes) are kept in ``memo`` (``evaluation_memo``): the node
     check and the exact chain ask for them at the same inputs.
     """
-    flat_v = [np.asarray(c, dtype=object).reshape(-1) for c in cotangents]
-    abs_v = [np.abs(np.array(c.tolist(), dtype=float)) for c in flat_v]
+    # plain lists: the same arithmetic in the same order as on arrays, without numpy's
+    # per-element overhead (small rules are called a dozen times per check)
+    flat_v = [np.asarray(c, dtype=object).reshape(-1).tolist() for c in cotangents]
+    abs_v = [[abs(float(x)) for x in c] for c in flat_v]
+    index, diff = rule.jac_index, rule.diff_inputs
+    zero = mpmath.mpf(0)
 
-    def chain(partials: list) -> dict[int, np.ndarray]:
-        out = {i: np.full(in_sizes[i], mpmath.mpf(0), dtype=object) for i in rule.diff_inputs}
-        for (k, j, i, m), p in zip(rule.jac_index, partials):
-            out[i][m] += flat_v[k][j] * p
+    def chain(partials: list) -> dict[int, list]:
+        out = {i: [zero] * in_sizes[i] for i in diff}
+        for (k, j, i, m), p in zip(index, partials):
+            o = out[i]
+            o[m] = o[m] + flat_v[k][j] * p
         return out
 
     q0 = chain(parts)
-    bound = {i: np.zeros(in_sizes[i]) for i in rule.diff_inputs}
-    counts = {i: np.zeros(in_sizes[i]) for i in rule.diff_inputs}
-    for (k, j, i, m), p in zip(rule.jac_index, parts):
-        bound[i][m] += abs_v[k][j] * float(abs(p))
+    acc = {i: [0.0] * in_sizes[i] for i in diff}
+    counts = {i: [0] * in_sizes[i] for i in diff}
+    for (k, j, i, m), p in zip(index, parts):
+        acc[i][m] += abs_v[k][j] * float(abs(p))
         counts[i][m] += 1
-    for i in rule.diff_inputs:
-        bound[i] *= eps * (counts[i] + 1)
+    bound = {i: [b * (eps * (c + 1)) for b, c in zip(acc[i], counts[i])] for i in diff}
     # the terms inside each partial (small rules): a partial p - 1 with p ~ 1 rounds
     # against 1, not against its tiny value
     mag = rule.partial_magnitude_fn()
@@ -481,20 +497,28 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
         pms = _memo_get(memo, key, rule)
         if pms is None:
             pms = _memo_put(memo, key, rule, [float(abs(pm)) for pm in mag(*flat_inputs)])
-        for (k, j, i, m), pm in zip(rule.jac_index, pms):
+        for (k, j, i, m), pm in zip(index, pms):
             bound[i][m] += eps * abs_v[k][j] * pm
-    if flat_inputs and rule.jac_index:
+    result = {i: np.array(bound[i], dtype=float) for i in diff}
+    if flat_inputs and index:
         delta = mpmath.mpf(10) ** -(mpmath.mp.dps // 2)
-        worst = {i: np.zeros(in_sizes[i]) for i in rule.diff_inputs}
+        worst = {i: np.zeros(in_sizes[i]) for i in diff}
         for moved_parts in _probe_partials(rule, flat_inputs, delta, probes, memo):
             q = chain(moved_parts)
-            for i in rule.diff_inputs:
-                d = np.abs(np.array(((q[i] - q0[i]) / delta).tolist(), dtype=float))
+            for i in diff:
+                d = np.abs(np.array([float((a - b) / delta) for a, b in zip(q[i], q0[i])],
+                                    dtype=float))
                 worst[i] = np.maximum(worst[i], d)
         root = math.sqrt(len(flat_inputs))
-        for i in rule.diff_inputs:
-            bound[i] += eps * root * worst[i]
-    return q0, bound
+        for i in diff:
+            result[i] += eps * root * worst[i]
+    return {i: _object_array(q0[i]) for i in diff}, result
+
+
+def _object_array(values: list) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
 def _probe_partials(rule: LocalRule, flat_inputs: list, delta: Any, probes: int,
@@ -504,14 +528,14 @@ def _probe_partials(rule: LocalRule, flat_inputs: list, delta: Any, probes: int,
     hit = _memo_get(memo, key, rule)
     if hit is not None:
         return hit
-    full = rule.full_fn()
-    n_out = sum(o.size for o in rule.outs)
+    partials = rule.partials_fn()
     rng = np.random.default_rng(len(flat_inputs))
+    # 1 + delta*s for s = +-1, formed once (the same numbers as per input)
+    factor = {1: 1 + delta * 1, -1: 1 + delta * -1}
     out = []
     for _ in range(probes):
-        signs = rng.choice((-1, 1), size=len(flat_inputs))
-        moved = [x * (1 + delta * int(s)) for x, s in zip(flat_inputs, signs)]
-        out.append(full(*moved)[n_out:])
+        signs = rng.choice((-1, 1), size=len(flat_inputs)).tolist()
+        out.append(partials(*[x * factor[s] for x, s in zip(flat_inputs, signs)]))
     return _memo_put(memo, key, rule, out)
 
 
