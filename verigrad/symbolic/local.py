@@ -143,6 +143,7 @@ class LocalRule:
     _forward: Callable | None = None
     _full: Callable | None = None
     _partials_only: Callable | None = None
+    _constant: bool | None = None    # every partial is a rational number
     _magnitude: Callable | None = None
     _partial_magnitude: Any = None
     _partials: list[Any] = field(default_factory=list)
@@ -241,6 +242,13 @@ class LocalRule:
         if self._full is None:
             self._full = self._partials_program(with_outputs=True)
         return self._full
+
+    def constant_partials(self) -> bool:
+        """Whether every nonzero partial is a rational number (a linear op)."""
+        if self._constant is None:
+            self.derive_partials()
+            self._constant = all(_rational(d) is not None for d in self._partials)
+        return self._constant
 
     def partials_fn(self) -> Callable:
         """``f(*flat_inputs)`` -> the nonzero partials listed in ``jac_index`` alone (the
@@ -500,7 +508,10 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
         for (k, j, i, m), pm in zip(index, pms):
             bound[i][m] += eps * abs_v[k][j] * pm
     result = {i: np.array(bound[i], dtype=float) for i in diff}
-    if flat_inputs and index:
+    # constant partials (a sum, a reshape) do not move with the inputs: every probe would
+    # repeat q0 exactly, so its change is 0 (unless a cotangent is not finite: inf - inf)
+    if flat_inputs and index and not (rule.constant_partials() and all(
+            mpmath.isfinite(x) for c in flat_v for x in c)):
         delta = mpmath.mpf(10) ** -(mpmath.mp.dps // 2)
         worst = {i: np.zeros(in_sizes[i]) for i in diff}
         for moved_parts in _probe_partials(rule, flat_inputs, delta, probes, memo):
