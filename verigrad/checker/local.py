@@ -21,7 +21,8 @@ from ..autograd.grad_mode import enable_grad
 from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView, node_forward
 from ..symbolic.kinks import rule_switches
-from ..symbolic.local import MirrorError, rule_for, vjp_with_bound
+from ..symbolic.local import (MirrorError, evaluate_full, evaluation_memo, rule_for,
+                              vjp_with_bound)
 from ..symbolic.traced import mirror_missing, trace_of
 from . import finite_diff as fd
 from .compare import (PROBE_SPREAD, PROBES, ROUNDING_FACTOR, digits_lost,
@@ -123,10 +124,11 @@ def check_nodes(view: GraphView, seed: int, use_mirror: bool = True,
     (output first). ``override`` = (rtol, atol) replaces the derived tolerances."""
     rng = np.random.default_rng(seed)
     findings = []
+    memo = evaluation_memo(view)  # the exact chain on this view evaluates the same rules
     for node in reversed(view.nodes):
         if functions_only and not node.user_code:
             continue
-        finding = _check_node(view, node, rng, use_mirror)
+        finding = _check_node(view, node, rng, use_mirror, memo)
         if override is not None and not finding.contract and finding.input_index >= 0:
             rtol, atol = override
             tol = (atol or 0.0) + (rtol or 0.0) * abs(finding.expected)
@@ -140,7 +142,7 @@ def _path(view: GraphView, node: Node) -> str:
 
 
 def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
-                use_mirror: bool) -> LocalFinding:
+                use_mirror: bool, memo: dict | None = None) -> LocalFinding:
     path = _path(view, node)
     in_vals = view.input_values(node)
     srcs = view.sources[node]
@@ -173,7 +175,7 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator,
         note = missing
     elif use_mirror and rule_cost(node, in_vals) <= RULE_COST_CAP:
         try:
-            return _symbolic(node, path, in_vals, diff, outs, v, got, rng)
+            return _symbolic(node, path, in_vals, diff, outs, v, got, rng, memo)
         except MirrorError as e:
             note = str(e).split(".")[0]
         except _MirrorMismatch as e:
@@ -206,7 +208,8 @@ LOCAL_SAMPLE = 256
 
 
 def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[np.ndarray],
-              v: list[np.ndarray], got: list[Any], rng: np.random.Generator) -> LocalFinding:
+              v: list[np.ndarray], got: list[Any], rng: np.random.Generator,
+              memo: dict | None = None) -> LocalFinding:
     shape = outs[0].shape
     if not node.user_code and node.elementwise and outs[0].size > LOCAL_SAMPLE and all(
             np.shape(x) == shape for x in in_vals if isinstance(x, np.ndarray)):
@@ -225,7 +228,7 @@ def _symbolic(node: Node, path: str, in_vals: list, diff: list[int], outs: list[
     rule = rule_for(node, in_vals, diff)
     dtype = _working_dtype(node, in_vals, outs)
     try:
-        ref = _reference(node, rule, in_vals, v, [o.shape for o in outs])
+        ref = _reference(node, rule, in_vals, v, [o.shape for o in outs], memo)
     except (TypeError, ValueError, ArithmeticError, AttributeError) as e:
         if isinstance(e, MirrorError):
             raise
@@ -280,15 +283,15 @@ class _Reference:
 
 
 def _reference(node: Node, rule: Any, in_vals: list, v: list[np.ndarray],
-               out_shapes: list) -> _Reference:
+               out_shapes: list, memo: dict | None = None) -> _Reference:
     args = [None if x is None else (x if node.passes_values and
                                     not isinstance(x, np.ndarray) else to_mp(x))
             for x in in_vals]
     sym = [a for a, s in zip(args, rule.in_syms) if s is not None]
     with mpmath.workdps(30):
-        values, partials, mags = _evaluate(rule, sym)
+        values, partials, mags = _evaluate(rule, sym, memo)
         sens = _sensitivity(rule, sym, partials, out_shapes)
-        expected, scale, terms = _jvp_t(rule, v, partials, mags, in_vals, sym)
+        expected, scale, terms = _jvp_t(rule, v, partials, mags, in_vals, sym, memo)
         kinks = [k for k in rule_switches(rule, sym, 0.0, 30) if k[5]]
     return _Reference(rule, sym, values, expected, scale, terms, sens, kinks)
 
@@ -483,7 +486,7 @@ def _sensitivity(rule: Any, sym: list, parts: list, shapes: list) -> list[np.nda
     return [o.reshape(s) for o, s in zip(out, shapes)]
 
 
-def _evaluate(rule: Any, sym: list) -> tuple[list, list, list]:
+def _evaluate(rule: Any, sym: list, memo: dict | None = None) -> tuple[list, list, list]:
     """Outputs, partials and (elementwise rules) rounding magnitudes at high-precision
     inputs."""
     full = rule.full_fn()
@@ -505,7 +508,7 @@ def _evaluate(rule: Any, sym: list) -> tuple[list, list, list]:
                 mags[k].reshape(-1)[j] = float(abs(mres[k]))
         return [out], parts, mags
     flat = [x for a in sym for x in np.asarray(a, dtype=object).reshape(-1)]
-    res = full(*flat)
+    res = evaluate_full(rule, flat, memo)
     values, pos = [], 0
     for o in rule.outs:
         arr = np.empty(o.shape, dtype=object)
@@ -516,7 +519,7 @@ def _evaluate(rule: Any, sym: list) -> tuple[list, list, list]:
 
 
 def _jvp_t(rule: Any, v: list[np.ndarray], parts: list, mags: list, in_vals: list,
-           sym_args: list) -> tuple[dict, dict, dict]:
+           sym_args: list, memo: dict | None = None) -> tuple[dict, dict, dict]:
     """J^T v per input in high precision, ``|J|^T |v|`` and the other rounding magnitudes
     (``terms``, same units) a correct float VJP may be off by, per unit roundoff."""
     expected, scale, terms = {}, {}, {}
@@ -536,7 +539,7 @@ def _jvp_t(rule: Any, v: list[np.ndarray], parts: list, mags: list, in_vals: lis
         return expected, scale, terms
     sym_flat = [x for i, a in enumerate(sym_args) for x in np.asarray(a, dtype=object).reshape(-1)]
     sizes = {i: int(np.size(in_vals[i])) for i in rule.diff_inputs}
-    q, b = vjp_with_bound(rule, sym_flat, parts, [to_mp(c) for c in v], sizes, 1.0)
+    q, b = vjp_with_bound(rule, sym_flat, parts, [to_mp(c) for c in v], sizes, 1.0, memo=memo)
     flat_v = [np.abs(np.asarray(c, dtype=float)).reshape(-1) for c in v]
     for i in rule.diff_inputs:
         scale[i] = np.zeros(sizes[i])

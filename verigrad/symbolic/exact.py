@@ -15,7 +15,8 @@ import numpy as np
 from ..ops.namespaces import sum_to
 from ..tensor import Tensor
 from .graph import GraphView
-from .local import LocalRule, MirrorError, rule_for, vjp_with_bound
+from .local import (LocalRule, MirrorError, evaluate_full, evaluation_memo, rule_for,
+                    vjp_with_bound)
 from .vm import MAGNITUDE_CAP_BITS
 
 __all__ = ["ExactGraph", "to_mp", "DEFAULT_DPS", "beyond_float64"]
@@ -231,8 +232,9 @@ class ExactGraph:
                 arrs.append(a.reshape(shape))
             return [arrs[0]], (arrs[1:] if with_partials else None)
         flat = [v for a in sym_args for v in np.asarray(a, dtype=object).reshape(-1)]
-        fn = rule.full_fn() if with_partials else rule.forward_fn()
-        res = fn(*flat)
+        # the node checks evaluate the same partials at the recorded values: shared
+        res = evaluate_full(rule, flat, evaluation_memo(self.view)) if with_partials else \
+            rule.forward_fn()(*flat)
         outs = []
         pos = 0
         for o in rule.outs:
@@ -393,7 +395,8 @@ class ExactGraph:
         sizes = {i: int(np.size(in_vals[i])) for i in rule.diff_inputs}
         cts = [np.zeros(o.size, dtype=object) if g is None else g for g, o in
                zip(gouts, rule.outs)]
-        _, acc = vjp_with_bound(rule, flat, parts, cts, sizes, eps)
+        _, acc = vjp_with_bound(rule, flat, parts, cts, sizes, eps,
+                                memo=evaluation_memo(self.view))
         flat_b = [None if b is None else np.asarray(b, dtype=float).reshape(-1) for b in bouts]
         for (k, j, i, m), p in zip(rule.jac_index, parts):
             if flat_b[k] is not None:

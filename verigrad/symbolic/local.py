@@ -23,7 +23,8 @@ from ..autograd.node import Node
 from . import rule_cache
 from .vm import Program
 
-__all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror"]
+__all__ = ["LocalRule", "rule_for", "MirrorError", "apply_mirror", "evaluation_memo",
+           "evaluate_full"]
 
 
 class MirrorError(ValueError):
@@ -141,6 +142,8 @@ class LocalRule:
     uses_out: bool = False           # the op's VJP reads the forward output
     _forward: Callable | None = None
     _full: Callable | None = None
+    _partials_only: Callable | None = None
+    _constant: bool | None = None    # every partial is a rational number
     _magnitude: Callable | None = None
     _partial_magnitude: Any = None
     _partials: list[Any] = field(default_factory=list)
@@ -237,36 +240,54 @@ class LocalRule:
     def full_fn(self) -> Callable:
         """``f(*flat_inputs)`` -> outputs, then the nonzero partials listed in ``jac_index``."""
         if self._full is None:
-            self.derive_partials()
-            exprs = [e for o in self.outs for e in o.flat]
-            n_out = len(exprs)
-            se = _symengine() if not self.elementwise else None
-            syms = self.flat_syms
-            position = {t: n for n, t in enumerate(syms)}
-            plan = []  # per partial: (0, input position) | (1, (p, q)) | (2, expression slot)
-            for d in self._partials:
-                # plain symbols and numbers need no code at all
-                q = _rational(d)
-                if d in position or type(d).__name__ == "Symbol":
-                    plan.append((0, position[d] if d in position else
-                                 position[sp.Symbol(d.name, real=True)]))
-                elif q is not None:
-                    plan.append((1, q))
-                else:
-                    plan.append((2, len(exprs)))
-                    exprs.append(d)
-            f = Program([(t, se.Symbol(t.name)) for t in syms] if se else syms, exprs)
-
-            def full(*args: Any) -> list:
-                vals = f(*args)
-                out = list(vals[:n_out])
-                for kind, v in plan:
-                    out.append(args[v] if kind == 0 else vals[v] if kind == 2
-                               else mpmath.mpf(v[0]) / v[1])
-                return out
-
-            self._full = full
+            self._full = self._partials_program(with_outputs=True)
         return self._full
+
+    def constant_partials(self) -> bool:
+        """Whether every nonzero partial is a rational number (a linear op)."""
+        if self._constant is None:
+            self.derive_partials()
+            self._constant = all(_rational(d) is not None for d in self._partials)
+        return self._constant
+
+    def partials_fn(self) -> Callable:
+        """``f(*flat_inputs)`` -> the nonzero partials listed in ``jac_index`` alone (the
+        same numbers as ``full_fn``'s: each expression node is evaluated the same way)."""
+        if self._partials_only is None:
+            self._partials_only = self._partials_program(with_outputs=False)
+        return self._partials_only
+
+    def _partials_program(self, with_outputs: bool) -> Callable:
+        """The outputs (``with_outputs``) and the partials, as one program."""
+        self.derive_partials()
+        exprs = [e for o in self.outs for e in o.flat] if with_outputs else []
+        n_out = len(exprs)
+        se = _symengine() if not self.elementwise else None
+        syms = self.flat_syms
+        position = {t: n for n, t in enumerate(syms)}
+        plan = []  # per partial: (0, input position) | (1, (p, q)) | (2, expression slot)
+        for d in self._partials:
+            # plain symbols and numbers need no code at all
+            q = _rational(d)
+            if d in position or type(d).__name__ == "Symbol":
+                plan.append((0, position[d] if d in position else
+                             position[sp.Symbol(d.name, real=True)]))
+            elif q is not None:
+                plan.append((1, q))
+            else:
+                plan.append((2, len(exprs)))
+                exprs.append(d)
+        f = Program([(t, se.Symbol(t.name)) for t in syms] if se else syms, exprs)
+
+        def full(*args: Any) -> list:
+            vals = f(*args)
+            out = list(vals[:n_out])
+            for kind, v in plan:
+                out.append(args[v] if kind == 0 else vals[v] if kind == 2
+                           else mpmath.mpf(v[0]) / v[1])
+            return out
+
+        return full
 
 
 def _larger_than(exprs: list[Any], cap: int) -> bool:
@@ -378,8 +399,68 @@ def _dyadic(q: Any) -> bool:
     return d & (d - 1) == 0
 
 
+def evaluation_memo(owner: Any) -> dict | None:
+    """The memo of rule evaluations shared by everything that works on ``owner`` (a graph
+    view: one point of one check, whose node checks and exact chain evaluate the same rules
+    at the same values). It lives and dies with ``owner``, so nothing carries over to another
+    check; entries are keyed by content (see ``_memo_key``), so no result depends on order."""
+    if owner is None:
+        return None
+    memo = getattr(owner, "_rule_evaluations", None)
+    if memo is None:
+        memo = {}
+        try:
+            object.__setattr__(owner, "_rule_evaluations", memo)
+        except (AttributeError, TypeError):
+            return None
+    return memo
+
+
+def _memo_key(tag: str, rule: LocalRule, flat_inputs: Sequence[Any], *extra: Any) -> Any:
+    """A memo key from the exact input values (their mpf tuples) and the precision, or None
+    if an input is not a plain mpf. The rule enters by ``id``, but its entry keeps the rule
+    itself and is used only if it is the same object (``_memo_get``): an id never outlives
+    its object here."""
+    vals = []
+    for x in flat_inputs:
+        if type(x) is not mpmath.mpf:
+            return None
+        vals.append(x._mpf_)
+    return (tag, id(rule), mpmath.mp.prec, tuple(vals)) + extra
+
+
+#: rules with more nonzero partials than this are evaluated afresh each time: their probes
+#: would hold megabytes for the whole check
+MEMO_PARTIALS = 10_000
+
+
+def _memo_get(memo: dict | None, key: Any, rule: LocalRule) -> Any:
+    if memo is None or key is None or len(rule.jac_index) > MEMO_PARTIALS:
+        return None
+    hit = memo.get(key)
+    return hit[1] if hit is not None and hit[0] is rule else None
+
+
+def _memo_put(memo: dict | None, key: Any, rule: LocalRule, value: Any) -> Any:
+    if memo is not None and key is not None and len(rule.jac_index) <= MEMO_PARTIALS:
+        memo[key] = (rule, value)
+    return value
+
+
+def evaluate_full(rule: LocalRule, flat_inputs: Sequence[Any], memo: dict | None = None
+                  ) -> list:
+    """``rule.full_fn()(*flat_inputs)`` (outputs, then partials), once per ``memo`` for the
+    same exact inputs at the same precision. The list is shared: read it, never change it."""
+    key = _memo_key("full", rule, flat_inputs)
+    hit = _memo_get(memo, key, rule)
+    if hit is not None:
+        return hit
+    return _memo_put(memo, key, rule, rule.full_fn()(*flat_inputs))
+
+
 def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: list,
-                   in_sizes: dict[int, int], eps: float, probes: int = 3
+                   in_sizes: dict[int, int], eps: float, probes: int = 3,
+                   memo: dict | None = None
                    ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """J^T v of a non-elementwise rule (flat mpf arrays per differentiable input) and a
     bound on how far a correct float VJP may be from it.
@@ -390,47 +471,83 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     ``1 + delta*s`` for random signs ``s`` (high precision, delta tiny), and the largest
     change, times sqrt(#inputs) to cover the sum of absolute values, is taken. Second
     derivatives in SymPy would cost minutes for a softmax over 100 values.
-    """
-    flat_v = [np.asarray(c, dtype=object).reshape(-1) for c in cotangents]
-    abs_v = [np.abs(np.array(c.tolist(), dtype=float)) for c in flat_v]
 
-    def chain(partials: list) -> dict[int, np.ndarray]:
-        out = {i: np.full(in_sizes[i], mpmath.mpf(0), dtype=object) for i in rule.diff_inputs}
-        for (k, j, i, m), p in zip(rule.jac_index, partials):
-            out[i][m] += flat_v[k][j] * p
+    The evaluations that do not depend on the cotangent (the partials at the moved inputs,
+    the partials' rounding magnitudes) are kept in ``memo`` (``evaluation_memo``): the node
+    check and the exact chain ask for them at the same inputs.
+    """
+    # plain lists: the same arithmetic in the same order as on arrays, without numpy's
+    # per-element overhead (small rules are called a dozen times per check)
+    flat_v = [np.asarray(c, dtype=object).reshape(-1).tolist() for c in cotangents]
+    abs_v = [[abs(float(x)) for x in c] for c in flat_v]
+    index, diff = rule.jac_index, rule.diff_inputs
+    zero = mpmath.mpf(0)
+
+    def chain(partials: list) -> dict[int, list]:
+        out = {i: [zero] * in_sizes[i] for i in diff}
+        for (k, j, i, m), p in zip(index, partials):
+            o = out[i]
+            o[m] = o[m] + flat_v[k][j] * p
         return out
 
     q0 = chain(parts)
-    bound = {i: np.zeros(in_sizes[i]) for i in rule.diff_inputs}
-    counts = {i: np.zeros(in_sizes[i]) for i in rule.diff_inputs}
-    for (k, j, i, m), p in zip(rule.jac_index, parts):
-        bound[i][m] += abs_v[k][j] * float(abs(p))
+    acc = {i: [0.0] * in_sizes[i] for i in diff}
+    counts = {i: [0] * in_sizes[i] for i in diff}
+    for (k, j, i, m), p in zip(index, parts):
+        acc[i][m] += abs_v[k][j] * float(abs(p))
         counts[i][m] += 1
-    for i in rule.diff_inputs:
-        bound[i] *= eps * (counts[i] + 1)
+    bound = {i: [b * (eps * (c + 1)) for b, c in zip(acc[i], counts[i])] for i in diff}
     # the terms inside each partial (small rules): a partial p - 1 with p ~ 1 rounds
     # against 1, not against its tiny value
     mag = rule.partial_magnitude_fn()
     if mag is not None and flat_inputs:
-        for (k, j, i, m), pm in zip(rule.jac_index, mag(*flat_inputs)):
-            bound[i][m] += eps * abs_v[k][j] * float(abs(pm))
-    if flat_inputs and rule.jac_index:
-        full = rule.full_fn()
-        n_out = sum(o.size for o in rule.outs)
-        rng = np.random.default_rng(len(flat_inputs))
+        key = _memo_key("magnitude", rule, flat_inputs)
+        pms = _memo_get(memo, key, rule)
+        if pms is None:
+            pms = _memo_put(memo, key, rule, [float(abs(pm)) for pm in mag(*flat_inputs)])
+        for (k, j, i, m), pm in zip(index, pms):
+            bound[i][m] += eps * abs_v[k][j] * pm
+    result = {i: np.array(bound[i], dtype=float) for i in diff}
+    # constant partials (a sum, a reshape) do not move with the inputs: every probe would
+    # repeat q0 exactly, so its change is 0 (unless a cotangent is not finite: inf - inf)
+    if flat_inputs and index and not (rule.constant_partials() and all(
+            mpmath.isfinite(x) for c in flat_v for x in c)):
         delta = mpmath.mpf(10) ** -(mpmath.mp.dps // 2)
-        worst = {i: np.zeros(in_sizes[i]) for i in rule.diff_inputs}
-        for _ in range(probes):
-            signs = rng.choice((-1, 1), size=len(flat_inputs))
-            moved = [x * (1 + delta * int(s)) for x, s in zip(flat_inputs, signs)]
-            q = chain(full(*moved)[n_out:])
-            for i in rule.diff_inputs:
-                d = np.abs(np.array(((q[i] - q0[i]) / delta).tolist(), dtype=float))
+        worst = {i: np.zeros(in_sizes[i]) for i in diff}
+        for moved_parts in _probe_partials(rule, flat_inputs, delta, probes, memo):
+            q = chain(moved_parts)
+            for i in diff:
+                d = np.abs(np.array([float((a - b) / delta) for a, b in zip(q[i], q0[i])],
+                                    dtype=float))
                 worst[i] = np.maximum(worst[i], d)
         root = math.sqrt(len(flat_inputs))
-        for i in rule.diff_inputs:
-            bound[i] += eps * root * worst[i]
-    return q0, bound
+        for i in diff:
+            result[i] += eps * root * worst[i]
+    return {i: _object_array(q0[i]) for i in diff}, result
+
+
+def _object_array(values: list) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def _probe_partials(rule: LocalRule, flat_inputs: list, delta: Any, probes: int,
+                    memo: dict | None) -> list[list]:
+    """The partials at ``probes`` seeded random moves of the inputs by ``1 +- delta``."""
+    key = _memo_key("probes", rule, flat_inputs, probes)
+    hit = _memo_get(memo, key, rule)
+    if hit is not None:
+        return hit
+    partials = rule.partials_fn()
+    rng = np.random.default_rng(len(flat_inputs))
+    # 1 + delta*s for s = +-1, formed once (the same numbers as per input)
+    factor = {1: 1 + delta * 1, -1: 1 + delta * -1}
+    out = []
+    for _ in range(probes):
+        signs = rng.choice((-1, 1), size=len(flat_inputs)).tolist()
+        out.append(partials(*[x * factor[s] for x, s in zip(flat_inputs, signs)]))
+    return _memo_put(memo, key, rule, out)
 
 
 def _unevaluated(d: Any) -> bool:
