@@ -130,6 +130,8 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                               _values(problem, None))]
         extra_entries: list[Entry] = []
         spread = _nearby_scale(problem) if nearby else None
+        # nodes the given point found wrong are named already: not checked again nearby
+        named = frozenset(f.node.name() for f in main.findings if not f.ok)
         for k in range(nearby):
             tick(f"nearby point {k + 1} of {nearby}", (k + 1) / (nearby + 1))
             s = seed + 1 + k
@@ -139,18 +141,18 @@ def check(fn: Any, *inputs: Any, seed: int = 0, nearby: int = 3, rtol: float | N
                 continue
             try:
                 res = _analyze(problem, arrays, dict(opts, max_rows=4, symbolic_ok=(
-                    main.symbolic and main.nodes <= NEARBY_SYMBOLIC_NODES)), point=k + 1,
-                    full=False)
+                    main.symbolic and main.nodes <= NEARBY_SYMBOLIC_NODES), named=named),
+                    point=k + 1, full=False)
             except CheckInputError as e:
                 points.append(PointResult(k + 1, s, "skipped", str(e)))
                 continue
             v = _verdict(res)
-            points.append(PointResult(k + 1, s, v, _summary(res), _values(problem, arrays)))
+            points.append(PointResult(k + 1, s, v, _summary(res, named),
+                                      _values(problem, arrays)))
             main.warnings += [f"{f.precision} (nearby point {k + 1})" for f in res.findings
                               if f.precision]
             if v == "fail":
                 extra_entries += [e for e in res.entries if e.status == "fail"]
-                named = {f.node.name() for f in main.findings if not f.ok}
                 main.nearby_findings += [f for f in res.findings
                                          if not f.ok and f.node.name() not in named]
                 main.contract += res.contract
@@ -235,7 +237,8 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     override = None if opts["rtol"] is None and opts["atol"] is None else (opts["rtol"],
                                                                            opts["atol"])
     res.findings = check_nodes(view, opts["seed"] + point, use_mirror=opts["use_symbolic"],
-                               functions_only=not full, override=override)
+                               functions_only=not full, override=override,
+                               skip=opts.get("named", frozenset()))
     res.contract += [f.contract for f in res.findings if f.contract]
     # symbolic: exact values, and the chain at the tape's recorded values with bounds
     sym = None
@@ -915,7 +918,9 @@ def _combine(main: _Point, points: list[PointResult]) -> str:
     return points[0].verdict
 
 
-def _summary(p: _Point) -> str:
+def _summary(p: _Point, named: frozenset = frozenset()) -> str:
+    """One line for a point; ``named``: nodes already found wrong at the given point, not
+    checked again here."""
     bad = [e for e in p.entries if e.status == "fail"]
     inc = [e for e in p.entries if e.status == "inconclusive"]
     nodes = [f for f in p.findings if not f.ok]
@@ -926,6 +931,9 @@ def _summary(p: _Point) -> str:
         parts.append(f"{len(inc)} inconclusive")
     if nodes:
         parts.append("wrong backward: " + ", ".join(sorted({f.node.name() for f in nodes})))
+    if named and bad:
+        parts.append("not checked again: " + ", ".join(sorted(named)) + " (wrong at the "
+                     "given point)")
     return ", ".join(parts)
 
 
