@@ -42,6 +42,15 @@ def test_check_fail_names_the_culprit():
     assert "FAIL" in p.stdout and "culprit: SoftplusBackward" in p.stdout
 
 
+def test_check_json_prints_the_report_for_scripts():
+    p = run("check", f"{EXAMPLES}:softplus_wrong", "--at", "x=[-1,0,2]", "--nearby", "0",
+            "--json")
+    assert p.returncode == 1, p.stderr
+    report = json.loads(p.stdout)
+    assert report["schema"] == "verigrad-report" and report["verdict"] == "fail"
+    assert report["culprit"]["grad_fn"] == "SoftplusBackward"
+
+
 def test_an_expression_may_start_with_a_minus():
     p = run("check", "-x*y", "--at", "x=1", "y=2", "--nearby", "0")
     assert p.returncode == 0, p.stderr

@@ -349,6 +349,9 @@ def _parser() -> argparse.ArgumentParser:
                            description="Check the gradients of EXPR (or FILE.py:FUNCTION) at "
                            "a point and print a summary.")
     common(check)
+    check.add_argument("--json", action="store_true",
+                       help="print the JSON report (report.json's schema) instead of the "
+                       "summary, for scripts; the exit code is the same")
     report = sub.add_parser("report", help="check and write report files", epilog=_EPILOG,
                             allow_abbrev=False,
                             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -495,7 +498,7 @@ def _main(argv: Sequence[str] | None) -> int:
                         shell_command(args.target, report)) or report.reproduce
     code = EXIT_CODES.get(report.verdict, USAGE)
     if args.command == "check":
-        print(render_terminal(report, sys.stdout))
+        print(report.to_json() if args.json else render_terminal(report, sys.stdout))
         return code
     out = args.out if args.out is not None else os.path.join("reports", name)
     _writable(out)
