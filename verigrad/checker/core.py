@@ -499,18 +499,8 @@ _REAL_METHODS = ("central", "forward", "backward")
 
 def _noise(f: Any, x: np.ndarray, seed: int, probes: int = 4,
            base: np.ndarray | None = None) -> np.ndarray:
-    """The rounding noise of ``f`` near ``x``, measured: nudging every input by one ulp
-    (random directions) reshuffles the rounding of every intermediate, so the spread of
-    ``f`` shows how noisy it is (a sum of 150 terms that cancels to 0 is as noisy as the
-    terms, not as its value)."""
-    rng = np.random.default_rng(seed + 29)
-    base = f(x) if base is None else base
-    worst = np.zeros_like(base, dtype=float)
-    for _ in range(probes):
-        moved = np.nextafter(x, np.where(rng.random(x.shape) < 0.5, -np.inf, np.inf))
-        with np.errstate(all="ignore"):
-            worst = np.fmax(worst, np.abs(f(moved) - base))
-    return np.nan_to_num(worst, nan=0.0, posinf=0.0)
+    """f's rounding noise near ``x`` (:func:`finite_diff.rounding_noise`), seeded."""
+    return fd.rounding_noise(f, x, np.random.default_rng(seed + 29), probes, base)
 
 
 def _tape_noise(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray,

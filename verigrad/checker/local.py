@@ -701,12 +701,7 @@ def _locate(s: Any, x: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> t
     rounding is measured (every input nudged by one ulp, four times), not bounded: the
     bound grows with the number of terms, the real rounding of a sum of a million terms
     far less."""
-    base = s(x)
-    noise = 0.0
-    for _ in range(4):
-        moved = np.nextafter(x, np.where(rng.random(x.shape) < 0.5, -np.inf, np.inf))
-        noise = max(noise, float(np.nan_to_num(np.abs(s(moved) - base), nan=0.0,
-                                                posinf=0.0)[0]))
+    noise = float(fd.rounding_noise(s, x, rng)[0])
     order = rng.permutation(x.size)
     step: list = [None]  # the first block's step serves the others (alike: random blocks)
     for block in np.array_split(order, min(LOCAL_BLOCKS, x.size)):

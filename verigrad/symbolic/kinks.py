@@ -71,7 +71,7 @@ def _switches(rule: LocalRule) -> list[tuple[int, _Switch]]:
 
 def _switch_of(e: Any) -> _Switch | None:
     """The switch of one subexpression: the entry of its SymPy class (or a base class) in
-    :data:`SWITCHES`."""
+    :func:`switches`."""
     table = switches()
     for cls in type(e).__mro__:
         describe = table.get(cls)
