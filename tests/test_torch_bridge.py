@@ -553,6 +553,48 @@ def test_recurrent_module_with_nested_outputs() -> None:
     assert report.verdict == "pass", str(report)
 
 
+def test_gru_gets_the_exact_reference() -> None:
+    """A GRU splits its gates with as_strided on a view with a storage offset, and
+    transposes in place (transpose_): both are recorded, so the whole graph is mirrored."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(3, 4, batch_first=True).double()
+    report = vg.check(lambda x: gru(x)[0].sum(), randn(2, 3, 3))
+    assert report.verdict == "pass", str(report)
+    assert not any("finite differences are the reference" in n for n in report.notes), \
+        report.notes
+
+
+@pytest.mark.parametrize("fn", [
+    # storage positions of a view with an offset, overlapping windows
+    lambda x: x[1:].as_strided((2, 3), (1, 2), 4) * x[1:].as_strided((2, 3), (1, 2), 4),
+    lambda x: (x * 1).reshape(3, 4).t_().sin(),
+    lambda x: torch.cat(torch.tensor_split(x.exp(), 3)[::-1]) * torch.arange(12.0),
+    lambda x: torch.stack(torch.tensor_split(x.cos(), [2, 7, -1])[1:3:2] * 2).sum(),
+], ids=["as_strided_view", "transpose_inplace", "tensor_split_sections",
+        "tensor_split_indices"])
+def test_layout_ops_are_mirrored_exactly(fn: Callable) -> None:
+    report = vg.check(fn, randn(12))
+    assert report.verdict == "pass", str(report)
+    assert not report.notes or not any("finite differences are the reference" in n
+                                       for n in report.notes), report.notes
+
+
+def test_a_wrong_backward_read_through_as_strided_is_named() -> None:
+    class Twice(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            return 2 * x
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            return 3 * g
+
+    report = vg.check(lambda x: Twice.apply(x[2:].as_strided((2, 2), (2, 1), 3)).sum(),
+                      randn(8))
+    assert report.verdict == "fail" and report.culprit is not None, str(report)
+    assert "Twice" in report.culprit.grad_fn, str(report)
+
+
 def test_a_no_grad_variant_is_differentiated_as_the_op_it_stands_for() -> None:
     """Below autograd, torch runs EmbeddingBag as _embedding_bag_forward_only (no
     derivative); its backward is _embedding_bag's."""

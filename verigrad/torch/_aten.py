@@ -300,6 +300,53 @@ def _slice(V, args, kwargs, out, name):
     return O.getitem(x, (slice(None),) * dim + (slice(start, end, step),))
 
 
+@rule("as_strided.default")
+def _as_strided(V, args, kwargs, out, name):
+    # sizes, strides and offset address the input's *storage* (RNNs split their gates this
+    # way on a view with an offset): each output element is the input element at that
+    # storage position, a gather with an exact mirror. Positions outside the input's own
+    # elements read its base, which is not this op's argument: the op is not mapped then
+    x = args[0]
+    size = tuple(int(s) for s in _kw(args, kwargs, 1, "size"))
+    stride = tuple(int(s) for s in _kw(args, kwargs, 2, "stride"))
+    offset = _kw(args, kwargs, 3, "storage_offset")
+    offset = x.storage_offset() if offset is None else int(offset)
+    own = _positions(tuple(x.shape), tuple(x.stride()), x.storage_offset())
+    wanted = _positions(size, stride, offset)
+    lo, hi = int(own.min(initial=0)), int(own.max(initial=-1))
+    if wanted.size and (wanted.min() < lo or wanted.max() > hi):
+        return NotImplemented
+    where = np.full(hi - lo + 1, -1, dtype=np.int64)
+    where[own.reshape(-1) - lo] = np.arange(own.size)
+    index = where[wanted - lo] if wanted.size else wanted
+    if (index < 0).any():
+        return NotImplemented
+    return O.getitem(O.reshape(V(x), (-1,)), index)
+
+
+def _positions(shape: tuple, stride: tuple, offset: int) -> np.ndarray:
+    """The storage position of every element of a strided layout, in the layout's shape."""
+    pos = np.full(shape, offset, dtype=np.int64)
+    for d, (n, s) in enumerate(zip(shape, stride)):
+        pos += (np.arange(n, dtype=np.int64) * s).reshape((n,) + (1,) * (len(shape) - d - 1))
+    return pos
+
+
+@rule("tensor_split.sections", "tensor_split.indices")
+def _tensor_split(V, args, kwargs, out, name):
+    x = V(args[0])
+    dim = _pos(_kw(args, kwargs, 2, "dim", 0), x.ndim)
+    n = x.shape[dim]
+    if name.endswith("sections"):
+        q, r = divmod(n, int(args[1]))
+        sizes = [q + 1] * r + [q] * (int(args[1]) - r)
+        cuts = np.cumsum([0] + sizes).tolist()
+    else:
+        cuts = [0] + [min(max(int(i) + n if int(i) < 0 else int(i), 0), n) for i in args[1]] + [n]
+    return tuple(O.getitem(x, (slice(None),) * dim + (slice(a, max(a, b)),))
+                 for a, b in zip(cuts, cuts[1:]))
+
+
 @rule("index.Tensor")
 def _index(V, args, kwargs, out, name):
     key = tuple(slice(None) if i is None else V(i)._data for i in args[1])

@@ -144,9 +144,9 @@ class _Shadow(TorchDispatchMode):
     def _functional(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
         env = self.env
         rule = RULES.get(name) or RULES.get(name.split(".")[0])
-        if rule is not None:
-            out = func(*args, **kwargs)
-            res = rule(env.V, args, kwargs, out, name)
+        out = func(*args, **kwargs) if rule is not None else None
+        res = rule(env.V, args, kwargs, out, name) if rule is not None else NotImplemented
+        if res is not NotImplemented:  # a rule may decline a call it cannot map exactly
             _bind(env, out, res)
             if name in _VIEW_KEYS or name in _RESHAPE_VIEWS:
                 env.parent[id(out)] = (args[0], name, args)
@@ -177,9 +177,8 @@ class _Shadow(TorchDispatchMode):
     def _inplace(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
         env = self.env
         target = args[0]
-        packet = func._overloadpacket.__name__.rstrip("_")
-        functional = getattr(getattr(torch.ops.aten, packet, None), func._overloadname, None)
-        if functional is None or functional._schema.is_mutable:
+        functional = _functional_form(func)
+        if functional is None:
             env.notes.append(f"{name} writes in place and has no functional form verigrad "
                              f"maps; later uses of its result are constants")
             env.cuts.add(name)
@@ -199,6 +198,22 @@ class _Shadow(TorchDispatchMode):
             out = func(*args, **kwargs)
         _assign(env, target, value)
         return out
+
+
+def _functional_form(func: Any) -> Any:
+    """The out-of-place op an in-place one stands for: the same overload name
+    (``add_.Tensor`` -> ``add.Tensor``), else the overload taking the same arguments
+    (``transpose_.default`` -> ``transpose.int``)."""
+    packet = getattr(torch.ops.aten, func._overloadpacket.__name__.rstrip("_"), None)
+    if packet is None:
+        return None
+    names = [a.name for a in func._schema.arguments]
+    for overload in [func._overloadname] + list(packet.overloads()):
+        op = getattr(packet, overload, None)
+        if op is not None and not op._schema.is_mutable and \
+                [a.name for a in op._schema.arguments] == names:
+            return op
+    return None
 
 
 def _bind(env: Trace, out: Any, res: Any) -> None:
