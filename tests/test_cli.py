@@ -51,6 +51,16 @@ def test_check_json_prints_the_report_for_scripts():
     assert report["culprit"]["grad_fn"] == "SoftplusBackward"
 
 
+def test_values_may_be_given_as_one_comma_separated_list():
+    from verigrad.cli import parse_values
+
+    got = parse_values(["x=[1,2],w=3", "b=-1"])
+    assert list(got) == ["x", "w", "b"] and got["x"].tolist() == [1.0, 2.0]
+    assert parse_values(["x=[[1,2],[3,4]]"])["x"].shape == (2, 2)
+    p = run("check", "w*x + b", "--at", "x=2,w=3,b=1", "--nearby", "0")
+    assert p.returncode == 0 and re.search(r"^  x +3 +3 ", p.stdout, flags=re.M), p.stdout
+
+
 def test_an_expression_may_start_with_a_minus():
     p = run("check", "-x*y", "--at", "x=1", "y=2", "--nearby", "0")
     assert p.returncode == 0, p.stderr

@@ -49,6 +49,7 @@ _EPILOG = """\
 values:
   --at takes NAME=VALUE pairs, each VALUE a JSON number or (nested) array:
   x=2  x=-1.5e-3  x=[1,2,3]  'A=[[1,2],[3,4]]'   (quote brackets for your shell)
+  several pairs: --at x=2 w=3, or --at x=2,w=3
 
 targets:
   an expression such as 'sin(x)*exp(w*x) + b' (functions: sin cos tan exp log sqrt abs
@@ -106,6 +107,20 @@ def _shorten(text: str, limit: int = 40) -> str:
         f"({len(text)} characters)"
 
 
+def _split_pairs(item: str) -> list[str]:
+    """``"x=0,y=2"`` -> ``["x=0", "y=2"]``: commas outside brackets that start another
+    ``NAME=`` separate pairs (``x=[1,2]`` stays whole)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(item):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            name, sep, _ = item[i + 1:].partition("=")
+            if sep and name.strip().isidentifier():
+                parts.append(item[start:i])
+                start = i + 1
+    return parts + [item[start:]]
+
+
 def parse_values(items: Sequence[str], dtype: str = "float64") -> dict[str, Any]:
     """``["x=2", "A=[[1,2],[3,4]]"]`` -> ``{"x": array(2.), "A": array(...)}`` (JSON values,
     never evaluated), in ``dtype``.
@@ -117,7 +132,7 @@ def parse_values(items: Sequence[str], dtype: str = "float64") -> dict[str, Any]
 
     examples = "e.g. x=2, x=-1.5e-3, x=[1,2,3] or x=[[1,2],[3,4]]"
     values: dict[str, Any] = {}
-    for item in items:
+    for item in [part for item in items for part in _split_pairs(item)]:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
