@@ -37,6 +37,8 @@ CALLS = {
     "roll": lambda f, a, b: f(a, (1, -4), axis=(0, 1)) + f(a, 2), "diff": lambda f, a, b: f(a, 2),
     "linalg.slogdet": lambda f, a, b: f(a[:, :2])[1], "polyval": lambda f, a, b: f([2.0, -1.0, 0.5], a),
     "tile": lambda f, a, b: f(a, (2, 1, 3)), "kron": lambda f, a, b: f(a, b),
+    "linalg.cholesky": lambda f, a, b: f(a[:, :2] @ a[:, :2].T + np.eye(2)),
+    "diagonal": lambda f, a, b: f(a, 1) + f(a[None], 0, 1, 2)[0, :2],
 }
 
 
@@ -394,3 +396,43 @@ def test_gaussian_process_likelihood_gets_the_exact_reference():
     report = vg.check_grad(nll, grad, theta)
     assert report.verdict == "pass" and all(e.symbolic is not None for e in report.entries)
     assert vg.check_grad(nll, lambda t: grad(t, wrong=1.01), theta).verdict == "fail"
+
+
+def test_gaussian_process_through_cholesky_gets_the_exact_reference():
+    """The textbook GP code: L = cholesky(K), alpha by two triangular solves, log det as
+    2 sum(log(diag(L)))."""
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, 4)
+    y = np.cos(2 * X)
+    D = (X[:, None] - X[None, :]) ** 2
+
+    def nll(theta):
+        K = np.exp(theta[0]) * np.exp(-D / np.exp(theta[1])) + 1e-2 * np.eye(4)
+        L = np.linalg.cholesky(K)
+        alpha = np.linalg.solve(L.T, np.linalg.solve(L, y))
+        return 0.5 * y @ alpha + np.sum(np.log(np.diagonal(L)))
+
+    def grad(theta, wrong=1.0):
+        E = np.exp(-D / np.exp(theta[1]))
+        K = np.exp(theta[0]) * E + 1e-2 * np.eye(4)
+        alpha = np.linalg.solve(K, y)
+        Kinv = np.linalg.inv(K)
+        dKs = [np.exp(theta[0]) * E, np.exp(theta[0]) * E * D / np.exp(theta[1])]
+        return np.array([0.5 * np.trace(Kinv @ dK) - 0.5 * wrong * alpha @ dK @ alpha
+                         for dK in dKs])
+
+    theta = np.array([0.1, -0.3])
+    report = vg.check_grad(nll, grad, theta)
+    assert report.verdict == "pass" and all(e.symbolic is not None for e in report.entries), \
+        str(report)
+    assert vg.check_grad(nll, lambda t: grad(t, wrong=1.001), theta).verdict == "fail"
+
+
+def test_cholesky_reads_the_lower_triangle_as_numpy_does():
+    """numpy's Cholesky ignores the upper triangle: its derivative there is zero."""
+    a = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]])
+    x = vg.tensor(a, requires_grad=True)
+    (np.linalg.cholesky(x) * vg.tensor(np.arange(9.0).reshape(3, 3))).sum().backward()
+    g = x.grad.numpy()
+    assert np.all(np.triu(g, 1) == 0) and np.all(g[np.tril_indices(3)] != 0)
+    assert vg.check(lambda m: np.sum(np.linalg.cholesky(m) ** 3), a).verdict == "pass"

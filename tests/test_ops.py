@@ -136,6 +136,7 @@ GOLDEN_NAMES = {
     "trace": "TraceBackward0", "linalg_vector_norm": "LinalgVectorNormBackward0",
     "flip": "FlipBackward0", "sort": "SortBackward0", "linalg_det": "LinalgDetBackward0",
     "linalg_inv_ex": "LinalgInvExBackward0", "linalg_solve_ex": "LinalgSolveExBackward0",
+    "linalg_cholesky_ex": "LinalgCholeskyExBackward0",
 }
 
 

@@ -1,6 +1,7 @@
 """Ops plain numpy code calls in hand-written ``jac`` code, one row each: ``hypot``,
 ``atan2``, ``logaddexp``, ``sign``, ``sinc``, ``var``/``std``, ``trace``, ``diagonal``/
-``diag_embed``, ``linalg_vector_norm``, ``linalg_det``/``linalg_inv_ex``/``linalg_solve_ex``,
+``diag_embed``, ``linalg_vector_norm``, ``linalg_det``/``linalg_inv_ex``/``linalg_solve_ex``/
+``linalg_cholesky_ex`` (numpy's: of the lower triangle),
 ``sort`` and ``flip`` (grad_fn names as PyTorch's). Below them the numpy forms
 (:func:`verigrad.registry.numpy_form`) of numpy functions whose signature is not an op's:
 ``np.linalg.norm`` (vector, Frobenius, matrix 1/inf norms), ``np.diag``, ``np.trace``,
@@ -251,6 +252,11 @@ def _np_diag(v: Any, k: int = 0) -> Any:
     if t.ndim == 2:
         return O.diagonal(t, int(k), 0, 1)
     raise ValueError("Input must be 1- or 2-d.")
+
+
+@numpy_form("diagonal")
+def _np_diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    return O.diagonal(O._t(a), int(offset), axis1, axis2)
 
 
 @numpy_form("trace")
@@ -595,6 +601,44 @@ SOLVE = defop("linalg_solve_ex", inputs=("x", "y"), forward=np.linalg.solve,
               mirror=_solve_mirror,
               domain=Domain(intervals=(ANY, ANY), cases=lambda rng: [
                   (((2, 2), (2,)), {}), (((3, 3), (3, 2)), {}), (((2, 3, 3), (2, 3, 1)), {})]))
+
+
+# numpy's (LAPACK's) Cholesky reads the lower triangle only, so its derivative is that of
+# a function of the lower triangle: the upper entries get zero, unlike torch's symmetric
+# convention. Phi (the lower triangle, diagonal halved) is Murray (2016)'s; with
+# S = L^-T Phi(L^T dL) L^-1 the gradient is Phi(S + S^T).
+def _phi(n: int) -> np.ndarray:
+    return np.tril(np.ones((n, n))) - 0.5 * np.eye(n)
+
+
+def _cholesky_vjp(F, g, out):
+    n = out.shape[-1]
+    inv = _inv_any(out)
+    p = (F.mT(out) @ (g * np.tril(np.ones((n, n))))) * _phi(n)
+    s = F.mT(inv) @ p @ inv
+    return (s + F.mT(s)) * _phi(n)
+
+
+def _lower_symmetric(m):
+    n = m.shape[0]
+    return sp.Matrix(n, n, lambda i, j: m[max(i, j), min(i, j)])
+
+
+class _SPD(Domain):
+    """Symmetric positive definite samples (``a a^T + n I``), well away from singular."""
+
+    def sample(self, rng: np.random.Generator, shape: tuple, index: int) -> np.ndarray:
+        if len(shape) < 2:  # not a matrix: the forward says what is wrong
+            return super().sample(rng, shape, index)
+        a = rng.uniform(-1.0, 1.0, shape)
+        return a @ np.swapaxes(a, -1, -2) + shape[-1] * np.eye(shape[-1])
+
+
+CHOLESKY = defop("linalg_cholesky_ex", forward=np.linalg.cholesky, numpy="linalg.cholesky",
+                 public="cholesky", method=False, vjp=_cholesky_vjp,
+                 mirror=lambda x: _per_matrix(
+                     x, lambda m: _lower_symmetric(m).cholesky(hermitian=False)),
+                 domain=_SPD(intervals=(ANY,), cases=SQUARE))
 
 
 class SlogdetResult(NamedTuple):
