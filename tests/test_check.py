@@ -165,3 +165,10 @@ def test_step_sweeps_are_made_only_when_a_report_asks_for_them():
     assert [t.input for t in traces] == ["x", "y"] and all(len(t.steps) > 5 for t in traces)
     assert report.add_details().fd_traces is traces  # made once
     assert '"fd_traces"' in report.to_json()
+
+
+def test_an_input_that_does_not_reach_the_output_has_zero_gradient():
+    """An unused bias, or outputs that each read some of the inputs: zeros, not a KeyError."""
+    r = vg.check(lambda x, w: vg.sin(x).sum(), np.ones(3), np.ones(2))
+    assert r.verdict == "pass" and [e.tape for e in r.entries if e.input == "w"] == [0.0, 0.0]
+    assert vg.check(lambda x, w: (vg.sin(x), vg.cos(w)), np.ones(3), np.ones(2)).verdict == "pass"

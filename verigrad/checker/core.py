@@ -392,8 +392,7 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
             if g is None or not np.any(c):
                 continue
             rp, bd = g.gradient(c, recorded=True, bounds=True)
-            replayed = np.concatenate([np.array(rp[t].tolist(), dtype=float).reshape(-1)
-                                       for t in leaves])
+            replayed = _flat(rp, leaves)  # an input this output does not reach: zeros
             rep[r] += replayed
             bnd[r] += _flat(bd, leaves)
             if not with_exact:
@@ -404,7 +403,8 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
             err[r] += _flat(er, leaves)
             with mpmath.workdps(g.dps + 20):
                 exact_mp[r] = exact_mp[r] + np.concatenate(
-                    [np.asarray(g.last_mp[t], dtype=object).reshape(-1) for t in leaves])
+                    [np.asarray(g.last_mp[t], dtype=object).reshape(-1) if t in g.last_mp
+                     else np.full(t.numel(), mpmath.mpf(0), dtype=object) for t in leaves])
     digits = [[mp_digits(v, 25) if with_exact else None for v in row] for row in exact_mp]
     live = [g for g in graphs if g is not None]
     return _Sym(exact, digits, err, rep, bnd, live, any(g.overflow for g in live))
