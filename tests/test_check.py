@@ -172,3 +172,8 @@ def test_an_input_that_does_not_reach_the_output_has_zero_gradient():
     r = vg.check(lambda x, w: vg.sin(x).sum(), np.ones(3), np.ones(2))
     assert r.verdict == "pass" and [e.tape for e in r.entries if e.input == "w"] == [0.0, 0.0]
     assert vg.check(lambda x, w: (vg.sin(x), vg.cos(w)), np.ones(3), np.ones(2)).verdict == "pass"
+
+
+def test_float32_overflow_is_inconclusive():
+    report = vg.check("exp(x)", x=np.float32(89.0))
+    assert report.verdict == "inconclusive" and any("overflows" in n for n in report.notes)

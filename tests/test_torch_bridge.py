@@ -843,3 +843,60 @@ def test_pytest_fixture_accepts_torch_functions(pytester: Any) -> None:
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*BadCubeBackward*"])
+
+
+class _DtypeBranch(torch.autograd.Function):
+    """Right in float64, twice too large in float32: a backward that branches on the dtype."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Any) -> Any:
+        ctx.save_for_backward(x)
+        return x.sin()
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        return g * (x.cos() * 2 if x.dtype == torch.float32 else x.cos())
+
+
+class _NaiveSoftplus(torch.autograd.Function):
+    """e / (1 + e) with e = exp(x): nan in float32 at x = 100, where float64 is fine."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Any) -> Any:
+        ctx.save_for_backward(x)
+        return torch.nn.functional.softplus(x)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        e = torch.exp(x)
+        return g * e / (1 + e)
+
+
+@pytest.mark.parametrize("fn,x", [(_DtypeBranch.apply, [0.3, 1.2]),
+                                  (_NaiveSoftplus.apply, [100.0, 1.0])],
+                         ids=["dtype_branch", "float32_nan"])
+def test_a_float32_path_that_is_wrong_fails(fn: Callable, x: list) -> None:
+    t = torch.tensor(x, requires_grad=True)
+    report = vg.check(fn, t)
+    assert report.verdict == "fail" and report.culprit is not None, str(report)
+    assert any("float32 run" in e.reason for e in report.entries), str(report)
+    assert not vgt.gradcheck(fn, (t,), raise_exception=False)
+
+
+def test_float32_layer_norm_at_an_offset_is_float32_rounding() -> None:
+    """float32's cancellation of a mean of 1000 is rounding, not a wrong gradient."""
+    for seed in range(3):
+        x = (torch.randn(4, 8, generator=_gen(seed)) + 1000).requires_grad_()
+        report = vg.check(lambda x: torch.nn.functional.layer_norm(x, (8,)).sum(), x)
+        assert report.verdict == "pass", str(report)
+
+
+def test_deterministic_torch_code_summing_to_zero_is_deterministic() -> None:
+    """torch's kernels and the replay order sums differently: a layer norm summed to 0 gave
+    8.9e-16 and -8.9e-16, which is rounding of values of size 1, not a changing function."""
+    for seed in range(4):
+        x = randn(4, 8, seed=seed)
+        report = vg.check(lambda x: torch.nn.functional.layer_norm(x, (8,)).sum(), x)
+        assert report.verdict == "pass" and not report.contract, str(report)
