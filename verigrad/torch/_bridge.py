@@ -30,6 +30,7 @@ from torch.utils._pytree import tree_flatten
 
 import verigrad as vg
 from verigrad.autograd.function import Function as VgFunction
+from verigrad.checker.local import FD_SAFETY
 from verigrad.errors import BackwardContractError
 from verigrad.ops import shape as S
 from verigrad.tensor import Tensor as VgTensor
@@ -907,17 +908,17 @@ def _compare_torch(report: Any, fn: Any, specs: list[_Spec], names: list[str]) -
     if not entries or any(isinstance(e.output, tuple) and e.output[:1] == ("v",)
                           for e in entries):
         return
-    leaves = [torch.tensor(s.array, dtype=torch.float64, requires_grad=True) if s.diff else None
-              for s in specs]
-    diff_leaves = [leaf for leaf in leaves if leaf is not None]
-    args = _arguments(specs, diff_leaves)
     diff_names = [n for n, s in zip(names, specs) if s.diff]
-    try:
-        out = fn(*args)
-        outs = _outputs(out)
+
+    def torch_grads(arrays: list) -> Callable:
+        """d output / d inputs by torch's own tape at ``arrays`` (one per spec), per entry."""
+        leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) if s.diff else None
+                  for a, s in zip(arrays, specs)]
+        diff_leaves = [leaf for leaf in leaves if leaf is not None]
+        outs = _outputs(fn(*_arguments(specs, diff_leaves)))
         cache: dict[Any, list] = {}
-        bad = []
-        for e in entries:
+
+        def grad(e: Any) -> float:
             if e.output not in cache:
                 cts = [torch.zeros_like(o) for o in outs]
                 if e.output is None:
@@ -931,12 +932,40 @@ def _compare_torch(report: Any, fn: Any, specs: list[_Spec], names: list[str]) -
                                          allow_unused=True)
                 cache[e.output] = [np.zeros(t.shape) if g is None else g.detach().numpy()
                                    for g, t in zip(gs, diff_leaves)]
-            got = float(cache[e.output][diff_names.index(e.input)][e.index])
+            return float(cache[e.output][diff_names.index(e.input)][e.index])
+
+        return grad
+
+    arrays = [s.array if s.diff else None for s in specs]
+    try:
+        grad = torch_grads(arrays)
+        bad = []
+        for e in entries:
+            got = grad(e)
             ref = e.reference
             if ref is None or e.tolerance is None or not np.isfinite(ref):
                 continue
             if abs(got - ref) > e.tolerance and e.status not in ("inconclusive", "precision"):
                 bad.append((e, got))
+        if bad:
+            # torch's kernels round on their own (a variance's mean of 1000 is not the
+            # replay's, a layer norm's backward is one fused kernel): allow what torch's
+            # gradient moves when the inputs move by a few ulps, and what finite differences
+            # of the function could tell apart (this opinion is for gross disagreements:
+            # a backward torch runs that is not the one traced)
+            rng = np.random.default_rng(43)
+            noise = {id(e): 0.0 for e, _ in bad}
+            for _ in range(2):
+                # 16 ulps: a normalisation can round a one-ulp move away entirely
+                moved = [a + 16 * np.spacing(a) * np.where(rng.random(np.shape(a)) < 0.5, -1, 1)
+                         if s.diff else a for a, s in zip(arrays, specs)]
+                other = torch_grads(moved)
+                for e, got in bad:
+                    noise[id(e)] = max(noise[id(e)], abs(other(e) - got))
+            bad = [(e, got) for e, got in bad
+                   if abs(got - e.reference) > e.tolerance + FD_SAFETY * noise[id(e)] + (
+                       e.fd_error if e.fd_error is not None and np.isfinite(e.fd_error)
+                       else 0.0)]
     except Exception as err:  # noqa: BLE001 - torch's own backward failing is a finding
         report.notes.append(f"torch.autograd.grad on {report.expression} raised "
                             f"{type(err).__name__}: {str(err).splitlines()[0][:300]}")
