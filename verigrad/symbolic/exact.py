@@ -287,7 +287,7 @@ class ExactGraph:
                 parts, args = partials[node]
                 in_grads = self._chain(node, rule, gouts, parts)
                 in_bnds = self._chain_bounds(node, rule, gouts, bouts, parts, args,
-                                             lower=bounds == "lower") \
+                                             lower=bounds == "lower", chained=in_grads) \
                     if bounds else [None] * len(in_grads)
                 for s, gi, bi in zip(self.view.sources[node], in_grads, in_bnds):
                     if gi is None:
@@ -363,7 +363,8 @@ class ExactGraph:
         return in_grads
 
     def _chain_bounds(self, node: Any, rule: LocalRule, gouts: list, bouts: list, parts: Any,
-                      args: list, lower: bool = False) -> list:
+                      args: list, lower: bool = False, chained: list | None = None
+                      ) -> list:
         """Rounding bound of a correct float VJP at this node plus the incoming bounds pushed
         through |J|: elementwise c*eps*(|g| M + 2|g J|) + |J|^T B; otherwise
         ``vjp_with_bound`` + |J|^T B. ``lower``: without the terms evaluated in high
@@ -404,8 +405,13 @@ class ExactGraph:
         sizes = {i: int(np.size(in_vals[i])) for i in rule.diff_inputs}
         cts = [np.zeros(o.size, dtype=object) if g is None else g for g, o in
                zip(gouts, rule.outs)]
+        # J^T v as _chain made it (the same sums in the same order), when it chained every
+        # cotangent (a missing one is zeros there, a skipped term in _chain)
+        value = None if chained is None or any(g is None for g in gouts) else \
+            {i: chained[i].reshape(-1).tolist() for i in rule.diff_inputs}
         _, acc = vjp_with_bound(rule, flat, parts, cts, sizes, eps, probes=0 if lower else 3,
-                                memo=evaluation_memo(self.view), magnitudes=not lower)
+                                memo=evaluation_memo(self.view), magnitudes=not lower,
+                                value=value)
         flat_b = [None if b is None else np.asarray(b, dtype=float).reshape(-1) for b in bouts]
         for (k, j, i, m), p in zip(rule.jac_index, parts):
             if flat_b[k] is not None:

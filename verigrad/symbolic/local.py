@@ -460,7 +460,8 @@ def evaluate_full(rule: LocalRule, flat_inputs: Sequence[Any], memo: dict | None
 
 def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: list,
                    in_sizes: dict[int, int], eps: float, probes: int = 3,
-                   memo: dict | None = None, magnitudes: bool = True
+                   memo: dict | None = None, magnitudes: bool = True,
+                   value: dict[int, list] | None = None
                    ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """J^T v of a non-elementwise rule (flat mpf arrays per differentiable input) and a
     bound on how far a correct float VJP may be from it.
@@ -478,6 +479,8 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
 
     ``probes=0`` and ``magnitudes=False`` leave out the sensitivity and the partials'
     rounding magnitudes: each term left out is >= 0, so the bound is a lower one.
+    ``value``: J^T v as the caller chained it already (per input, a flat list of mpf summed
+    over ``rule.jac_index`` in its order from 0, as ``chain`` below does): not chained again.
     """
     # plain lists: the same arithmetic in the same order as on arrays, without numpy's
     # per-element overhead (small rules are called a dozen times per check)
@@ -493,7 +496,7 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
             o[m] = o[m] + flat_v[k][j] * p
         return out
 
-    q0 = chain(parts)
+    q0 = chain(parts) if value is None else value
     acc = {i: [0.0] * in_sizes[i] for i in diff}
     counts = {i: [0] * in_sizes[i] for i in diff}
     for (k, j, i, m), p in zip(index, parts):
