@@ -74,3 +74,34 @@ def test_screened_nearby_points_of_a_correct_check(monkeypatch):
                         bounds=False: full(self, c, recorded, bounds and True))
     assert _report(f, [x]) == screened
     assert screened["verdict"] == "pass"
+
+
+def test_compiled_expression_builds_like_the_tree():
+    """Expression.build runs instructions made once per expression: the same values, calls in
+    source order, and an error pointing at the node whose operation the values refuse."""
+    import math
+
+    from verigrad.parse import parse
+    from verigrad.parsing.errors import ExpressionError
+
+    seen = []
+
+    def log(v):
+        seen.append(("log", v))
+        return math.log(v)
+
+    def sq(v):
+        seen.append(("sq", v))
+        return v * v
+
+    expr = parse("sq(x) - -log(y) * 2 ** sq(x)", functions={"sq", "log"})
+    assert expr.build({"x": 3.0, "y": 2.0}, {"sq": sq, "log": log}) == \
+        9.0 - -math.log(2.0) * 2 ** 9.0
+    assert seen == [("sq", 3.0), ("log", 2.0), ("sq", 3.0)]   # left to right, once each
+    bad = parse("x + (y @ x) * 2")
+    with pytest.raises(ExpressionError) as info:
+        bad.build({"x": 1.0, "y": 2.0}, {})
+    assert "'@' failed" in info.value.reason
+    assert (info.value.start, info.value.end) == (5, 10)
+    with pytest.raises(ExpressionError, match="function 'sq'"):   # the first one missing
+        expr.build({"x": 1.0, "y": 1.0}, {})
