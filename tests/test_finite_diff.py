@@ -342,3 +342,87 @@ def test_polynomials_within_their_error_bound(coeffs, x):
     assert est.reliable, est.reason
     assert abs(est.value[0] - exact) <= max(est.error[0], TINY)
     assert est.error[0] <= 1e-6 * size
+
+
+# --- the one-output fast paths against the array code ---------------------------------------
+
+def _same_bits(a, b):
+    """Two values equal bit for bit (every nan counts as one value)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind != "f":
+        return bool(np.array_equal(a, b))
+    nan = np.isnan(a)
+    return bool(np.array_equal(nan, np.isnan(b))) and a[~nan].tobytes() == b[~nan].tobytes()
+
+
+def _random_rows(rng, n, method):
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e308, 5e-324]
+    rows = []
+    step = 10.0 ** rng.uniform(-3, 1)
+    for _ in range(n):
+        step /= 3.7 if rng.random() < 0.9 else 1.0   # ties too: den = 0
+        vals = [rng.standard_normal() * 10.0 ** rng.integers(-20, 20)
+                if rng.random() < 0.85 else special[rng.integers(len(special))]
+                for _ in range(3)]
+        d2 = np.nan if method != "central" else vals[2]
+        rows.append((step, np.array([vals[0]]), np.array([abs(vals[1])]), np.array([d2]),
+                     None))
+    return rows
+
+
+def test_one_output_tableau_and_regimes_match_the_array_code_bit_for_bit():
+    """The Python-float tableau (one output, the common case) is a speed path: every field it
+    returns, and the regimes read from it, are the array code's to the bit."""
+    from dataclasses import fields
+
+    from verigrad.checker import finite_diff as fd
+
+    rng = np.random.default_rng(1)
+    with np.errstate(all="ignore"):
+        for trial in range(3000):
+            method = ("central", "forward", "backward")[trial % 3]
+            rows = _random_rows(rng, int(rng.integers(1, 10)), method)
+            u = (unit_roundoff(np.float64), unit_roundoff(F32))[int(rng.random() < 0.2)]
+            s_in = float(rng.choice([0.0, 1.0, 10.0 ** rng.uniform(-5, 5)]))
+            g_noise = None if rng.random() < 0.4 else np.array([abs(rng.standard_normal()) *
+                                                                10.0 ** rng.integers(-18, 0)])
+            floor = None if rng.random() < 0.4 else np.array(
+                [np.inf if rng.random() < 0.5 else rows[int(rng.integers(len(rows)))][0]])
+            fast = fd._tableau1(rows, method, u, s_in, g_noise, floor)
+            ref = fd._tableau_np(rows, method, u, s_in, 1, g_noise, floor)
+            for f in fields(ref):
+                assert _same_bits(getattr(fast, f.name), getattr(ref, f.name)), (trial, f.name)
+            fl = floor if floor is not None else np.full(1, np.inf)
+            for a, b in zip(fd._regimes(fast, u, fl), fd._regimes_np(ref, u, fl)):
+                assert _same_bits(a, b), trial
+
+
+def test_one_output_estimates_match_the_array_code(monkeypatch):
+    """Whole estimates (walk, complex step, kink screen) with the fast paths and without."""
+    from verigrad.checker import finite_diff as fd
+
+    def run():
+        out = []
+        for _, f, x, _, opts, _, _ in CASES:
+            out.append(derivative(f, np.array([x]), np.array([1.0]), **opts))
+            out.append(derivative(f, np.array([x]), np.array([1.0]), side="forward", **opts))
+        out += partials(lambda v: np.array([np.sin(v[0]) * np.exp(v[1]) + v[2]]),
+                        [0.3, -1.2, 2.0], f_complex=lambda z: np.sin(z[0]) * np.exp(z[1]) + z[2])
+        out.append(derivative(lambda v: np.abs(v), np.array([0.0]), np.array([1.0])))
+        out.append(derivative(lambda v: v ** 3, np.array([2.0]), np.array([1.0]), eps=1e-4))
+        return out
+
+    fast = run()
+    monkeypatch.setattr(fd, "_tableau1", lambda rows, method, u, s_in, g, fl:
+                        fd._tableau_np(rows, method, u, s_in, 1, g, fl))
+    monkeypatch.setattr(fd, "_regimes1", lambda tab, u, fl: fd._regimes_np(tab, u,
+                                                                          np.array([fl])))
+    ref = run()
+    for a, b in zip(fast, ref):
+        for name in ("value", "error", "step", "method", "reliable", "reason", "n_evals",
+                     "kink_suspect", "real_step"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert _same_bits(x, y) if isinstance(x, (np.ndarray, float)) else x == y, name
+        assert len(a.ladder) == len(b.ladder)

@@ -244,10 +244,15 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     # symbolic: exact values, and the chain at the tape's recorded values with bounds
     sym = None
     mirrors = all(f.method == "symbolic" for f in res.findings) and opts.get("symbolic_ok", full)
+    # a nearby point reports only its verdict and its failing entries: its bounds are first
+    # made without the probes of vjp_with_bound (a lower bound, see ExactGraph.gradient),
+    # and made in full only if some entry does not pass within them
+    screen = not full and override is None
     if opts["use_symbolic"] and mirrors:
         try:
             sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full, view=view,
-                                 node_eps=_node_eps(res.findings))
+                                 node_eps=_node_eps(res.findings),
+                                 bounds="lower" if screen else True)
         except (MirrorError, ValueError) as e:
             res.notes.append(f"symbolic reference unavailable: {e}")
     elif opts["use_symbolic"] and any(f.method != "symbolic" for f in res.findings):
@@ -274,8 +279,17 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
     if sym is not None and fd_rows is not None:
         res.forward_error = _forward_error(outs, sym)
     outside = _outside_domain(outs, rows, singular, res)
+    notes = list(res.notes)
     _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
              kink_cols, singular, opts, point, outside)
+    if sym is not None and screen and any(e.status in ("fail", "precision")
+                                          for e in res.entries):
+        # not within the lower bound: the entries again, against the full bound
+        res.entries, res.notes = [], notes
+        sym = _symbolic_rows(outs, leaves, rows, sizes, opts["dps"], with_exact=full, view=view,
+                             node_eps=_node_eps(res.findings), graphs=sym.graphs)
+        _entries(problem, res, labels, tape_rows, sym, fd_rows, fd_errs, fd_meth, fd_checked,
+                 kink_cols, singular, opts, point, outside)
     if sym is not None:
         _broken_graph(res)
     foreign = sorted({n.foreign for n in view.nodes if n.foreign})
@@ -374,17 +388,24 @@ def _node_eps(findings: list[LocalFinding]) -> dict:
 
 def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
                    sizes: list[int], dps: int, with_exact: bool = True,
-                   node_eps: dict | None = None, view: GraphView | None = None) -> _Sym:
+                   node_eps: dict | None = None, view: GraphView | None = None,
+                   bounds: bool | str = True, graphs: list | None = None) -> _Sym:
     """Exact gradients (verified at two precisions) and the mirror's chain at the tape's
-    recorded values with rounding bounds. Nearby points skip the exact values: the
-    recorded-value chain decides their verdict alone."""
+    recorded values with rounding bounds (``bounds="lower"``: without the measured input
+    sensitivity, see ``ExactGraph.gradient``). Nearby points skip the exact values: the
+    recorded-value chain decides their verdict alone. ``graphs``: the live graphs of an
+    earlier call at this point, whose evaluations are kept."""
     n = sum(t.numel() for t in leaves)
     shape = (rows.shape[0], n)
     exact, err, rep, bnd = (np.zeros(shape) for _ in range(4))
     exact_mp = np.full(shape, mpmath.mpf(0), dtype=object)
-    # one output: the point's view is its graph's view (no second walk and replay)
-    graphs = [ExactGraph(o, dps, view=view if len(outs) == 1 else None) if o.requires_grad
-              else None for o in outs]
+    if graphs is not None:
+        live = iter(graphs)
+        graphs = [next(live) if o.requires_grad else None for o in outs]
+    else:
+        # one output: the point's view is its graph's view (no second walk and replay)
+        graphs = [ExactGraph(o, dps, view=view if len(outs) == 1 else None) if o.requires_grad
+                  else None for o in outs]
     for g in graphs:
         if g is not None:
             g.node_eps = node_eps or {}
@@ -392,7 +413,7 @@ def _symbolic_rows(outs: list[Tensor], leaves: list[Tensor], rows: np.ndarray,
         for g, c in zip(graphs, _split_row(row, sizes, outs)):
             if g is None or not np.any(c):
                 continue
-            rp, bd = g.gradient(c, recorded=True, bounds=True)
+            rp, bd = g.gradient(c, recorded=True, bounds=bounds)
             replayed = _flat(rp, leaves)  # an input this output does not reach: zeros
             rep[r] += replayed
             bnd[r] += _flat(bd, leaves)

@@ -309,6 +309,16 @@ def _tableau(rows: list, method: str, u: float, s_in: float, m: int,
     n = len(rows)
     if n == 0:
         return None
+    if m == 1:
+        return _tableau1(rows, method, u, s_in, g_noise, floor)
+    return _tableau_np(rows, method, u, s_in, m, g_noise, floor)
+
+
+def _tableau_np(rows: list, method: str, u: float, s_in: float, m: int,
+                g_noise: np.ndarray | None = None, floor: np.ndarray | None = None
+                ) -> _Tableau:
+    """:func:`_tableau` on arrays, for any number of outputs."""
+    n = len(rows)
     K = _KMAX[method] + 1
     steps = np.array([r[0] for r in rows])
     raw = np.array([r[1] for r in rows]).reshape(n, m)
@@ -374,6 +384,88 @@ def _tableau(rows: list, method: str, u: float, s_in: float, m: int,
                     usable)
 
 
+def _nmax(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: nan if either is nan."""
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a >= b else b
+
+
+def _tableau1(rows: list, method: str, u: float, s_in: float,
+              g_noise: np.ndarray | None, floor: np.ndarray | None) -> _Tableau:
+    """:func:`_tableau` for one output, in Python floats: the same IEEE operations in the
+    same order, entry by entry (a scalar loss is the common case, and ~60 numpy calls on
+    1-element arrays were most of a partial's cost). Divisions happen only where the numpy
+    version keeps their result (``den > 0``; steps are positive), so none divides by 0.
+    ``tests/test_finite_diff.py`` holds the two against each other field by field."""
+    n = len(rows)
+    K = _KMAX[method] + 1
+    steps = [float(r[0]) for r in rows]
+    raw = [float(r[1][0]) for r in rows]
+    big = [float(r[2][0]) for r in rows]
+    d2 = [float(r[3][0]) for r in rows]
+    central = method == "central"
+    z = [s * s for s in steps] if central else list(steps)
+    c_noise = 1.0 if central else 2.0
+    scale = 2 * c_noise * u
+    noise = [scale * (bg + s_in * abs(rw)) / s for bg, rw, s in zip(big, raw, steps)]
+    if g_noise is not None:
+        g = float(g_noise[0])
+        noise = [_nmax(nz, c_noise * g / s) for nz, s in zip(noise, steps)]
+    nan, inf = math.nan, math.inf
+    T = [[nan] * K for _ in range(n)]
+    N = [[inf] * K for _ in range(n)]
+    E = [[inf] * K for _ in range(n)]
+    for b in range(n):
+        T[b][0] = raw[b]
+        N[b][0] = noise[b]
+    top = min(n - 1, K - 1)
+    for k in range(1, top + 1):
+        for b in range(k, n):
+            za, zb = z[b - k], z[b]
+            den = za - zb
+            if den > 0:
+                T[b][k] = (za * T[b][k - 1] - zb * T[b - 1][k - 1]) / den
+                N[b][k] = (za * N[b][k - 1] + zb * N[b - 1][k - 1]) / den
+    tiny = 4.0 * float(np.finfo(np.float64).eps)
+    fl = None if floor is None else float(floor[0])
+    for k in range(0, top + 1):
+        for b in range(k, n):
+            here = T[b][k]
+            diff = 0.0
+            if k:
+                diff = _nmax(diff, abs(here - T[b][k - 1]) + N[b][k - 1])
+                if b == k:
+                    ct, cn = T[k - 1][k - 1], N[k - 1][k - 1]
+                else:
+                    ct, cn = T[b - 1][k], N[b - 1][k]
+                diff = _nmax(diff, abs(here - ct) + cn)
+            elif n > 1 and b > 0:
+                diff = _nmax(diff, abs(here - T[b - 1][0]) + N[b - 1][0])
+            if n - k > 1 and b < n - 1:
+                diff = _nmax(diff, abs(here - T[b + 1][k]) + N[b + 1][k])
+            err = _SAFETY * diff + N[b][k] + tiny * abs(here)
+            ok = math.isfinite(err) and (fl is None or steps[b - k] < fl)
+            E[b][k] = err if ok else inf
+    best, idx = inf, 0
+    for b in range(n):
+        for k in range(K):
+            if E[b][k] < best:
+                best, idx = E[b][k], b * K + k
+    value, error = T[idx // K][idx % K], E[idx // K][idx % K]
+    if n == 1:   # a lone rung: no second opinion
+        value, error, idx = raw[0], inf, 0
+    usable = np.ones((n, 1), bool) if fl is None else \
+        np.array([[s < fl] for s in steps], dtype=bool)
+    return _Tableau(np.array(steps), np.array(z), np.array(raw).reshape(n, 1),
+                    np.array(big).reshape(n, 1), np.array(d2).reshape(n, 1),
+                    np.array(T).reshape(n, K, 1), np.array(E).reshape(n, K, 1),
+                    np.array(noise).reshape(n, 1), np.array([value]), np.array([error]),
+                    np.array([idx // K]), np.array([idx % K]), usable)
+
+
 _NOISE, _ASYMPTOTIC, _GARBAGE, _UNKNOWN = 0, 1, 2, 3
 
 
@@ -385,6 +477,16 @@ def _regimes(tab: _Tableau, u: float, floor: np.ndarray) -> tuple[np.ndarray, np
     u**(1/4) |f|, as in ``(1 - cos x) / x**2``). Garbage: the step is too large for the
     function's own scale (``sin(1e6 x)`` with h = 1e-4).
     """
+    m = tab.raw.shape[1]
+    if len(tab.steps) < 3:
+        return np.full(m, _UNKNOWN), np.zeros(m)
+    if m == 1:
+        return _regimes1(tab, u, float(floor[0]))
+    return _regimes_np(tab, u, floor)
+
+
+def _regimes_np(tab: _Tableau, u: float, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_regimes` on arrays, for any number of outputs."""
     m = tab.raw.shape[1]
     if len(tab.steps) < 3:
         return np.full(m, _UNKNOWN), np.zeros(m)
@@ -406,6 +508,38 @@ def _regimes(tab: _Tableau, u: float, floor: np.ndarray) -> tuple[np.ndarray, np
     regime = np.where(below < 3, _UNKNOWN, regime)   # rungs above a jump are not used
     g_noise = np.where((regime == _NOISE) & ~model & np.isfinite(implied), implied, 0.0)
     return regime, g_noise
+
+
+def _div(a: float, b: float) -> float:
+    """``a / b`` as numpy divides (inf or nan for b = 0, signs kept)."""
+    if b == 0:
+        if a == 0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _regimes1(tab: _Tableau, u: float, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_regimes` for one output, in Python floats (the same operations in the same
+    order; ``tests/test_finite_diff.py`` holds the two against each other)."""
+    steps = tab.steps.tolist()
+    below = sum(1 for s in steps if s < floor)
+    z0, z1, z2 = tab.z[-3:].tolist()
+    d0, d1, d2 = tab.raw[-3:, 0].tolist()
+    n0, n1, n2 = tab.noise[-3:, 0].tolist()
+    a, b = d0 - d1, d1 - d2
+    model = abs(b) <= 4 * (n1 + n2) and abs(a) <= 4 * (n0 + n1)
+    expected = _div(z0 - z1, z1 - z2)
+    q = _div(a, b)
+    cube = float(np.float64(expected) ** 3)   # numpy's power: inf past the range, no raise
+    asym = b == 0 or (a != 0 and q >= expected / 2 and q <= 2 * cube)
+    implied = _nmax(abs(a) * steps[-2], abs(b) * steps[-1])
+    small = implied <= u ** 0.25 * float(tab.big[-1, 0])
+    regime = _NOISE if model else _ASYMPTOTIC if asym else _NOISE if small else _GARBAGE
+    if below < 3:
+        regime = _UNKNOWN   # rungs above a jump are not used
+    seen = implied if regime == _NOISE and not model and math.isfinite(implied) else 0.0
+    return np.array([regime]), np.array([seen])
 
 
 def _magnitude(tab: _Tableau, s_t: float, floor_factor: float) -> np.ndarray:

@@ -255,13 +255,17 @@ class ExactGraph:
 
     # --- reverse ---------------------------------------------------------------------
     def gradient(self, cotangent: Any = None, recorded: bool = False,
-                 bounds: bool = False) -> Any:
+                 bounds: bool | str = False) -> Any:
         """d(output . cotangent)/d(leaf) for every leaf, as object arrays of mpf.
 
         The cotangent defaults to 1 (a scalar output). With ``recorded=True`` the partials
         are taken at the tape's recorded values (the gradient a correct tape computes up to
         backward rounding). With ``bounds=True`` also returns, per leaf, a float bound on
         that backward rounding: local bounds from ``rounding_magnitude`` pushed through |J|.
+        ``bounds="lower"`` leaves out the measured input sensitivity of non-elementwise
+        rules (``vjp_with_bound``'s probes, most of the cost): every term of the bound is
+        >= 0 and IEEE rounding is monotone, so that bound is <= the full one entry by entry,
+        and a VJP within it is within the full bound (see ``checker.core._analyze``).
         """
         out = self.output
         with mpmath.workdps(self.dps):
@@ -282,7 +286,8 @@ class ExactGraph:
                     continue
                 parts, args = partials[node]
                 in_grads = self._chain(node, rule, gouts, parts)
-                in_bnds = self._chain_bounds(node, rule, gouts, bouts, parts, args) \
+                in_bnds = self._chain_bounds(node, rule, gouts, bouts, parts, args,
+                                             lower=bounds == "lower", chained=in_grads) \
                     if bounds else [None] * len(in_grads)
                 for s, gi, bi in zip(self.view.sources[node], in_grads, in_bnds):
                     if gi is None:
@@ -346,29 +351,38 @@ class ExactGraph:
                 else:
                     in_grads[i] = _sum_to(g * parts[k], shape)
             return in_grads
+        # on plain lists (the same mpf operations in the same order as on object arrays,
+        # without numpy's per-element indexing: a 16x8 @ 8x16 product has 2048 partials)
         zero = mpmath.mpf(0)
-        for i in rule.diff_inputs:
-            in_grads[i] = np.full(np.shape(in_vals[i]), zero, dtype=object)
-        flat_g = [None if g is None else g.reshape(-1) for g in gouts]
-        flat_in = {i: in_grads[i].reshape(-1) for i in rule.diff_inputs}
+        flat_g = [None if g is None else g.reshape(-1).tolist() for g in gouts]
+        flat_in = {i: [zero] * int(np.size(in_vals[i])) for i in rule.diff_inputs}
         for (k, j, i, m), p in zip(rule.jac_index, parts):
             gk = flat_g[k]
             if gk is not None:
-                flat_in[i][m] += gk[j] * p
+                o = flat_in[i]
+                o[m] = o[m] + gk[j] * p
+        for i in rule.diff_inputs:
+            arr = np.empty(len(flat_in[i]), dtype=object)
+            arr[:] = flat_in[i]
+            in_grads[i] = arr.reshape(np.shape(in_vals[i]))
         return in_grads
 
     def _chain_bounds(self, node: Any, rule: LocalRule, gouts: list, bouts: list, parts: Any,
-                      args: list) -> list:
+                      args: list, lower: bool = False, chained: list | None = None
+                      ) -> list:
         """Rounding bound of a correct float VJP at this node plus the incoming bounds pushed
         through |J|: elementwise c*eps*(|g| M + 2|g J|) + |J|^T B; otherwise
-        ``vjp_with_bound`` + |J|^T B."""
+        ``vjp_with_bound`` + |J|^T B. ``lower``: without the terms evaluated in high
+        precision for the bound alone (M of elementwise rules, the probes and partial
+        magnitudes of the others), each >= 0: a lower bound of the full one."""
         eps = self.node_eps.get(node, EPS64 * SAFETY)
         in_vals = self.view.input_values(node)
         out: list = [None] * len(in_vals)
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
         if rule.elementwise and _all_scalar(sym_args, gouts[0]):
             # one element (deep scalar chains): the same formula in plain floats
-            mvals = rule.magnitude_fn()(*[a[()] for a in sym_args])
+            mvals = [0.0] * len(rule.diff_inputs) if lower else \
+                rule.magnitude_fn()(*[a[()] for a in sym_args])
             g = abs(float(gouts[0][()]))
             b = float(bouts[0]) if bouts[0] is not None else 0.0
             for k, i in enumerate(rule.diff_inputs):
@@ -377,15 +391,16 @@ class ExactGraph:
                 out[i] = _sum_to_float(np.asarray(p * b + local), np.shape(in_vals[i]))
             return out
         if rule.elementwise:
-            mag = rule.magnitude_fn()
+            mag = None if lower else rule.magnitude_fn()
             g = np.abs(np.array(np.asarray(gouts[0], dtype=object).tolist(), dtype=float))
             b = bouts[0] if bouts[0] is not None else 0.0
             arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in sym_args])
             flat = [a.reshape(-1) for a in arrays]
             shape = arrays[0].shape if arrays else ()
-            m = np.array([[float(abs(v)) for v in mag(*[a[j] for a in flat])]
-                          for j in range(int(np.prod(shape)))]).reshape(shape + (-1,)) \
-                if rule.diff_inputs else None
+            m = None if not rule.diff_inputs else \
+                np.zeros(shape + (len(rule.diff_inputs),)) if lower else \
+                np.array([[float(abs(v)) for v in mag(*[a[j] for a in flat])]
+                          for j in range(int(np.prod(shape)))]).reshape(shape + (-1,))
             for k, i in enumerate(rule.diff_inputs):
                 p = np.abs(np.array(np.asarray(parts[k], dtype=object).tolist(), dtype=float))
                 local = eps * (g * m[..., k] + 2 * g * p) + g * UNDERFLOW
@@ -395,8 +410,13 @@ class ExactGraph:
         sizes = {i: int(np.size(in_vals[i])) for i in rule.diff_inputs}
         cts = [np.zeros(o.size, dtype=object) if g is None else g for g, o in
                zip(gouts, rule.outs)]
-        _, acc = vjp_with_bound(rule, flat, parts, cts, sizes, eps,
-                                memo=evaluation_memo(self.view))
+        # J^T v as _chain made it (the same sums in the same order), when it chained every
+        # cotangent (a missing one is zeros there, a skipped term in _chain)
+        value = None if chained is None or any(g is None for g in gouts) else \
+            {i: chained[i].reshape(-1).tolist() for i in rule.diff_inputs}
+        _, acc = vjp_with_bound(rule, flat, parts, cts, sizes, eps, probes=0 if lower else 3,
+                                memo=evaluation_memo(self.view), magnitudes=not lower,
+                                value=value)
         flat_b = [None if b is None else np.asarray(b, dtype=float).reshape(-1) for b in bouts]
         for (k, j, i, m), p in zip(rule.jac_index, parts):
             if flat_b[k] is not None:

@@ -179,14 +179,20 @@ class _Evaluator:
         self.fn: Callable = Program(rule.flat_syms, exprs)
 
 
-def rule_switches(rule: LocalRule, sym_args: list, radius: float, dps: int
-                  ) -> list[tuple[tuple, str, str, float, float, bool]]:
-    """Switches of one rule near a point given as high-precision input arrays:
-    (output element, function, kind, switch value, distance, at the point)."""
+def _evaluators(rule: LocalRule) -> list:
+    """(output element, switch, evaluator) of each switch of ``rule``, made once per rule."""
     switches = getattr(rule, "_switch_cache", None)
     if switches is None:
         switches = rule._switch_cache = [(j, sw, _Evaluator(rule, sw))
                                          for j, sw in _switches(rule)]
+    return switches
+
+
+def rule_switches(rule: LocalRule, sym_args: list, radius: float, dps: int
+                  ) -> list[tuple[tuple, str, str, float, float, bool]]:
+    """Switches of one rule near a point given as high-precision input arrays:
+    (output element, function, kind, switch value, distance, at the point)."""
+    switches = _evaluators(rule)
     if not switches:
         return []
     sym_args = [np.asarray(a, dtype=object) for a in sym_args]
@@ -221,12 +227,13 @@ def find_kinks(graph: ExactGraph, radius: float = 1e-6) -> list[Kink]:
     >>> [k.describe() for k in find_kinks(ExactGraph(vg.relu(x).sum()))]
     ['ReluBackward0[0]: at a kink of Max']
     """
+    nodes = [n for n in graph.view.nodes if graph.rule(n).diff_inputs]
+    if not any(_evaluators(graph.rule(n)) for n in nodes):
+        return []   # no switch anywhere: the high-precision forward is not needed
     values, _ = graph.forward()
     kinks = []
-    for node in graph.view.nodes:
+    for node in nodes:
         rule = graph.rule(node)
-        if not rule.diff_inputs:
-            continue
         args = graph._inputs_mp(node, values, graph._leaf_mp)
         sym_args = [a for a, s in zip(args, rule.in_syms) if s is not None]
         found = rule_switches(rule, sym_args, radius, graph.dps)

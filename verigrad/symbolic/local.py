@@ -460,7 +460,8 @@ def evaluate_full(rule: LocalRule, flat_inputs: Sequence[Any], memo: dict | None
 
 def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: list,
                    in_sizes: dict[int, int], eps: float, probes: int = 3,
-                   memo: dict | None = None
+                   memo: dict | None = None, magnitudes: bool = True,
+                   value: dict[int, list] | None = None
                    ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """J^T v of a non-elementwise rule (flat mpf arrays per differentiable input) and a
     bound on how far a correct float VJP may be from it.
@@ -475,6 +476,11 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     The evaluations that do not depend on the cotangent (the partials at the moved inputs,
     the partials' rounding magnitudes) are kept in ``memo`` (``evaluation_memo``): the node
     check and the exact chain ask for them at the same inputs.
+
+    ``probes=0`` and ``magnitudes=False`` leave out the sensitivity and the partials'
+    rounding magnitudes: each term left out is >= 0, so the bound is a lower one.
+    ``value``: J^T v as the caller chained it already (per input, a flat list of mpf summed
+    over ``rule.jac_index`` in its order from 0, as ``chain`` below does): not chained again.
     """
     # plain lists: the same arithmetic in the same order as on arrays, without numpy's
     # per-element overhead (small rules are called a dozen times per check)
@@ -490,7 +496,7 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
             o[m] = o[m] + flat_v[k][j] * p
         return out
 
-    q0 = chain(parts)
+    q0 = chain(parts) if value is None else value
     acc = {i: [0.0] * in_sizes[i] for i in diff}
     counts = {i: [0] * in_sizes[i] for i in diff}
     for (k, j, i, m), p in zip(index, parts):
@@ -499,7 +505,7 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     bound = {i: [b * (eps * (c + 1)) for b, c in zip(acc[i], counts[i])] for i in diff}
     # the terms inside each partial (small rules): a partial p - 1 with p ~ 1 rounds
     # against 1, not against its tiny value
-    mag = rule.partial_magnitude_fn()
+    mag = rule.partial_magnitude_fn() if magnitudes else None
     if mag is not None and flat_inputs:
         key = _memo_key("magnitude", rule, flat_inputs)
         pms = _memo_get(memo, key, rule)
@@ -510,7 +516,7 @@ def vjp_with_bound(rule: LocalRule, flat_inputs: list, parts: list, cotangents: 
     result = {i: np.array(bound[i], dtype=float) for i in diff}
     # constant partials (a sum, a reshape) do not move with the inputs: every probe would
     # repeat q0 exactly, so its change is 0 (unless a cotangent is not finite: inf - inf)
-    if flat_inputs and index and not (rule.constant_partials() and all(
+    if probes and flat_inputs and index and not (rule.constant_partials() and all(
             mpmath.isfinite(x) for c in flat_v for x in c)):
         delta = mpmath.mpf(10) ** -(mpmath.mp.dps // 2)
         worst = {i: np.zeros(in_sizes[i]) for i in diff}
