@@ -911,3 +911,12 @@ def test_torch_own_rounding_at_an_offset_is_not_a_disagreement(fn: Callable) -> 
         x = (randn(50, seed=seed, grad=False) + 1000).requires_grad_()
         report = vg.check(fn, x)
         assert report.verdict == "pass", str(report)
+
+
+def test_a_complex_input_is_a_clear_error() -> None:
+    """Its imaginary part would be dropped (and a backward missing conj() pass)."""
+    z = torch.randn(3, dtype=torch.complex128, requires_grad=True)
+    from verigrad.checker.problem import CheckInputError
+
+    with pytest.raises(CheckInputError, match="complex"):
+        vg.check(lambda z: (z * z).abs().sum(), z)

@@ -846,10 +846,16 @@ def check(fn: Any, *inputs: Any, names: Sequence[str] | None = None, **options: 
     """
     from verigrad.checker.core import check as core_check
 
+    from verigrad.checker.problem import CheckInputError
+
+    complex_in = [i for i, v in enumerate(inputs) if isinstance(v, torch.Tensor) and
+                  v.is_complex() and v.requires_grad]
+    if complex_in:  # its imaginary part would be dropped, and a missing conj() pass
+        raise CheckInputError(f"input {complex_in[0]} is complex: verigrad checks gradients "
+                              f"of real inputs; pass the real and imaginary parts as two real "
+                              f"tensors and build torch.complex(re, im) inside the function")
     specs, vg_fn, traces = _convert(fn, inputs)
     if not any(s.diff for s in specs):
-        from verigrad.checker.problem import CheckInputError
-
         raise CheckInputError("none of the inputs requires grad: pass the tensors to check "
                               "with requires_grad=True (others are constants)")
     names = list(names) if names is not None else _arg_names(fn, len(inputs))
