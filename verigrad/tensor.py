@@ -16,8 +16,9 @@ import numpy as np
 from . import _dtype
 from ._dtype import dtype as DType
 from ._format import format_tensor
+from .autograd import pool as _pool
 from .autograd.grad_mode import _state
-from .autograd.node import S1, S2
+from .autograd.node import S1, S2, _give_data
 from .errors import DtypeGradError, InplaceOnLeafError, ShapeError
 from .registry import OpDef
 
@@ -110,6 +111,9 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
         sc = op.scalar
         if sc is not None and not da.ndim and not params and (dt is _F64 or dt is _F32):
             out = sc(da[()])  # on a numpy scalar: the same bits, a fraction of the cost
+        elif (da.nbytes >= _POOL_MIN and not params and da.flags.c_contiguous
+              and _poolable(op, dt, 1) and (buf := _take(da.shape, dt)) is not None):
+            out = op.forward(da, out=buf)  # an array the pool held: no fresh pages
         else:
             try:
                 out = op.forward(da, **params) if params else op.forward(da)
@@ -143,6 +147,10 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
             # numpy scalars (float32 with a Python number stays on the ufunc: its weak-scalar
             # cast is the ufunc's to keep)
             out = sc(da[()], b if db is None else db[()])
+        elif (db is not None and da.nbytes >= _POOL_MIN and not params and da.shape == db.shape
+              and da.flags.c_contiguous and db.flags.c_contiguous and _poolable(op, dt, 2)
+              and (buf := _take(da.shape, dt)) is not None):
+            out = op.forward(da, db, out=buf)  # (same shapes: the result's layout is C)
         else:
             try:
                 if params:
@@ -374,6 +382,27 @@ def _record_dtypes(cache: dict, dt: np.dtype, value: tuple) -> tuple:
     return value
 _new_tensor = object.__new__
 _asarray = np.asarray
+_take = _pool.take
+_POOL_MIN = _pool.MIN_BYTES
+_POOLED: dict = {}  # (op, dtype) -> (the forward it was decided for, poolable)
+
+
+def _poolable(op: OpDef, dt: np.dtype, nin: int) -> bool:
+    """Whether ``op``'s forward on C-contiguous inputs of dtype ``dt`` (all of one shape) may
+    write into a pooled array: a ufunc with ``nin`` inputs and one output of dtype ``dt``
+    (then ``out=`` runs the very loop the allocating call runs)."""
+    f = op.forward
+    known = _POOLED.get((op, dt))
+    if known is not None and known[0] is f:
+        return known[1]
+    ok = False
+    if isinstance(f, np.ufunc) and f.nin == nin and f.nout == 1:
+        try:
+            ok = f.resolve_dtypes((dt,) * nin + (None,))[-1] == dt
+        except (TypeError, ValueError):  # no loop for dt
+            ok = False
+    _POOLED[(op, dt)] = (f, ok)
+    return ok
 
 
 # ---------------------------------------------------------------------------------------
@@ -814,7 +843,12 @@ class Tensor:
             if value.shape != self.shape:
                 raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has "
                                  f"shape {self.shape}")
+        old = self._grad
         self._grad = value
+        if old is not None and old is not value:
+            # ``x.grad = None`` before a step: a big gradient nothing else holds goes to the
+            # engine's pool (autograd/pool.py), for the next backward to write into
+            _give_data(old)
 
     @property
     def retains_grad(self) -> bool:

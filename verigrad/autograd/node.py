@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .. import registry as _registry
+from .pool import MIN_BYTES as _POOL_MIN, give_if_sole as _give, sole as _sole
 from ..errors import BackwardContractError, GraphFreedError, SavedTensorModifiedError
 
 if TYPE_CHECKING:
@@ -235,9 +236,14 @@ class OpNode(Node):
         # for fresh pages; the symbolic mirror replays a dropped input from the leaves (the
         # same forward on the same values: the same bits). Leaves and constants stay; 0-d
         # inputs stay too (nothing to gain, and it keeps scalar graphs cheap).
+        # Big arrays nothing else holds once dropped go to the pool (autograd/pool.py).
         if self._guard:
+            out = self._out
             self._out = None
             self._freed = True
+            if type(out) is np.ndarray and out.nbytes >= _POOL_MIN:
+                _give(out)
+            out = None
             shapes = self._shapes
             if (self._saved_names and shapes is not S2 and shapes is not S1
                     and any(shapes)):  # (the shared all-0-d records need no look)
@@ -245,11 +251,18 @@ class OpNode(Node):
                 inputs = self._inputs
                 if len(inputs) == 2:  # (most ops: written out, no generator)
                     t0, t1 = inputs
-                    self._inputs = (
-                        None if t0 is not None and shapes[0] and isinstance(edges[0][0], Node)
-                        else t0,
-                        None if t1 is not None and shapes[1] and isinstance(edges[1][0], Node)
-                        else t1)
+                    drop0 = t0 is not None and shapes[0] and isinstance(edges[0][0], Node)
+                    drop1 = t1 is not None and shapes[1] and isinstance(edges[1][0], Node)
+                    self._inputs = (None if drop0 else t0, None if drop1 else t1)
+                    inputs = None
+                    if drop0 and drop1:
+                        if t0 is not t1:  # (x * x: one tensor twice, not the pool's)
+                            _give_data(t0)
+                            _give_data(t1)
+                    elif drop0:
+                        _give_data(t0)
+                    elif drop1:
+                        _give_data(t1)
                 else:
                     self._inputs = tuple(
                         None if t is not None and isinstance(edges[i][0], Node) and shape else t
@@ -324,6 +337,17 @@ class OpNode(Node):
     def rerun(self, args: Sequence[Any]) -> Any:
         """The op recorded afresh on ``args`` (tensors or values); its output tensor."""
         return OpNode.replay(self, args, True)
+
+
+def _give_data(t: Any) -> None:
+    """Pool the data of a dropped input tensor ``t`` if nothing but the caller's local
+    variable holds ``t``, nothing holds its array but ``t``, and no weak reference can reach
+    ``t`` again: ``t`` dies when the caller returns, leaving the array to the pool."""
+    d = t._data
+    # (t: the caller's local and this frame's argument, one more than a sole local)
+    if (type(d) is np.ndarray and d.nbytes >= _POOL_MIN and _sole(t, 1)
+            and not weakref.getweakrefcount(t)):
+        _give(d, 1)  # (``t._data`` holds one reference more)
 
 
 #: the shape records of all-0-d nodes, shared (tensor.apply uses these very tuples)
