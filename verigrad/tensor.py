@@ -489,19 +489,19 @@ def binary_fn(op: OpDef, convert: Any, operand: Any) -> Any:
         if tb is Tensor:
             db = b._data
             if da.ndim or db.ndim or da.dtype is not _F64 or db.dtype is not _F64:
-                return general(a, b)
+                return apply(op, (a, b))
             sc = op.scalar
             if sc is None:
-                return general(a, b)
+                return apply(op, (a, b))
             s = sc(da[()], db[()])
             requires = a._requires_grad or b._requires_grad
         elif tb is float or tb is int:
             db = None
             if da.ndim or da.dtype is not _F64:
-                return general(a, b)
+                return apply(op, (a, b))
             sc = op.scalar
             if sc is None:
-                return general(a, b)
+                return apply(op, (a, b))
             s = sc(da[()], b)
             requires = a._requires_grad
         else:

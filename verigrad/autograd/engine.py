@@ -44,9 +44,13 @@ def _make_root_grads(tensors: Sequence[Any], grad_tensors: Sequence[Any] | None,
                     f"grad can be implicitly created only for scalar outputs; this output has "
                     f"shape {tuple(t.shape)}. Pass gradient= (a tensor of that shape, e.g. "
                     f"vg.ones_like(y)) or reduce it first (y.sum().backward()).")
-            g = np.ones_like(t._data)
-            if not g.ndim and not create_graph:
-                g = g[()]  # numpy scalars make 0-d VJP arithmetic several times cheaper
+            d = t._data
+            if not d.ndim and not create_graph:
+                # numpy scalars make 0-d VJP arithmetic several times cheaper (the one
+                # np.ones_like(d)[()] gives, without its Python frames)
+                g = d.dtype.type(1)
+            else:
+                g = np.ones_like(d)
         elif isinstance(g, Tensor):
             if g.shape != t.shape:
                 raise ShapeError(f"gradient has shape {tuple(g.shape)} but the output has shape "

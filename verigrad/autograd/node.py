@@ -381,14 +381,22 @@ def _count_error(node: "OpNode", result: Any) -> BackwardContractError:
            "a tuple with exactly one gradient per input, None for inputs that get none"))
 
 
+_BROADCASTS: dict = {}  # (gradient shape, input shape) -> whether the input broadcasts to it
+
+
 def _reduce(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
     """Sum a broadcast gradient back to input ``i``'s shape, after checking that it is one:
     a gradient of any other shape is a wrong VJP (a reshape would silently hide it)."""
     shape = node._shapes[i]
     gshape = tuple(gi.shape)
-    lead = len(gshape) - len(shape)
-    # shape broadcasts to gshape (np.broadcast_shapes costs more than the whole VJP of a bias)
-    ok = lead >= 0 and all(s == 1 or s == d for s, d in zip(shape, gshape[lead:]))
+    ok = _BROADCASTS.get((gshape, shape))
+    if ok is None:
+        lead = len(gshape) - len(shape)
+        # shape broadcasts to gshape (np.broadcast_shapes costs more than the VJP of a bias)
+        ok = lead >= 0 and all(s == 1 or s == d for s, d in zip(shape, gshape[lead:]))
+        if len(_BROADCASTS) > 4096:  # (a bound: programs use a handful of shapes)
+            _BROADCASTS.clear()
+        _BROADCASTS[(gshape, shape)] = ok
     if not ok and [d for d in gshape if d != 1] != [d for d in shape if d != 1]:
         # (only unit axes differ: the same elements, a reshape is exact)
         raise BackwardContractError(

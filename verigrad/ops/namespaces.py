@@ -24,18 +24,31 @@ def broadcast_axes(g_shape: tuple, shape: tuple) -> tuple[int, ...]:
         i + lead for i, s in enumerate(shape) if s == 1 and g_shape[i + lead] != 1)
 
 
+_AXES: dict = {}  # (gradient shape, input shape) -> broadcast_axes: a step asks the same
+
+
 def sum_to(g, shape):
     """Sum a broadcast gradient back to ``shape`` (the one place broadcasting is undone; works
     on float and object arrays alike)."""
     gshape = g.shape
-    axes = broadcast_axes(gshape, shape)
+    axes = _AXES.get((gshape, shape))
+    if axes is None:
+        if len(_AXES) > 4096:  # (a bound: programs use a handful of shapes)
+            _AXES.clear()
+        axes = _AXES[(gshape, shape)] = broadcast_axes(gshape, shape)
     if axes:
         if shape and len(axes) == len(gshape) - len(shape) and type(g) is np.ndarray:
             # only leading axes of a dimensioned input (a bias): the same reduction gives the
-            # shape itself, without keepdims and a reshape (a view the engine cannot own)
-            return g.sum(axis=axes)
+            # shape itself, without keepdims and a reshape (a view the engine cannot own);
+            # np.add.reduce is what ndarray.sum calls, without its Python wrapper
+            return np.add.reduce(g, axis=axes)
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape) if g.shape != shape else g
+
+
+def _mT(x):
+    # ndarray.mT: the view np.swapaxes(x, -1, -2) makes, without its Python wrapper
+    return x.mT if type(x) is np.ndarray and x.ndim >= 2 else np.swapaxes(x, -1, -2)
 
 
 def _broadcast_to(x, shape):
@@ -178,7 +191,7 @@ NUMPY = SimpleNamespace(
     sum=lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
     prod=lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
     expand_dims=np.expand_dims, broadcast_to=_broadcast_to, reshape=np.reshape,
-    swapaxes=np.swapaxes, transpose=np.transpose, mT=lambda x: np.swapaxes(x, -1, -2),
+    swapaxes=np.swapaxes, transpose=np.transpose, mT=_mT,
     select=S._select, slice=S._slice, index=lambda x, key: x[key],
     select_backward=S._select_backward, slice_backward=S._slice_backward,
     index_put=S._index_put, argmax_mask=_argmax_mask,
