@@ -479,6 +479,23 @@ def _fix(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
     return gi
 
 
+def _positional(vjp: Any, kw: list) -> list | None:
+    """The values of the keyword arguments ``kw`` (``"name=value"``) in the order of
+    ``vjp``'s parameters after ``F, g``, when those are exactly these names, all plain
+    positional-or-keyword parameters; else None."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(vjp).parameters.values())[2:]
+    except (TypeError, ValueError):
+        return None
+    given = dict(k.split("=", 1) for k in kw)
+    if (len(params) != len(given) or any(p.kind is not p.POSITIONAL_OR_KEYWORD
+                                         or p.name not in given for p in params)):
+        return None
+    return [given[p.name] for p in params]
+
+
 def _compile_backward(op: "OpDef") -> Any:
     """``OpNode._backward`` written out for one op: its saved inputs, VJP keywords and
     gradient count known in advance, so a first-order backward runs no loops over the
@@ -531,7 +548,17 @@ def _compile_backward(op: "OpDef") -> Any:
               "    else:",
               "        F = _NS[2 if owned else 0]",
               # read at call time: the declaration's VJP may be swapped (tests patch it)
-              f"    result = OP.vjp(F, g{''.join(', ' + k for k in kw)})"]
+              "    vjp = OP.vjp"]
+    positional = _positional(op.vjp, kw)
+    if positional is not None:
+        # the declared VJP takes its arguments by position (a keyword call costs more);
+        # any other (a patched one) gets keywords
+        lines += ["    if vjp is VJP0:",
+                  f"        result = vjp(F, g{''.join(', ' + a for a in positional)})",
+                  "    else:",
+                  f"        result = vjp(F, g{''.join(', ' + k for k in kw)})"]
+    else:
+        lines.append(f"    result = vjp(F, g{''.join(', ' + k for k in kw)})")
     if n_in == 1:
         lines += ["    if result is None or self._edges[0][0] is None:",
                   "        return [None]",
@@ -560,7 +587,7 @@ def _compile_backward(op: "OpDef") -> Any:
                       f"                   or g{i}.dtype != dtypes[{i}])):",
                       f"            g{i} = _fix(self, F, g{i}, {i})"]
         lines.append(f"    return [{', '.join(f'g{i}' for i in range(n_in))}]")
-    scope = dict(globals(), OP=op, _GENERIC=OpNode._backward, ndarray=np.ndarray)
+    scope = dict(globals(), OP=op, VJP0=op.vjp, _GENERIC=OpNode._backward, ndarray=np.ndarray)
     exec("\n".join(lines), scope)  # noqa: S102 - source built above from identifiers only
     fn = scope["_backward"]
     fn.__doc__ = OpNode._backward.__doc__
