@@ -19,7 +19,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "verigrad"
 LAYERS: list[tuple[str, ...]] = [
     # pure data and pure numerics: no tensors, no nodes
     ("errors", "_version", "_dtype", "_format", "_lazy", "parsing", "registry", "checker.finite_diff"),
-    ("autograd.grad_mode", "autograd.node"),      # nodes
+    ("autograd.grad_mode", "autograd.node", "autograd.pool"),  # nodes (and their array pool)
     ("tensor",),
     ("autograd.engine",),
     ("autograd.function", "autograd"),             # custom Functions: tensors + engine

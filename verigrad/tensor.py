@@ -16,8 +16,9 @@ import numpy as np
 from . import _dtype
 from ._dtype import dtype as DType
 from ._format import format_tensor
+from .autograd import pool as _pool
 from .autograd.grad_mode import _state
-from .autograd.node import S1, S2
+from .autograd.node import S1, S2, _give_data
 from .errors import DtypeGradError, InplaceOnLeafError, ShapeError
 from .registry import OpDef
 
@@ -110,6 +111,9 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
         sc = op.scalar
         if sc is not None and not da.ndim and not params and (dt is _F64 or dt is _F32):
             out = sc(da[()])  # on a numpy scalar: the same bits, a fraction of the cost
+        elif (da.nbytes >= _POOL_MIN and not params and da.flags.c_contiguous
+              and _poolable(op, dt, 1) and (buf := _take(da.shape, dt)) is not None):
+            out = op.forward(da, out=buf)  # an array the pool held: no fresh pages
         else:
             try:
                 out = op.forward(da, **params) if params else op.forward(da)
@@ -143,6 +147,10 @@ def apply(op: OpDef, args: tuple, params: dict = _NO_PARAMS) -> "Tensor":
             # numpy scalars (float32 with a Python number stays on the ufunc: its weak-scalar
             # cast is the ufunc's to keep)
             out = sc(da[()], b if db is None else db[()])
+        elif (db is not None and da.nbytes >= _POOL_MIN and not params and da.shape == db.shape
+              and da.flags.c_contiguous and db.flags.c_contiguous and _poolable(op, dt, 2)
+              and (buf := _take(da.shape, dt)) is not None):
+            out = op.forward(da, db, out=buf)  # (same shapes: the result's layout is C)
         else:
             try:
                 if params:
@@ -373,6 +381,212 @@ def _record_dtypes(cache: dict, dt: np.dtype, value: tuple) -> tuple:
     cache[dt] = value
     return value
 _new_tensor = object.__new__
+_asarray = np.asarray
+_take = _pool.take
+_POOL_MIN = _pool.MIN_BYTES
+_POOLED: dict = {}  # (op, dtype) -> (the forward it was decided for, poolable)
+
+
+def _poolable(op: OpDef, dt: np.dtype, nin: int) -> bool:
+    """Whether ``op``'s forward on C-contiguous inputs of dtype ``dt`` (all of one shape) may
+    write into a pooled array: a ufunc with ``nin`` inputs and one output of dtype ``dt``
+    (then ``out=`` runs the very loop the allocating call runs)."""
+    f = op.forward
+    known = _POOLED.get((op, dt))
+    if known is not None and known[0] is f:
+        return known[1]
+    ok = False
+    if isinstance(f, np.ufunc) and f.nin == nin and f.nout == 1:
+        try:
+            ok = f.resolve_dtypes((dt,) * nin + (None,))[-1] == dt
+        except (TypeError, ValueError):  # no loop for dt
+            ok = False
+    _POOLED[(op, dt)] = (f, ok)
+    return ok
+
+
+# ---------------------------------------------------------------------------------------
+# 0-d fast paths: the public function of a one- or two-input op (``vg.tanh``, ``x * y``)
+# calls one of these closures instead of apply. For 0-d float inputs (scalar graphs, where
+# the time goes to Python, not numpy) it computes what apply's own fast path computes, with
+# the same forward call and the same node fields, but without the argument tuple, the
+# branches on the argument count and the checks whose answer is known here; anything else
+# goes to apply. Everything about the op is read at call time (tests patch declarations).
+
+
+def unary_fn(op: OpDef, convert: Any) -> Any:
+    """``f(a)``: ``apply(op, (a,))``, where ``convert(a)`` makes a non-Tensor ``a`` one."""
+
+    def unary(input: Any) -> "Tensor":  # PyTorch's argument names
+        a = input
+        if type(a) is not Tensor:
+            return apply(op, (convert(a),))
+        da = a._data
+        dt = da.dtype
+        sc = op.scalar
+        if da.ndim or sc is None or (dt is not _F64 and dt is not _F32):
+            return apply(op, (a,))
+        s = sc(da[()])  # a numpy scalar: the same bits as the ufunc on the 0-d array
+        out = s if type(s) is np.ndarray else _asarray(s)
+        result = _new_tensor(Tensor)
+        result._data = out
+        result._requires_grad = False
+        result._grad = None
+        result._grad_fn = None
+        result._output_nr = 0
+        result._vbox = None
+        result._base = None
+        result._retains_grad = False
+        result._accumulator = None
+        result.name = None
+        if not a._requires_grad or op.vjp is None or not _state.enabled:
+            return result
+        if out.dtype is not dt and out.dtype.kind not in "fc":
+            return result
+        cls = op.node_cls
+        node = _new_tensor(cls)
+        fn = a._grad_fn
+        node._edges = ((a, 0) if fn is None else (fn, a._output_nr),)
+        node._inputs = (a,) if cls._keep0 else _DROPPED
+        node._shapes = _S1
+        node._dtypes = _DT1.get(dt) or _record_dtypes(_DT1, dt, (dt,))
+        if op.saved:  # (one input: saved is (0,))
+            vb = a._vbox
+            node._versions = _V0 if vb is None or not vb[0] else (vb[0],)
+        else:
+            node._versions = ()
+        if op.uses_out:
+            node._out = ((out if out.ndim else out[()]) if s is out else s)
+            node._out_vbox = result._vbox = [0]
+        else:
+            node._out = None
+            node._out_vbox = None
+        node._params = _NO_PARAMS
+        node._freed = False
+        node._retain = None
+        node._seq = next(_seq)
+        result._grad_fn = node
+        result._requires_grad = True
+        return result
+
+    return unary
+
+
+def binary_fn(op: OpDef, convert: Any, operand: Any) -> Any:
+    """``f(a, b)``: ``apply(op, (a, b))``, where ``convert(a)`` makes a non-Tensor ``a`` one
+    and ``operand(b)`` a ``b`` that is neither a Tensor nor a float an operand of apply."""
+
+    def general(a: Any, b: Any) -> "Tensor":
+        return apply(op, (a if type(a) is Tensor else convert(a),
+                          b if type(b) is Tensor or type(b) is float else operand(b)))
+
+    def binary(input: Any, other: Any) -> "Tensor":
+        a, b = input, other
+        if type(a) is not Tensor:
+            return general(a, b)
+        da = a._data
+        tb = type(b)
+        if tb is Tensor:
+            db = b._data
+            if da.ndim or db.ndim or da.dtype is not _F64 or db.dtype is not _F64:
+                return apply(op, (a, b))
+            sc = op.scalar
+            if sc is None:
+                return apply(op, (a, b))
+            s = sc(da[()], db[()])
+            requires = a._requires_grad or b._requires_grad
+        elif tb is float or tb is int:
+            db = None
+            if da.ndim or da.dtype is not _F64:
+                return apply(op, (a, b))
+            sc = op.scalar
+            if sc is None:
+                return apply(op, (a, b))
+            s = sc(da[()], b)
+            requires = a._requires_grad
+        else:
+            return general(a, b)
+        out = s if type(s) is np.ndarray else _asarray(s)
+        result = _new_tensor(Tensor)
+        result._data = out
+        result._requires_grad = False
+        result._grad = None
+        result._grad_fn = None
+        result._output_nr = 0
+        result._vbox = None
+        result._base = None
+        result._retains_grad = False
+        result._accumulator = None
+        result.name = None
+        if not requires or op.vjp is None or not _state.enabled:
+            return result
+        if out.dtype is not _F64 and out.dtype.kind not in "fc":
+            return result
+        cls = op.node_cls
+        node = _new_tensor(cls)
+        fn = a._grad_fn
+        if fn is not None:
+            ea = (fn, a._output_nr)
+            ka = cls._keep0
+        elif a._requires_grad:
+            ea = (a, 0)
+            ka = cls._keep0
+        else:
+            ea = _NO_EDGE
+            ka = True
+        saved = op.saved
+        if db is None:  # a Python number: a constant
+            node._edges = (ea, _NO_EDGE)
+            node._inputs = (a if ka else None, b)
+            node._dtypes = _DTC.get(_F64) or _record_dtypes(_DTC, _F64, (_F64, None))
+            if not saved:
+                node._versions = ()
+            elif len(saved) == 1:
+                vb = a._vbox if saved[0] == 0 else None
+                node._versions = _V0 if vb is None or not vb[0] else (vb[0],)
+            else:
+                va = a._vbox
+                node._versions = _V00 if va is None or not va[0] else (va[0], 0)
+        else:
+            fn = b._grad_fn
+            if fn is not None:
+                eb = (fn, b._output_nr)
+                kb = cls._keep1
+            elif b._requires_grad:
+                eb = (b, 0)
+                kb = cls._keep1
+            else:
+                eb = _NO_EDGE
+                kb = True
+            node._edges = (ea, eb)
+            node._inputs = (a if ka else None, b if kb else None) if ka or kb else _DROPPED2
+            node._dtypes = _DT2.get(_F64) or _record_dtypes(_DT2, _F64, (_F64, _F64))
+            if not saved:
+                node._versions = ()
+            elif len(saved) == 1:
+                vb = (a if saved[0] == 0 else b)._vbox
+                node._versions = _V0 if vb is None or not vb[0] else (vb[0],)
+            else:
+                va = a._vbox
+                vb = b._vbox
+                node._versions = (_V00 if (va is None or not va[0]) and (vb is None or not vb[0])
+                                  else (0 if va is None else va[0], 0 if vb is None else vb[0]))
+        node._shapes = _S2
+        if op.uses_out:
+            node._out = ((out if out.ndim else out[()]) if s is out else s)
+            node._out_vbox = result._vbox = [0]
+        else:
+            node._out = None
+            node._out_vbox = None
+        node._params = _NO_PARAMS
+        node._freed = False
+        node._retain = None
+        node._seq = next(_seq)
+        result._grad_fn = node
+        result._requires_grad = True
+        return result
+
+    return binary
 
 
 # ---------------------------------------------------------------------------------------
@@ -629,7 +843,12 @@ class Tensor:
             if value.shape != self.shape:
                 raise ShapeError(f"assigned grad has shape {value.shape} but the tensor has "
                                  f"shape {self.shape}")
+        old = self._grad
         self._grad = value
+        if old is not None and old is not value:
+            # ``x.grad = None`` before a step: a big gradient nothing else holds goes to the
+            # engine's pool (autograd/pool.py), for the next backward to write into
+            _give_data(old)
 
     @property
     def retains_grad(self) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import NoGradFnError, NonScalarBackwardError, ShapeError
 from ..tensor import Tensor, _wrap, register_backward
 from . import node as _node
+from .pool import MIN_BYTES as _POOL_MIN, give_if_sole as _give
 from .grad_mode import _state
 from .node import S1, S2, Node, OpNode
 
@@ -43,9 +44,13 @@ def _make_root_grads(tensors: Sequence[Any], grad_tensors: Sequence[Any] | None,
                     f"grad can be implicitly created only for scalar outputs; this output has "
                     f"shape {tuple(t.shape)}. Pass gradient= (a tensor of that shape, e.g. "
                     f"vg.ones_like(y)) or reduce it first (y.sum().backward()).")
-            g = np.ones_like(t._data)
-            if not g.ndim and not create_graph:
-                g = g[()]  # numpy scalars make 0-d VJP arithmetic several times cheaper
+            d = t._data
+            if not d.ndim and not create_graph:
+                # numpy scalars make 0-d VJP arithmetic several times cheaper (the one
+                # np.ones_like(d)[()] gives, without its Python frames)
+                g = d.dtype.type(1)
+            else:
+                g = np.ones_like(d)
         elif isinstance(g, Tensor):
             if g.shape != t.shape:
                 raise ShapeError(f"gradient has shape {tuple(g.shape)} but the output has shape "
@@ -187,6 +192,7 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
     pending: dict = {}
     plain = cap is None and only is None and not create_graph
     ndarray = np.ndarray
+    big = False  # a big array was handed on in this node's delivery loop
     try:
         with np.errstate(all="ignore"):  # VJPs evaluate both branches of where()
             for leaf, g in leaf_roots:
@@ -203,6 +209,11 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                         i = cap.get((node, nr))
                         if i is not None and g is not None:
                             results[i] = _add(results[i], g)
+                # the incoming gradient, when it is big enough for the pool: recycled below
+                # if nothing holds it once this node has passed its gradients on
+                g_in = grads[0]
+                if type(g_in) is not ndarray or g_in.nbytes < _POOL_MIN:
+                    g_in = None
                 if owned and node in owned:
                     owned.discard(node)
                     # the VJP may overwrite its incoming gradient: nothing else holds it
@@ -262,6 +273,8 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                         # does, not a view, not saved data) is the engine's to reuse
                         mine = (gi.base is None and not create_graph
                                 and _refcount(gi) == _FRESH_REFS)
+                        if gi.nbytes >= _POOL_MIN:
+                            big = True
                         if plain and not isinstance(target, Node):
                             acc = pending.get(target)
                             if acc is not None:  # a 0-d array after numpy scalars
@@ -293,10 +306,34 @@ def _run(tensors: Sequence[Any], roots: list[Any], retain_graph: bool, create_gr
                         # a gradient the engine owns becomes the leaf's .grad without a copy
                         _deliver_leaf(target, gi, cap, results, create_graph, only, Tensor, _wrap,
                                       mine and gi.flags.writeable)
+                if g_in is not None or big:
+                    # big arrays that died here (added into a buffer or a .grad, or an
+                    # incoming gradient not passed on) go to the pool for the next step
+                    gi = prev = buf = None
+                    cands = [g_in]
+                    cands.extend(in_grads)
+                    in_grads = g_in = None
+                    _recycle(cands)
+                    cands = None
+                    big = False
     finally:
         _state.enabled = prev_mode
         for leaf, acc in pending.items():
             _flush_leaf(leaf, acc)
+
+
+def _recycle(cands: list) -> None:
+    """Give the distinct big arrays of ``cands`` (the caller's only reference to the list) to
+    the pool, each one only if nothing else holds it."""
+    unique: list = []
+    for c in cands:
+        if (type(c) is np.ndarray and c.nbytes >= _POOL_MIN
+                and not any(c is u for u in unique)):
+            unique.append(c)
+    cands.clear()
+    c = None
+    for a in unique:
+        _give(a, 1)  # (``unique`` holds one reference more)
 
 
 def _start_pending(leaf: Any, g: Any, pending: dict, _wrap: Any) -> bool:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .. import registry as _registry
+from .pool import MIN_BYTES as _POOL_MIN, give_if_sole as _give, sole as _sole
 from ..errors import BackwardContractError, GraphFreedError, SavedTensorModifiedError
 
 if TYPE_CHECKING:
@@ -235,9 +236,14 @@ class OpNode(Node):
         # for fresh pages; the symbolic mirror replays a dropped input from the leaves (the
         # same forward on the same values: the same bits). Leaves and constants stay; 0-d
         # inputs stay too (nothing to gain, and it keeps scalar graphs cheap).
+        # Big arrays nothing else holds once dropped go to the pool (autograd/pool.py).
         if self._guard:
+            out = self._out
             self._out = None
             self._freed = True
+            if type(out) is np.ndarray and out.nbytes >= _POOL_MIN:
+                _give(out)
+            out = None
             shapes = self._shapes
             if (self._saved_names and shapes is not S2 and shapes is not S1
                     and any(shapes)):  # (the shared all-0-d records need no look)
@@ -245,11 +251,18 @@ class OpNode(Node):
                 inputs = self._inputs
                 if len(inputs) == 2:  # (most ops: written out, no generator)
                     t0, t1 = inputs
-                    self._inputs = (
-                        None if t0 is not None and shapes[0] and isinstance(edges[0][0], Node)
-                        else t0,
-                        None if t1 is not None and shapes[1] and isinstance(edges[1][0], Node)
-                        else t1)
+                    drop0 = t0 is not None and shapes[0] and isinstance(edges[0][0], Node)
+                    drop1 = t1 is not None and shapes[1] and isinstance(edges[1][0], Node)
+                    self._inputs = (None if drop0 else t0, None if drop1 else t1)
+                    inputs = None
+                    if drop0 and drop1:
+                        if t0 is not t1:  # (x * x: one tensor twice, not the pool's)
+                            _give_data(t0)
+                            _give_data(t1)
+                    elif drop0:
+                        _give_data(t0)
+                    elif drop1:
+                        _give_data(t1)
                 else:
                     self._inputs = tuple(
                         None if t is not None and isinstance(edges[i][0], Node) and shape else t
@@ -326,6 +339,17 @@ class OpNode(Node):
         return OpNode.replay(self, args, True)
 
 
+def _give_data(t: Any) -> None:
+    """Pool the data of a dropped input tensor ``t`` if nothing but the caller's local
+    variable holds ``t``, nothing holds its array but ``t``, and no weak reference can reach
+    ``t`` again: ``t`` dies when the caller returns, leaving the array to the pool."""
+    d = t._data
+    # (t: the caller's local and this frame's argument, one more than a sole local)
+    if (type(d) is np.ndarray and d.nbytes >= _POOL_MIN and _sole(t, 1)
+            and not weakref.getweakrefcount(t)):
+        _give(d, 1)  # (``t._data`` holds one reference more)
+
+
 #: the shape records of all-0-d nodes, shared (tensor.apply uses these very tuples)
 S1 = ((),)
 S2 = ((), ())
@@ -357,14 +381,22 @@ def _count_error(node: "OpNode", result: Any) -> BackwardContractError:
            "a tuple with exactly one gradient per input, None for inputs that get none"))
 
 
+_BROADCASTS: dict = {}  # (gradient shape, input shape) -> whether the input broadcasts to it
+
+
 def _reduce(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
     """Sum a broadcast gradient back to input ``i``'s shape, after checking that it is one:
     a gradient of any other shape is a wrong VJP (a reshape would silently hide it)."""
     shape = node._shapes[i]
     gshape = tuple(gi.shape)
-    lead = len(gshape) - len(shape)
-    # shape broadcasts to gshape (np.broadcast_shapes costs more than the whole VJP of a bias)
-    ok = lead >= 0 and all(s == 1 or s == d for s, d in zip(shape, gshape[lead:]))
+    ok = _BROADCASTS.get((gshape, shape))
+    if ok is None:
+        lead = len(gshape) - len(shape)
+        # shape broadcasts to gshape (np.broadcast_shapes costs more than the VJP of a bias)
+        ok = lead >= 0 and all(s == 1 or s == d for s, d in zip(shape, gshape[lead:]))
+        if len(_BROADCASTS) > 4096:  # (a bound: programs use a handful of shapes)
+            _BROADCASTS.clear()
+        _BROADCASTS[(gshape, shape)] = ok
     if not ok and [d for d in gshape if d != 1] != [d for d in shape if d != 1]:
         # (only unit axes differ: the same elements, a reshape is exact)
         raise BackwardContractError(
@@ -447,6 +479,23 @@ def _fix(node: "OpNode", F: Any, gi: Any, i: int) -> Any:
     return gi
 
 
+def _positional(vjp: Any, kw: list) -> list | None:
+    """The values of the keyword arguments ``kw`` (``"name=value"``) in the order of
+    ``vjp``'s parameters after ``F, g``, when those are exactly these names, all plain
+    positional-or-keyword parameters; else None."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(vjp).parameters.values())[2:]
+    except (TypeError, ValueError):
+        return None
+    given = dict(k.split("=", 1) for k in kw)
+    if (len(params) != len(given) or any(p.kind is not p.POSITIONAL_OR_KEYWORD
+                                         or p.name not in given for p in params)):
+        return None
+    return [given[p.name] for p in params]
+
+
 def _compile_backward(op: "OpDef") -> Any:
     """``OpNode._backward`` written out for one op: its saved inputs, VJP keywords and
     gradient count known in advance, so a first-order backward runs no loops over the
@@ -499,7 +548,17 @@ def _compile_backward(op: "OpDef") -> Any:
               "    else:",
               "        F = _NS[2 if owned else 0]",
               # read at call time: the declaration's VJP may be swapped (tests patch it)
-              f"    result = OP.vjp(F, g{''.join(', ' + k for k in kw)})"]
+              "    vjp = OP.vjp"]
+    positional = _positional(op.vjp, kw)
+    if positional is not None:
+        # the declared VJP takes its arguments by position (a keyword call costs more);
+        # any other (a patched one) gets keywords
+        lines += ["    if vjp is VJP0:",
+                  f"        result = vjp(F, g{''.join(', ' + a for a in positional)})",
+                  "    else:",
+                  f"        result = vjp(F, g{''.join(', ' + k for k in kw)})"]
+    else:
+        lines.append(f"    result = vjp(F, g{''.join(', ' + k for k in kw)})")
     if n_in == 1:
         lines += ["    if result is None or self._edges[0][0] is None:",
                   "        return [None]",
@@ -528,7 +587,7 @@ def _compile_backward(op: "OpDef") -> Any:
                       f"                   or g{i}.dtype != dtypes[{i}])):",
                       f"            g{i} = _fix(self, F, g{i}, {i})"]
         lines.append(f"    return [{', '.join(f'g{i}' for i in range(n_in))}]")
-    scope = dict(globals(), OP=op, _GENERIC=OpNode._backward, ndarray=np.ndarray)
+    scope = dict(globals(), OP=op, VJP0=op.vjp, _GENERIC=OpNode._backward, ndarray=np.ndarray)
     exec("\n".join(lines), scope)  # noqa: S102 - source built above from identifiers only
     fn = scope["_backward"]
     fn.__doc__ = OpNode._backward.__doc__

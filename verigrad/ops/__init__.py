@@ -22,7 +22,7 @@ from ..errors import ShapeError
 from ..registry import FACES, Face, on_change, public
 from ..autograd.engine import register_ops
 from ..tensor import (MaxResult, MinResult, Tensor, _normalize_key, _vbox, _wrap, apply,
-                      as_tensor)
+                      as_tensor, binary_fn, unary_fn)
 from . import elementwise as E
 from . import linalg as L
 from . import reduce as R
@@ -567,13 +567,10 @@ def _generate(face: Face) -> Any:
             return apply(op, tuple(_t(t) for t in a[inputs[0]]),
                          {p: a[p] for p in op.params})
     elif op.arguments == tuple(inputs) and len(inputs) == 1:  # the hot paths: no binding
-        def fn(input: Any) -> Tensor:  # (_t inlined for tensors: scalar graphs pay per call)
-            return apply(op, (input if type(input) is Tensor else _t(input),))
+        # 0-d tensors take a fast path of their own (scalar graphs pay per op)
+        fn = unary_fn(op, _t)
     elif op.arguments == tuple(inputs) and len(inputs) == 2:
-        def fn(input: Any, other: Any) -> Tensor:
-            return apply(op, (input if type(input) is Tensor else _t(input),
-                              other if type(other) is Tensor or type(other) is float
-                              else _operand(other)))
+        fn = binary_fn(op, _t, _operand)
     else:
         def call(a: dict) -> Tensor:
             tensors = tuple((_t if k == 0 else _operand)(a[_ARG_NAMES.get(n, n)])

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import ops as O  # the package being imported (it imports this module): read late
+from ..autograd.pool import MIN_BYTES as _POOL_MIN, take as _take
 from ..autograd.node import register_namespaces
 from ..tensor import Tensor, apply, as_tensor
 from . import shape as S
@@ -23,18 +24,31 @@ def broadcast_axes(g_shape: tuple, shape: tuple) -> tuple[int, ...]:
         i + lead for i, s in enumerate(shape) if s == 1 and g_shape[i + lead] != 1)
 
 
+_AXES: dict = {}  # (gradient shape, input shape) -> broadcast_axes: a step asks the same
+
+
 def sum_to(g, shape):
     """Sum a broadcast gradient back to ``shape`` (the one place broadcasting is undone; works
     on float and object arrays alike)."""
     gshape = g.shape
-    axes = broadcast_axes(gshape, shape)
+    axes = _AXES.get((gshape, shape))
+    if axes is None:
+        if len(_AXES) > 4096:  # (a bound: programs use a handful of shapes)
+            _AXES.clear()
+        axes = _AXES[(gshape, shape)] = broadcast_axes(gshape, shape)
     if axes:
         if shape and len(axes) == len(gshape) - len(shape) and type(g) is np.ndarray:
             # only leading axes of a dimensioned input (a bias): the same reduction gives the
-            # shape itself, without keepdims and a reshape (a view the engine cannot own)
-            return g.sum(axis=axes)
+            # shape itself, without keepdims and a reshape (a view the engine cannot own);
+            # np.add.reduce is what ndarray.sum calls, without its Python wrapper
+            return np.add.reduce(g, axis=axes)
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape) if g.shape != shape else g
+
+
+def _mT(x):
+    # ndarray.mT: the view np.swapaxes(x, -1, -2) makes, without its Python wrapper
+    return x.mT if type(x) is np.ndarray and x.ndim >= 2 else np.swapaxes(x, -1, -2)
 
 
 def _broadcast_to(x, shape):
@@ -119,8 +133,31 @@ def _ineg(a):
         else -a
 
 
+def _pooled(a, b=None):
+    """A pooled array (autograd/pool.py) for a ufunc result of ``a``'s shape and dtype, or
+    None: ``a`` (and ``b``, when given) a big C-contiguous float array of that very shape and
+    dtype, so the allocating call would make a C-contiguous array of it too."""
+    if (type(a) is np.ndarray and a.nbytes >= _POOL_MIN and a.dtype.kind in "fc"
+            and a.flags.c_contiguous
+            and (b is None or (type(b) is np.ndarray and b.shape == a.shape
+                               and b.dtype == a.dtype and b.flags.c_contiguous))):
+        return _take(a.shape, a.dtype)
+    return None
+
+
+def _unary_pooled(ufunc):
+    """``ufunc(x)``, into a pooled array where there is one (the same loop, the same bits)."""
+    def fn(x):
+        buf = _pooled(x)
+        return ufunc(x) if buf is None else ufunc(x, out=buf)
+
+    fn.__name__ = ufunc.__name__
+    return fn
+
+
 def _plain_mul(a, b):
-    return a * b
+    buf = _pooled(a, b)
+    return a * b if buf is None else np.multiply(a, b, out=buf)
 
 
 def _times(g, y):
@@ -134,7 +171,7 @@ def _times(g, y):
             and not any(g.strides) and g.shape == y.shape and g.dtype == y.dtype
             and g.dtype.kind == "f" and g.item(0) == 1):
         return y
-    return g * y
+    return _plain_mul(g, y)
 
 
 def _plain_div(a, b):
@@ -146,13 +183,15 @@ def _plain_neg(a):
 
 
 NUMPY = SimpleNamespace(
-    sign=np.sign, cos=np.cos, sin=np.sin, exp=np.exp, log=np.log, sinh=np.sinh, cosh=np.cosh,
+    sign=np.sign, cos=_unary_pooled(np.cos), sin=_unary_pooled(np.sin),
+    exp=_unary_pooled(np.exp), log=_unary_pooled(np.log), sinh=_unary_pooled(np.sinh),
+    cosh=_unary_pooled(np.cosh),
     sigmoid=lambda x: 1 / (1 + np.exp(-x)),
     where=np.where,
     sum=lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
     prod=lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
     expand_dims=np.expand_dims, broadcast_to=_broadcast_to, reshape=np.reshape,
-    swapaxes=np.swapaxes, transpose=np.transpose, mT=lambda x: np.swapaxes(x, -1, -2),
+    swapaxes=np.swapaxes, transpose=np.transpose, mT=_mT,
     select=S._select, slice=S._slice, index=lambda x, key: x[key],
     select_backward=S._select_backward, slice_backward=S._slice_backward,
     index_put=S._index_put, argmax_mask=_argmax_mask,
