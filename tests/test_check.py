@@ -177,3 +177,12 @@ def test_an_input_that_does_not_reach_the_output_has_zero_gradient():
 def test_float32_overflow_is_inconclusive():
     report = vg.check("exp(x)", x=np.float32(89.0))
     assert report.verdict == "inconclusive" and any("overflows" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("expr,verdict", [
+    ("sum(relu(x)*x)", "pass"), ("sum(relu(x)**2)", "pass"), ("sum(x*abs(x))", "pass"),
+    ("sum(relu(x))", "inconclusive"), ("sum(abs(x))", "inconclusive")])
+def test_smooth_at_a_switch_is_not_a_kink(expr, verdict):
+    """relu(x)*x is C1 at 0: its one-sided derivatives agree up to the high-precision
+    forward's rounding over the step (0 and -2e-21 were read as a kink)."""
+    assert vg.check(expr, x=[0.0, 1.0]).verdict == verdict

@@ -220,3 +220,32 @@ def test_import_verigrad_is_enough_for_check_with_jac():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "pass"
+
+
+def test_a_right_jac_that_rounds_its_own_way_passes():
+    """A hand-written jac rounds in code the tape never sees: cancellation to 0 in a tiny
+    entry (sigmoid as 0.5*(1 + tanh(x/2)) at -40) and a mean of 1e4 rounded its own way
+    are rounding; the same jacs off by 1e-12 and 1e-9 relative still fail."""
+    lse = lambda x: np.sum(np.logaddexp(0, x))  # noqa: E731
+    sig = lambda x, k=1.0: 0.5 * (1 + np.tanh(x / 2)) * k  # noqa: E731
+    assert vg.check_grad(lse, sig, np.array([-40.0, 1.0])).verdict == "pass"
+    assert vg.check_grad(lse, lambda x: sig(x, 1 + 1e-12), np.array([-4.0, 1.0])).verdict \
+        == "fail"
+    x = np.random.default_rng(2).normal(size=20) + 1e4
+    sq = lambda x: np.sum((x - np.mean(x)) ** 2)  # noqa: E731
+    assert vg.check_grad(sq, lambda x: 2 * (x - x.mean()), x).verdict == "pass"
+    assert vg.check_grad(sq, lambda x: 2 * (x - x.mean()) * (1 + 1e-9), x).verdict == "fail"
+
+
+def test_nearby_points_move_on_the_input_own_scale():
+    """x = 3e-6 moved by a floor of 5e-3 landed among the poles of gammaln(1e6 x)."""
+    sp = pytest.importorskip("scipy.special")
+    f = lambda x: np.sum(sp.gammaln(x * 1e6))  # noqa: E731
+    x0 = np.array([3e-6, 5e-6])
+    assert vg.check_grad(f, lambda x: 1e6 * sp.digamma(x * 1e6), x0).verdict == "pass"
+    assert vg.check_grad(f, lambda x: 1.0001e6 * sp.digamma(x * 1e6), x0).verdict == "fail"
+
+
+def test_empty_x0_is_a_clear_error():
+    with pytest.raises(vg.checker.problem.CheckInputError, match="empty"):
+        vg.check_grad(lambda x: np.sum(x ** 2), lambda x: 2 * x, np.array([]))

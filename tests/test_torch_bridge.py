@@ -920,3 +920,27 @@ def test_a_complex_input_is_a_clear_error() -> None:
 
     with pytest.raises(CheckInputError, match="complex"):
         vg.check(lambda z: (z * z).abs().sum(), z)
+
+
+def test_integer_outputs_are_not_differentiated() -> None:
+    """A max with its argmax (mark_non_differentiable): torch's gradcheck ignores the
+    integer output, and so does verigrad."""
+
+    class MaxArg(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            m, i = x.max(0)
+            ctx.save_for_backward(x, i)
+            ctx.mark_non_differentiable(i)
+            return m, i
+
+        @staticmethod
+        def backward(ctx: Any, gm: Any, gi: Any) -> Any:
+            x, i = ctx.saved_tensors
+            g = torch.zeros_like(x)
+            g[i] = gm
+            return g
+
+    x = torch.tensor([0.3, 1.2, -0.5], dtype=F64, requires_grad=True)
+    assert vg.check(MaxArg.apply, x).verdict == "pass"
+    assert vgt.gradcheck(MaxArg.apply, (x,))

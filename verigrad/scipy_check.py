@@ -139,6 +139,9 @@ def _setup(fun: Callable, x0: Any, args: tuple, wrt: Any) -> _Setup:
     values: list[Any] = [x0, *args]
     for w in wrt_t:
         values[w] = _as_float_array(names[w], values[w])[0]
+        if values[w].size == 0:
+            raise CheckInputError(f"{names[w]} is empty (shape {values[w].shape}): there is no "
+                                  f"derivative to check")
     # fun on plain arrays: the values the tape must reproduce
     try:
         with np.errstate(all="ignore"):

@@ -76,6 +76,7 @@ class _Point:
     symbolic: bool = False
     nodes: int = 0              # nodes in the recorded graph
     claimed_rounding: float = 0.0  # relative rounding allowed for a claimed (user) derivative
+    claimed_allow: Any = None      # per entry: a claimed jac's own rounding (_claimed_allowance)
     # flat input j -> (left, right) one-sided FD estimates where FD found a kink (no mirror)
     numeric_kinks: dict = field(default_factory=dict)
     rows: Any = None
@@ -269,6 +270,9 @@ def _analyze(problem: Problem, arrays: list[np.ndarray] | None, opts: dict, poin
         # matrix-vector backward), measured the way _noise measures f's
         fd_errs = fd_errs + FD_SAFETY * _tape_noise(problem, arrays, rows, sizes, opts["seed"],
                                                     tape_rows)
+    if problem.claimed is not None and sym is not None:
+        res.claimed_allow = _claimed_allowance(problem, arrays, rows, sizes, opts["seed"],
+                                               tape_rows, sym)
     # kinks at the point
     kink_cols: dict[tuple[int, int], tuple[float, float]] = {}
     singular = False
@@ -543,6 +547,18 @@ def _tape_noise(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndar
     return np.nan_to_num(worst, nan=0.0, posinf=0.0)
 
 
+def _claimed_allowance(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray,
+                       sizes: list[int], seed: int, claimed: np.ndarray, sym: "_Sym"
+                       ) -> np.ndarray:
+    """A hand-written jac rounds in code the tape never sees: allow what it moves when the
+    inputs move by one ulp (2*(x - mean) at an offset of 1e4), and rounding against the
+    row's largest entry (0.5*(1 + tanh(x/2)) is 0 at x = -40, where sigmoid is 4e-18)."""
+    noise = _tape_noise(problem, arrays, rows, sizes, seed, claimed)
+    scale = np.max(np.abs(np.nan_to_num(sym.replayed, nan=0.0, posinf=0.0, neginf=0.0)),
+                   axis=1, keepdims=True)
+    return FD_SAFETY * noise + ROUNDING_FACTOR * EPS64 * scale
+
+
 def _complex_fn(problem: Problem) -> Any:
     """The function on complex inputs, for the complex step (the FD module keeps it only
     where it agrees with real differences: abs or relu are not holomorphic)."""
@@ -643,6 +659,8 @@ def _entries(problem: Problem, res: _Point, labels: list, tape: np.ndarray, sym:
             s_err = float(sym.exact_err[r, j]) if sym is not None else None
             rp = float(sym.replayed[r, j]) if sym is not None else None
             bound = float(sym.bound[r, j]) if sym is not None else None
+            if res.claimed_allow is not None:
+                bound += float(res.claimed_allow[r, j])
             f = float(fd_rows[r, j]) if fd_rows is not None and fd_checked[j] else None
             fe = float(fd_errs[r, j]) if fd_rows is not None and fd_checked[j] else None
             meth = fd_meth[j] if fd_meth is not None else ""
@@ -1021,11 +1039,13 @@ NEARBY_SYMBOLIC_NODES = 2000
 
 def _nearby_scale(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     """The given point flat, and each entry's scale of a nearby move: max(|a|, mean |a| of
-    its input, 0.05)."""
+    its input), or 0.05 for an input that is all zeros. A floor for every input moved x =
+    3e-6 to -2.6e-3, into poles a function scaled by 1e6 has there."""
     scale = []
     for i in problem.diff_index:
         a = np.abs(problem.values[i])
-        scale.append(np.maximum(a, max(float(np.mean(a)) if a.size else 0.0, 0.05)).reshape(-1))
+        mean = float(np.mean(a)) if a.size else 0.0
+        scale.append(np.maximum(a, mean if mean > 0 else 0.05).reshape(-1))
     return problem.flat_values(), np.concatenate(scale)
 
 

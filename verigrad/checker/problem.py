@@ -121,10 +121,12 @@ class Problem:
             if not isinstance(o, Tensor):
                 raise CheckInputError(f"{self.expression} must return tensors, but output {k} "
                                       f"is {type(o).__name__}")
-            if o._data.dtype.kind not in "fc":
-                raise CheckInputError(f"output {k} of {self.expression} has dtype {o.dtype!r}; "
-                                      f"only float outputs have gradients")
-        return outs
+        floats = [o for o in outs if o._data.dtype.kind in "fc"]
+        if not floats:
+            raise CheckInputError(f"{self.expression} returned no float output (output 0 has "
+                                  f"dtype {outs[0].dtype!r}); only float outputs have gradients")
+        # integer outputs (an argmax, sort indices) have no gradient: torch's convention
+        return floats
 
     def flat(self, dtype: Any = np.float64) -> Callable[[np.ndarray], np.ndarray]:
         """``f(x_flat) -> y_flat`` without recording a graph (for finite differences)."""
