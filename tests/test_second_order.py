@@ -197,3 +197,10 @@ def test_torch_gradgradcheck_agrees():
     x = vg.tensor(X, dtype=vg.float64, requires_grad=True)
     assert vg.gradgradcheck(CORRECT["softplus"].apply, (x,))
     assert not vg.gradgradcheck(MUTANTS["detach-trick"].apply, (x,), raise_exception=False)
+
+
+def test_second_order_at_a_kink_is_inconclusive_not_the_op():
+    """relu's second derivative at 0 is not a number: the built-in op is not to blame."""
+    report = vg.check("relu(x)", x=0.0, order=2)
+    assert report.verdict == "inconclusive" and report.culprit is None, str(report)
+    assert vg.check("relu(x)*x", x=0.5, order=2).verdict == "pass"

@@ -31,6 +31,7 @@ from ..autograd.node import Node
 from ..errors import VerigradError
 from ..symbolic.exact import EPS64, SAFETY, to_mp
 from ..symbolic.graph import GraphView
+from ..symbolic.kinks import rule_switches
 from ..symbolic.local import MirrorError, _freeze, rule_for
 from ..tensor import Tensor, tensor
 from . import finite_diff as fd
@@ -250,6 +251,10 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator, dps: int,
     except Exception as e:  # noqa: BLE001 - the user's forward, re-run on its own inputs
         return SecondOrderFinding(node, path, "skipped", True,
                                   note=f"forward could not be re-run: {e}")
+    switch = _near_switch(node, in_vals, diff, dps)
+    if switch:  # second derivatives of relu at 0 are not a number to compare
+        return SecondOrderFinding(node, path, "skipped", True,
+                                  note=f"at a kink of {switch}: not compared")
     v = [rng.standard_normal(o.shape) for o in outs]
     w = [rng.standard_normal(np.shape(in_vals[i])) for i in diff]
     try:
@@ -299,6 +304,19 @@ def _check_node(view: GraphView, node: Node, rng: np.random.Generator, dps: int,
                         "(.numpy(), vg.tensor(...)) or detached tensors, which the tape cannot "
                         "differentiate; write backward with verigrad ops")
     return finding
+
+
+def _near_switch(node: Node, in_vals: list, diff: list[int], dps: int) -> str | None:
+    """The switch (Max, Abs, ...) of the node's first-order rule within the first-order
+    check's radius of the point, or None (also for a node without a mirror)."""
+    try:
+        rule = rule_for(node, in_vals, diff)
+        args = [to_mp(x) if isinstance(x, np.ndarray) else x for x in in_vals]
+        sym_args = [a for a, sym in zip(args, rule.in_syms) if sym is not None]
+        found = rule_switches(rule, sym_args, 1e-6, dps)
+    except (MirrorError, ValueError, TypeError, ArithmeticError):
+        return None
+    return found[0][1] if found else None
 
 
 def check_second_order(view: GraphView, seed: int = 0, dps: int = 30,
