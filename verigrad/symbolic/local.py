@@ -736,7 +736,7 @@ def rule_for(node: Node, input_values: Sequence[Any], diff_inputs: Sequence[int]
     rule = LocalRule(elementwise=elementwise, in_syms=in_syms, outs=outs,
                      diff_inputs=tuple(i for i in diff_inputs if in_syms[i] is not None),
                      uses_out=node.uses_out)
-    if disk is not None:
+    if disk is not None and rule_cache.cache_dir() is not None:
         rule._store = _disk_writer(disk)
         rule._persist()
     _remember(key, rule)
@@ -752,14 +752,17 @@ def _remember(key: Any, rule: LocalRule) -> None:
 # --- the on-disk copy of registry rules (symbolic/rule_cache.py) ---------------------------
 
 def _texts(exprs: Any, real: dict | None = None) -> list[str] | None:
-    out = []
+    """The texts of one rule part, or None when one does not survive the round trip or all
+    of them together exceed ``rule_cache.MAX_RECORD`` characters."""
+    out, left = [], rule_cache.MAX_RECORD
     for e in exprs:
         if real is not None and not isinstance(e, sp.Basic) and hasattr(e, "_sympy_"):
             e = e._sympy_().xreplace(real)  # SymEngine's symbols carry no assumptions
-        t = rule_cache.dumps(e)
+        t = rule_cache.dumps(e, budget=left)
         if t is None:
             return None
         out.append(t)
+        left -= len(t)
     return out
 
 

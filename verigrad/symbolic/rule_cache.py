@@ -57,6 +57,10 @@ _OFF = ("", "0", "off", "no", "none", "false", "disable", "disabled")
 #: partials, megabytes of text) derive in well under a second; storing those made one
 #: Gaussian-process check take 184 s instead of 11
 MAX_TEXT = 20_000
+#: the most text one rule part (its mirror, partials, magnitudes) is stored with, by the
+#: same measure: a 100-wide softmax's 10,000 partials took 131 s to turn into text and
+#: verify, against 2 s to derive; such a part is derived again by the next process
+MAX_RECORD = 200_000
 
 
 def cache_dir() -> Path | None:
@@ -148,16 +152,17 @@ def _whitelist() -> dict[str, Any]:
 _NAMES: dict[str, Any] = {}
 
 
-def dumps(expr: Any) -> str | None:
+def dumps(expr: Any, budget: int = MAX_TEXT) -> str | None:
     """``expr`` as text that :func:`loads` rebuilds to an equal expression, or None when it
-    does not (then it is not stored). SymEngine expressions are stored as their SymPy form."""
+    does not, or is longer than ``budget`` (then it is not stored). SymEngine expressions
+    are stored as their SymPy form."""
     if not isinstance(expr, sp.Basic) and hasattr(expr, "_sympy_"):
         expr = expr._sympy_()
     if not isinstance(expr, sp.Basic):
         return None
     text = _text(expr)
-    if "Dummy(" in text or len(text) > MAX_TEXT:  # a dummy's index is only unique in one
-        return None                                # process; a long text: see MAX_TEXT
+    if "Dummy(" in text or len(text) > min(MAX_TEXT, budget):  # a dummy's index is only
+        return None          # unique in one process; a long text: see MAX_TEXT, MAX_RECORD
     try:
         return text if loads(text) == expr else None
     except (ValueError, TypeError, ArithmeticError, AttributeError):
