@@ -22,7 +22,7 @@ from ..tensor import Tensor, tensor
 from . import finite_diff as fd
 from .analytic import non_holomorphic
 from .compare import ROUNDING_FACTOR, distinct, unit_roundoff
-from .local import FD_SAFETY, LocalFinding, check_nodes, graph_magnitude
+from .local import FD_SAFETY, LocalFinding, check_nodes, graph_magnitude, restricted
 from .options import validate_options
 from .precision import mpmath_isolated
 from .problem import CheckInputError, Problem, make_problem, option_handler
@@ -1266,9 +1266,11 @@ def _group_test(problem: Problem, res: _Point, tape: np.ndarray, fd_rows: np.nda
 
     def project(b: _Block, eps: float | None) -> bool | None:
         """Does FD along the block's direction disagree with the tape (None: unreliable)?"""
-        u = np.zeros(n)
-        u[b.coords] = b.signs
-        e = fd.derivative(s, x, u, eps=eps, fx=s0)
+        # s of the block's entries alone (check_nodes' restriction): the same values of s,
+        # FD's own work proportional to the block; entries ascending, as FD takes them
+        at = np.argsort(b.coords)
+        c = b.coords[at]
+        e = fd.derivative(restricted(s, x, c), x[c], b.signs[at], eps=eps, fx=s0)
         b.step = e.step
         if not e.reliable or not np.isfinite(e.value[0]) or not e.step > 0:
             return None

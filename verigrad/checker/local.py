@@ -32,7 +32,7 @@ from .compare import (PROBE_SPREAD, PROBES, ROUNDING_FACTOR, digits_lost,
 #: terms that nearly vanishes) its rounding noise reaches them. Tolerances use this multiple.
 FD_SAFETY = 4.0
 
-__all__ = ["LocalFinding", "check_nodes", "RULE_COST_CAP"]
+__all__ = ["LocalFinding", "check_nodes", "RULE_COST_CAP", "restricted"]
 
 #: local rules larger than this (output entries x input entries of one node) are not built;
 #: such nodes are checked by finite differences of their forward instead
@@ -534,7 +534,7 @@ def _fd_element(node: Node, in_vals: list, i: int, j: tuple, onehot: list[np.nda
     # differences along one entry: of s restricted to it (the same numbers, FD's own work
     # on one entry instead of all of them)
     one = np.array([int(np.ravel_multi_index(j, np.shape(in_vals[i]))) if j else 0])
-    est = fd.derivative(_restricted(_projected(node, in_vals, i, onehot), x0, one), x0[one],
+    est = fd.derivative(restricted(_projected(node, in_vals, i, onehot), x0, one), x0[one],
                         np.ones(1))
     e = float(est.value[0])
     return e, FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * abs(e)
@@ -746,12 +746,17 @@ def _projected(node: Node, in_vals: list, i: int, v: list[np.ndarray]) -> Any:
     return s
 
 
-def _restricted(s: Any, x: np.ndarray, coords: np.ndarray) -> Any:
+def restricted(s: Any, x: np.ndarray, coords: np.ndarray) -> Any:
     """``s`` as a function of ``x[coords]`` alone, the other entries held at ``x``: the same
     values of ``s`` along a direction supported on ``coords``, while FD's own work (the
-    points, the realized steps, the scale) is proportional to ``coords``, not to ``x``."""
+    points, the realized steps, the scale) is proportional to ``coords``, not to ``x``.
+    The full point is written into one buffer, made once (a fresh copy of a 1e6-entry ``x``
+    per evaluation cost page faults like a forward's): ``s`` must neither keep nor change
+    its argument, as the node checks' (a Function's forward runs on a copy; a built-in op
+    reads its inputs) and the checker's (``Problem.flat`` makes fresh tensors) do not."""
+    full = x.copy()
+
     def sb(z: np.ndarray) -> np.ndarray:
-        full = x.copy()
         full[coords] = z
         return s(full)
     return sb
@@ -823,7 +828,7 @@ def _locate(s: Any, x: np.ndarray, g: np.ndarray, rng: np.random.Generator) -> t
     far less.
 
     Every difference is taken on ``s`` restricted to the entries its direction moves
-    (``_restricted``), from the one ``s(x)`` computed here: each evaluation is one forward
+    (``restricted``), from the one ``s(x)`` computed here: each evaluation is one forward
     of the node, and FD's own work on a block (and on each half of a bisection) is
     proportional to the block."""
     s0 = np.asarray(s(x), dtype=float).reshape(-1)
@@ -853,7 +858,7 @@ def _bisect(s: Any, x: np.ndarray, g: np.ndarray, coords: np.ndarray,
     def project(part: slice, eps: float | None) -> tuple[float, float, float] | None:
         """(FD minus tape, allowance, step) along the signs on ``coords[part]``."""
         c = coords[part]
-        est = fd.derivative(_restricted(s, x, c), x[c], signs[part], eps=eps, fx=s0)
+        est = fd.derivative(restricted(s, x, c), x[c], signs[part], eps=eps, fx=s0)
         if not est.step > 0 or not np.isfinite(est.value[0]):
             return None
         value = float(est.value[0])
@@ -883,7 +888,7 @@ def _bisect(s: Any, x: np.ndarray, g: np.ndarray, coords: np.ndarray,
             return None  # spread over both halves: no single entry to name
     j = int(coords[lo])
     one = np.array([j])
-    sj = _restricted(s, x, one)
+    sj = restricted(s, x, one)
     est = fd.derivative(sj, x[one], np.ones(1), fx=s0)
     err = abs(float(est.value[0]) - g[j])
     tol_j = FD_SAFETY * float(est.error[0]) + EPS64 * SAFETY * abs(g[j])
