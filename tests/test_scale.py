@@ -280,3 +280,24 @@ def test_a_builtin_rule_wrong_where_its_sample_did_not_look_is_still_named():
         assert report.culprit.grad_fn == "TanhOddBackward0"
         assert report.culprit.path == "AddBackward0 <- TanhOddBackward0"
         assert not any(n.note.startswith("not checked on its own") for n in report.nodes)
+
+
+def test_one_wrong_entry_of_a_large_builtin_elementwise_op_is_named():
+    """Over RULE_COST_CAP entries a built-in elementwise node is checked by projections
+    run on each block's own entries (the op declares entry k depends on entry k alone);
+    its one entry past 2, where the rule is wrong, is still found by index."""
+    from verigrad.checker.local import RULE_COST_CAP
+    from verigrad.registry import defop, scratch
+
+    n = RULE_COST_CAP + 50_000
+    x = np.random.default_rng(1).uniform(-1.0, 1.0, n)
+    x[n // 3] = 2.5
+    with scratch():
+        defop("tanh_odd", forward=np.tanh, elementwise=True,
+              vjp=lambda F, g, x: g * (1 - np.tanh(x) ** 2) * np.where(np.abs(x) > 2,
+                                                                         1.001, 1.0),
+              mirror=lambda x: __import__("sympy").tanh(x))
+        report = vg.check(lambda t: vg.tanh_odd(t).sum(), x, nearby=0)
+    assert report.verdict == "fail"
+    assert report.culprit.grad_fn == "TanhOddBackward0"
+    assert report.culprit.element == (n // 3,)
