@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .._lazy import sp
 from ..symbolic.graph import GraphView
-from ..symbolic.local import MirrorError, rule_for
+from ..symbolic.local import MirrorError, _freeze, rule_for
 from ..symbolic.traced import trace_of
 from .local import RULE_COST_CAP, rule_cost
 
@@ -29,8 +31,19 @@ def _not_analytic() -> tuple:
 def non_holomorphic(view: GraphView) -> str:
     """The grad_fn name of the first node whose mirror is not holomorphic ("" if none is)."""
     bad = _not_analytic()
+    # a built-in node's answer depends on its op, parameters and input shapes only: one
+    # look per kind (a 1e5-op chain has two), not a rule lookup and a traversal per node
+    seen: set = set()
     for node in view.nodes:
         vals = view.input_values(node)
+        key = None
+        if not node.user_code:
+            try:
+                key = (_freeze(node.rule_key(vals)), tuple(np.shape(v) for v in vals))
+                if key in seen:
+                    continue
+            except TypeError:  # an unhashable parameter: looked at on its own
+                key = None
         if rule_cost(node, vals) > RULE_COST_CAP:
             return node.name()  # too large to read: the real differences decide
         try:
@@ -45,6 +58,8 @@ def non_holomorphic(view: GraphView) -> str:
             continue
         if any(_has(e, bad) for o in rule.outs for e in o.flat):
             return node.name()
+        if key is not None:
+            seen.add(key)
     return ""
 
 
