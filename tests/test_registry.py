@@ -122,3 +122,20 @@ def test_internal_rows_have_no_face():
         defop("_hidden", forward=lambda x: x, vjp=lambda F, g: g, mirror=lambda x: x,
               expression=True)
     assert "_hidden" not in REGISTRY
+
+
+@pytest.mark.parametrize("op", [op for op in REGISTRY.values() if op.moves_data],
+                         ids=lambda op: op.name)
+def test_moves_data_rows_only_move_entries(op):
+    """``moves_data`` makes a rule cost one partial per output entry: hold every such
+    row's mirror to it on each of its cases (each output entry one input symbol or 0)."""
+    import numpy as np
+    import sympy as sp
+
+    for shapes, params in op.domain.cases(np.random.default_rng(0)):
+        names = iter(sp.symbols(f"a0:{sum(int(np.prod(s)) for s in shapes)}"))
+        args = [np.array([next(names) for _ in range(int(np.prod(s)))], dtype=object)
+                .reshape(s) for s in shapes]
+        out = np.asarray(op.mirror(*args, **params), dtype=object)
+        for e in out.reshape(-1):
+            assert e == 0 or isinstance(sp.sympify(e), sp.Symbol), (op.name, e)

@@ -127,6 +127,9 @@ class OpDef:
     #: is its own; ``operator.mul`` for ``np.multiply``): 0-d inputs take it, several times
     #: cheaper than a ufunc call on 0-d arrays. None: 0-d inputs run ``forward``.
     scalar: Callable | None = field(default=None, repr=False)
+    #: the mirror only moves entries (each output entry is one input entry or a constant):
+    #: its rule costs one partial per output entry, however large the input
+    moves_data: bool = False
 
     @property
     def variadic(self) -> bool:
@@ -146,7 +149,8 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
           numpy: str | Sequence[str] | None = None,
           public: str | bool = True, method: bool | None = None,
           expression: bool | None = None, aliases: Sequence[str] | Mapping[str, Any] = (),
-          arguments: Sequence[str] | None = None, scalar: Callable | None = None) -> OpDef:
+          arguments: Sequence[str] | None = None, scalar: Callable | None = None,
+          moves_data: bool = False) -> OpDef:
     """Declare an op overload. ``name`` is ``base`` or ``base.overload``; overloads of one
     base are numbered in declaration order, which therefore follows PyTorch's numbering.
     ``numpy`` names the numpy function(s) the op stands for; by default ``np.<base>`` where
@@ -211,7 +215,7 @@ def defop(name: str, *, inputs: Sequence[str] = ("x",), params: Sequence[str] = 
                saved=tuple(saved), uses_out="out" in uses, uses_needs="needs" in uses,
                uses_shapes="shapes" in uses, vjp_params=tuple(p for p in params if p in uses),
                keep=frozenset(saved), keep_all=bool(saved) and inputs[0].startswith("*"),
-               public=public, arguments=arguments, scalar=scalar)
+               public=public, arguments=arguments, scalar=scalar, moves_data=moves_data)
     face = None
     if public is not None:  # checked before anything is registered: a refused row leaves no trace
         face = FACES.get(public) or Face(public)

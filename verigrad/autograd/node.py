@@ -289,6 +289,11 @@ class OpNode(Node):
         return self.op.elementwise
 
     @property
+    def moves_data(self) -> bool:
+        """Whether the op only moves entries (a slice, a reshape): see ``OpDef.moves_data``."""
+        return self.op.moves_data
+
+    @property
     def uses_out(self) -> bool:
         """Whether the op's VJP reads the forward output (its rounding reaches the VJP)."""
         return self.op.uses_out

@@ -75,6 +75,8 @@ def rule_cost(node: Node, in_vals: list) -> int:
     sizes = [int(np.size(v)) for v in in_vals if isinstance(v, np.ndarray)] or [1]
     if node.elementwise:
         return max(sizes)
+    if getattr(node, "moves_data", False):  # a slice: one partial per output entry
+        return max(sizes + [int(np.size(node_forward(node, in_vals)[0]))])
     # a custom Function knows its outputs' shapes; an op's output is one forward away
     meta = getattr(node, "_out_meta", None)
     out = sum(int(np.prod(s)) for s, _ in meta) if meta is not None \

@@ -14,10 +14,10 @@ def _cases(*cs):
     return Domain(intervals=(((-2.0, 2.0),),), cases=lambda rng: list(cs))
 
 
-def _shape_op(name, forward, cases, params, vjp=None, inputs=("x",), **face):
+def _shape_op(name, forward, cases, params, vjp=None, inputs=("x",), moves_data=True, **face):
     vjp = vjp or (lambda F, g, shapes: F.reshape(g, shapes[0]))
     return defop(name, inputs=inputs, params=params, forward=forward, vjp=vjp, mirror=forward,
-                 domain=_cases(*cases), **face)
+                 domain=_cases(*cases), moves_data=moves_data, **face)
 
 
 def _view(x, shape):
@@ -106,12 +106,13 @@ CAT = defop("cat", inputs=("*tensors",), params=("dim",),
             forward=lambda *tensors, dim: np.concatenate(tensors, axis=dim),
             vjp=lambda F, g, dim, shapes: _split(F, g, dim % len(shapes[0]), shapes),
             mirror=lambda *tensors, dim: np.concatenate(tensors, axis=dim), numpy="concatenate",
+            moves_data=True,
             domain=_cases((((2,), (3,)), {"dim": 0}), (((2, 2), (2, 1), (2, 3)), {"dim": 1})))
 STACK = defop("stack", inputs=("*tensors",), params=("dim",),
               forward=lambda *tensors, dim: np.stack(tensors, axis=dim),
               vjp=lambda F, g, dim, shapes: tuple(
                   F.select(g, dim % (len(shapes[0]) + 1), i) for i in range(len(shapes))),
-              mirror=lambda *tensors, dim: np.stack(tensors, axis=dim),
+              mirror=lambda *tensors, dim: np.stack(tensors, axis=dim), moves_data=True,
               domain=_cases((((2,), (2,)), {"dim": 0}), (((2, 3), (2, 3), (2, 3)), {"dim": -1})))
 SELECT = _shape_op("select", _select, [(((3,),), {"dim": 0, "index": 1}),
                                         (((2, 3),), {"dim": 1, "index": -1})], ("dim", "index"),
@@ -141,7 +142,7 @@ SLICE_BACKWARD = _shape_op("slice_backward", _slice_backward,
 INDEX_PUT = _shape_op("index_put", _index_put,
                       [(((3,),), {"shape": (4,), "key": (np.array([0, 2, 2]),)})], ("shape", "key"),
                       lambda F, g, key: F.index(g, key),
-                      public=False)
+                      public=False, moves_data=False)  # repeated indices add up
 TO_COPY = defop("_to_copy", params=("dtype", "src"), forward=lambda x, dtype, src: x.astype(dtype),
                 vjp=lambda F, g, src: F.astype(g, src), mirror=lambda x, dtype, src: x,
                 domain=_cases((((3,),), {"dtype": np.float32, "src": np.float64}),
