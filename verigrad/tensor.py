@@ -415,7 +415,11 @@ def _poolable(op: OpDef, dt: np.dtype, nin: int) -> bool:
 
 
 def unary_fn(op: OpDef, convert: Any) -> Any:
-    """``f(a)``: ``apply(op, (a,))``, where ``convert(a)`` makes a non-Tensor ``a`` one."""
+    """``f(a)``: ``apply(op, (a,))``, where ``convert(a)`` makes a non-Tensor ``a`` one.
+
+    The 0-d float path below and :func:`binary_fn`'s write the result's and the node's
+    fields out in full rather than through shared helpers: on a scalar graph every call
+    is paid per op (tests/test_engine_fast.py holds both to what ``apply`` records)."""
 
     def unary(input: Any) -> "Tensor":  # PyTorch's argument names
         a = input
