@@ -1021,6 +1021,7 @@ def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
         what = f"d out{_index(k)} / d {f.input_name}{_index(f.element)} is"
     e_s, g_s = distinct(exp, got)
     rel = abs(got - exp) / abs(exp) if exp else math.inf
+    where += f" in the {f.run} run" if f.run else ""
     msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
            f"({f.input_name}){where}: {what} {e_s} by {against}, got {g_s} (error "
            f"{err:.2g} > tolerance {tol:.2g}, relative error {rel:.2g}; path {f.path})")
@@ -1105,7 +1106,7 @@ def _float32_note(problem: Problem, main: _Point, seed: int) -> None:
     found = [f for f in check_nodes(GraphView.of(outs), seed, functions_only=True)
              if not f.ok]
     for f in found:
-        f.note = "; ".join(x for x in (f.note, "in the float32 run") if x)
+        f.run = "float32"
     main.findings += found
     given = [e for e in main.entries if e.point == 0]
     if g32.size != len(given):  # projections (many outputs): the node checks judge float32
