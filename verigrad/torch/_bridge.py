@@ -30,6 +30,7 @@ from torch.utils._pytree import tree_flatten
 
 import verigrad as vg
 from verigrad.autograd.function import Function as VgFunction
+from verigrad.checker.compare import distinct
 from verigrad.checker.local import FD_SAFETY
 from verigrad.errors import BackwardContractError
 from verigrad.ops import shape as S
@@ -979,10 +980,11 @@ def _compare_torch(report: Any, fn: Any, specs: list[_Spec], names: list[str]) -
         return
     if bad:
         e, got = bad[0]
+        t_s, r_s = distinct(got, e.reference)  # digits enough to see them differ
         report.notes.append(
             f"torch.autograd.grad (torch's own tape) disagrees with the reference on "
-            f"{len(bad)} of {len(entries)} entries, first {e.label}: torch {got:.10g}, "
-            f"reference {e.reference:.10g}")
+            f"{len(bad)} of {len(entries)} entries, first {e.label}: torch {t_s}, "
+            f"reference {r_s}")
         report.verdict = "fail"
     else:
         report.notes.append(f"torch.autograd.grad agrees with the reference on all "
