@@ -186,3 +186,12 @@ def test_smooth_at_a_switch_is_not_a_kink(expr, verdict):
     """relu(x)*x is C1 at 0: its one-sided derivatives agree up to the high-precision
     forward's rounding over the step (0 and -2e-21 were read as a kink)."""
     assert vg.check(expr, x=[0.0, 1.0]).verdict == verdict
+
+
+@pytest.mark.parametrize("seed,max_rows", [(0, 16), (5, 16), (3, 2)])
+def test_float32_run_is_compared_along_the_given_point_cotangents(seed, max_rows):
+    """30 outputs: projections on seeded cotangents, which the float32 run must share."""
+    x = np.float32(np.random.default_rng(0).normal(size=30))
+    report = vg.check(lambda x: vg.tanh(x) * 2, x, seed=seed, max_rows=max_rows)
+    assert report.verdict == "pass", str(report)
+    assert any("within float32's rounding" in n for n in report.notes), report.notes
