@@ -173,3 +173,13 @@ def test_a_rule_part_over_the_record_budget_is_not_stored(tmp_path, monkeypatch)
     assert _texts(exprs) is not None
     monkeypatch.setattr(rule_cache, "MAX_RECORD", sum(len(t) for t in _texts(exprs)) - 1)
     assert _texts(exprs) is None
+
+
+def test_a_file_larger_than_any_record_is_a_miss(tmp_path, monkeypatch):
+    """A 35 MB record from before MAX_RECORD took 37 s to read on every run: now a miss,
+    and the rule derived again replaces it."""
+    monkeypatch.setenv(rule_cache.ENV, str(tmp_path))
+    rule_cache.save("k", {"a": 1})
+    assert rule_cache.load("k") == {"a": 1, "key": "k"}
+    monkeypatch.setattr(rule_cache, "MAX_FILE", 5)
+    assert rule_cache.load("k") is None

@@ -204,3 +204,5 @@ def test_second_order_at_a_kink_is_inconclusive_not_the_op():
     report = vg.check("relu(x)", x=0.0, order=2)
     assert report.verdict == "inconclusive" and report.culprit is None, str(report)
     assert vg.check("relu(x)*x", x=0.5, order=2).verdict == "pass"
+    # C1 at 0: the first order passes, the second derivative does not exist
+    assert vg.check("relu(x)*x", x=0.0, order=2).verdict == "inconclusive"

@@ -1021,7 +1021,6 @@ def _culprit_message(f: LocalFinding, where: str, against: str) -> str:
         what = f"d out{_index(k)} / d {f.input_name}{_index(f.element)} is"
     e_s, g_s = distinct(exp, got)
     rel = abs(got - exp) / abs(exp) if exp else math.inf
-    where += f" in the {f.run} run" if f.run else ""
     msg = (f"{f.node.name()} returns a wrong gradient for input {f.input_index} "
            f"({f.input_name}){where}: {what} {e_s} by {against}, got {g_s} (error "
            f"{err:.2g} > tolerance {tol:.2g}, relative error {rel:.2g}; path {f.path})")
@@ -1090,8 +1089,9 @@ F32_SAFETY = 16.0
 def _float32_note(problem: Problem, main: _Point, seed: int) -> None:
     """The float32 run, judged at float32's precision: its gradient against the reference
     with the float64 tolerances rescaled to float32's unit roundoff plus the rounding noise
-    measured by nudging the float32 inputs one ulp; its user Functions' backwards on their
-    own (a backward that branches on the dtype, or overflows in float32, is wrong there)."""
+    measured by nudging the float32 inputs one ulp (a backward that branches on the dtype,
+    or overflows in float32 with a finite forward, is wrong there). Its nodes are not
+    checked on their own: a float32 node's saved values and float64 cotangents mix."""
     if not any(d is not None and np.dtype(d) == np.float32 for d in problem.user_dtypes):
         return
     try:
@@ -1106,11 +1106,6 @@ def _float32_note(problem: Problem, main: _Point, seed: int) -> None:
     except (CheckInputError, VerigradError) as e:
         main.notes.append(f"float32 run failed: {e}")
         return
-    found = [f for f in check_nodes(GraphView.of(outs), seed, functions_only=True)
-             if not f.ok]
-    for f in found:
-        f.run = "float32"
-    main.findings += found
     given = [e for e in main.entries if e.point == 0]
     if rows is not main.rows or g32.size != len(given):  # a sample: the node checks judge
         return
@@ -1127,7 +1122,8 @@ def _float32_note(problem: Problem, main: _Point, seed: int) -> None:
             continue
         diff = abs(got - ref)
         worst = max(worst, diff)
-        allowed = F32_SAFETY * ((e.tolerance or 0.0) * scale + n)
+        # float32's underflow: a gradient below its normal range is rounding to zero
+        allowed = F32_SAFETY * ((e.tolerance or 0.0) * scale + n + np.finfo(np.float32).tiny)
         if diff > allowed:
             bad.append((e, got, ref, allowed))
     for e, got, ref, allowed in bad:

@@ -55,7 +55,6 @@ class LocalFinding:
     note: str = ""
     contract: str = ""              # a contract violation, if any
     dtype: str = "float64"          # the precision the node works in (its tolerance's unit)
-    run: str = ""                   # "float32": found in the float32 run of a float32 input
     precision: str = ""             # lost digits of a right formula (a warning, not a failure)
     slack: float = 1.0              # multiple of the rounding bound its error was measured at
     #: expected/got above are v . J for a seeded random cotangent v (a projection on a random

@@ -388,6 +388,12 @@ def extend_report(report: CheckReport, problem: Any, order: int, seed: int = 0,
         report.culprit = report.culprits[0]
     if bad:
         report.verdict = "fail"
+    kinked = [f for f in findings if f.method == "skipped" and f.note.startswith("at a kink")]
+    if kinked and report.verdict == "pass":
+        # relu(x)*x at 0 is C1 (first order passes) but has no second derivative there
+        report.verdict = "inconclusive"
+        report.notes.append(f"second order: {kinked[0].node.name()} is {kinked[0].note}: "
+                            f"the second derivative does not exist at this point")
     n_fn = sum(f.node.user_code for f in findings)
     report.notes.append(
         f"second order: the double backward (create_graph=True) of {n_fn} custom Function "

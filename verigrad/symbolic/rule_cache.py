@@ -61,6 +61,8 @@ MAX_TEXT = 20_000
 #: same measure: a 100-wide softmax's 10,000 partials took 131 s to turn into text and
 #: verify, against 2 s to derive; such a part is derived again by the next process
 MAX_RECORD = 200_000
+#: the largest file a record of at most four parts of MAX_RECORD can make, with JSON's quotes
+MAX_FILE = 4 * MAX_RECORD + 200_000
 
 
 def cache_dir() -> Path | None:
@@ -99,8 +101,11 @@ def load(key: str) -> dict | None:
     directory = cache_dir()
     if directory is None:
         return None
+    path = _path(directory, key)
     try:
-        record = json.loads(_path(directory, key).read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_FILE:  # written before MAX_RECORD: derived and replaced
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     if not isinstance(record, dict) or record.get("key") != key:
