@@ -535,18 +535,23 @@ def _noise(f: Any, x: np.ndarray, seed: int, probes: int = 4,
 
 
 def _tape_noise(problem: Problem, arrays: list[np.ndarray] | None, rows: np.ndarray,
-                sizes: list[int], seed: int, base: np.ndarray, probes: int = 2) -> np.ndarray:
-    """How much the tape's gradient moves when every input moves by one ulp."""
+                sizes: list[int], seed: int, base: np.ndarray, probes: int = 2,
+                dtype: Any = np.float64) -> np.ndarray:
+    """How much the tape's gradient moves when every input moves by one ulp of ``dtype``
+    (a point where the function fails is left out)."""
     rng = np.random.default_rng(seed + 31)
     arrays = arrays if arrays is not None else [problem.values[i] for i in problem.diff_index]
     worst = np.zeros_like(base)
     for _ in range(probes):
-        moved = [np.nextafter(a, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf))
-                 for a in arrays]
-        args = problem.leaves(moved)
+        moved = [np.nextafter(np.asarray(a, dtype=dtype), np.where(
+            rng.random(np.shape(a)) < 0.5, -np.inf, np.inf).astype(dtype)) for a in arrays]
+        args = problem.leaves(moved, dtype=dtype)
         leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
-        g, err = _tape_rows(problem.run(args), leaves, rows, sizes) if problem.claimed is None \
-            else (problem.claimed(args, rows), "")
+        try:
+            g, err = _tape_rows(problem.run(args), leaves, rows, sizes) \
+                if problem.claimed is None else (problem.claimed(args, rows), "")
+        except (CheckInputError, VerigradError):
+            continue
         if not err:
             worst = np.fmax(worst, np.abs(g - base))
     return np.nan_to_num(worst, nan=0.0, posinf=0.0)
@@ -1109,7 +1114,8 @@ def _float32_note(problem: Problem, main: _Point, seed: int) -> None:
     given = [e for e in main.entries if e.point == 0]
     if rows is not main.rows or g32.size != len(given):  # a sample: the node checks judge
         return
-    noise = _float32_noise(problem, rows, seed, g32.reshape(-1))
+    noise = _tape_noise(problem, None, rows, [o.numel() for o in outs], seed, g32,
+                        dtype=np.float32).reshape(-1)
     scale = unit_roundoff(np.float32) / unit_roundoff(np.float64)
     forward_finite = all(np.isfinite(o._data).all() for o in outs)
     worst, bad, overflow = 0.0, [], []
@@ -1148,28 +1154,6 @@ def _float32_note(problem: Problem, main: _Point, seed: int) -> None:
         main.notes.append(f"checked in float64; the float32 run differs from it by up to "
                           f"{worst:.2g}, within float32's rounding: not a wrong rule"
                           + (f" ({err})" if err else ""))
-
-
-def _float32_noise(problem: Problem, rows: np.ndarray, seed: int, base: np.ndarray,
-                   probes: int = 2) -> np.ndarray:
-    """How much the float32 gradient moves when every float32 input moves by one ulp."""
-    rng = np.random.default_rng(seed + 37)
-    worst = np.zeros_like(base)
-    for _ in range(probes):
-        moved = [np.nextafter(a32, np.where(rng.random(a32.shape) < 0.5, -np.inf, np.inf)
-                              .astype(np.float32))
-                 for a32 in (np.asarray(problem.values[i], dtype=np.float32)
-                             for i in problem.diff_index)]
-        args = problem.leaves([m.astype(np.float64) for m in moved], dtype=np.float32)
-        leaves = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
-        try:
-            outs = problem.run(args)
-            g, err = _tape_rows(outs, leaves, rows, [o.numel() for o in outs])
-        except (CheckInputError, VerigradError):
-            continue
-        if not err:
-            worst = np.fmax(worst, np.abs(g.reshape(-1) - base))
-    return np.nan_to_num(worst, nan=0.0, posinf=0.0)
 
 
 def _closed_form(problem: Problem, scalar: bool, max_inputs: int, max_nodes: int) -> tuple:
