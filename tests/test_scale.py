@@ -47,20 +47,6 @@ def test_paths_of_deep_nodes_are_shortened_and_name_the_output():
 
 
 def test_a_wrong_rule_deep_in_a_chain_is_named_with_a_short_path():
-    class Twice(vg.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * 2.0
-
-        @staticmethod
-        def backward(ctx, g):
-            return g * 2.0001
-
-        @staticmethod
-        def symbolic(x):
-            return 2 * x
-
     def f(x):
         return chain(Twice.apply(x), 400)
 
