@@ -5,13 +5,7 @@ the checkout has its history).
 """
 from __future__ import annotations
 
-import io
-import json
-import os
-import shutil
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,28 +14,14 @@ import verigrad as vg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_bitwise_workloads as workloads  # noqa: E402
+from engine_before import run_at  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 #: main before the round: the reference
 BEFORE = "3bf4f1a"
 
 
 def _before(tmp: Path) -> dict | None:
-    git = shutil.which("git")
-    if git is None or not (ROOT / ".git").exists():
-        return None
-    try:
-        blob = subprocess.run([git, "-C", str(ROOT), "archive", BEFORE, "verigrad"],
-                              capture_output=True, check=True, timeout=60).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-        tar.extractall(tmp, filter="data")
-    env = dict(os.environ, PYTHONPATH=str(tmp))
-    run = subprocess.run([sys.executable, str(Path(workloads.__file__))], env=env,
-                         capture_output=True, text=True, timeout=600, cwd=str(tmp))
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout)
+    return run_at(BEFORE, Path(workloads.__file__), [], tmp, 600)
 
 
 def test_workloads_match_the_engine_before_the_round(tmp_path):

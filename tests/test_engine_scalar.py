@@ -12,12 +12,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tarfile
-import io
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +28,8 @@ from verigrad.tensor import _apply_general, apply
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_scalar_corpus as corpus  # noqa: E402
+from engine_before import run_at  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 #: the last commit before the fast path: the reference the corpus is compared with
 PRE_FAST_PATH = "37f80cd"
 
@@ -131,21 +126,7 @@ def test_written_out_backward_is_the_generic_one(item, zero_d, owned):
 
 def _pre_change_corpus(n: int, tmp: Path) -> list | None:
     """The corpus run by the engine as it was before the fast path (None without git)."""
-    git = shutil.which("git")
-    if git is None or not (ROOT / ".git").exists():
-        return None
-    try:
-        blob = subprocess.run([git, "-C", str(ROOT), "archive", PRE_FAST_PATH, "verigrad"],
-                              capture_output=True, check=True, timeout=60).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-        tar.extractall(tmp, filter="data")
-    env = dict(os.environ, PYTHONPATH=str(tmp))
-    run = subprocess.run([sys.executable, str(Path(corpus.__file__)), str(n)], env=env,
-                         capture_output=True, text=True, timeout=300, cwd=str(tmp))
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout)
+    return run_at(PRE_FAST_PATH, Path(corpus.__file__), [str(n)], tmp, 300)
 
 
 def test_scalar_corpus_matches_the_engine_before_the_fast_path(tmp_path):
