@@ -613,10 +613,10 @@ def _phi(n: int) -> np.ndarray:
 
 def _cholesky_vjp(F, g, out):
     n = out.shape[-1]
-    inv = _inv_any(out)
-    p = (F.mT(out) @ (g * np.tril(np.ones((n, n))))) * _phi(n)
+    phi, inv = _phi(n), _inv_any(out)
+    p = (F.mT(out) @ (g * np.tril(np.ones((n, n))))) * phi
     s = F.mT(inv) @ p @ inv
-    return (s + F.mT(s)) * _phi(n)
+    return (s + F.mT(s)) * phi
 
 
 def _lower_symmetric(m):
